@@ -1,0 +1,52 @@
+"""Image → model input: the one normalisation used by training, export
+parity checks and every runtime backend."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from affect.spec import ModelSpec
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Greyscale (HxW or HxWx1) or RGBA → HxWx3 RGB uint8."""
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    return image
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """NHWC uint8 RGB (or HWC) → NCHW float32 `(pixel/255 - mean) / std`."""
+    batch = images[None] if images.ndim == 3 else images
+    x = batch.astype(np.float32) * np.float32(1 / 255)
+    x -= np.asarray(mean, np.float32)
+    x /= np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def prepare_batch(crops: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
+    """RGB face crops of any size → the model's input tensor [N, 3, S, S]."""
+    if len(crops) == 0:
+        return np.zeros((0, 3, spec.input_size, spec.input_size), np.float32)
+    batch = np.stack([resize_square(to_rgb(c), spec.input_size) for c in crops])
+    return normalise(batch, spec.mean, spec.std)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
