@@ -1,0 +1,144 @@
+"""Plotly figures for the pages. Figures only draw numbers they are given;
+every metric comes from the files the other rooms write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from affect.labels import QUADRANTS
+
+PALETTE = qualitative.D3 + qualitative.Set2
+
+
+def track_colour(track_id: int) -> str:
+    """The same track keeps the same colour on every page and chart."""
+    return PALETTE[int(track_id) % len(PALETTE)]
+
+
+def va_plane(trails: pd.DataFrame | None = None, current: pd.DataFrame | None = None,
+             title: str = "Valence–arousal plane", height: int = 420) -> go.Figure:
+    """The circumplex: unit circle, axes, quadrant names from affect.labels.QUADRANTS,
+    each track's trail in its own colour and its latest point emphasised.
+
+    `trails`/`current` hold `track_id, valence, arousal` (and `t_ms` for trails)."""
+    fig = go.Figure()
+    theta = np.linspace(0, 2 * np.pi, 121)
+    fig.add_trace(go.Scatter(x=np.cos(theta), y=np.sin(theta), mode="lines", hoverinfo="skip",
+                             line={"color": "#bbbbbb", "width": 1}, showlegend=False))
+    for (v_pos, a_pos), name in QUADRANTS.items():
+        fig.add_annotation(x=0.72 if v_pos else -0.72, y=0.92 if a_pos else -0.92, text=name,
+                           showarrow=False, font={"size": 13, "color": "#777777"})
+    if trails is not None and not trails.empty:
+        for track_id, rows in trails.groupby("track_id", sort=True):
+            fig.add_trace(go.Scatter(
+                x=rows["valence"], y=rows["arousal"], mode="lines+markers", name=f"track {track_id}",
+                line={"color": track_colour(track_id), "width": 2}, marker={"size": 4},
+                opacity=0.6, legendgroup=str(track_id)))
+    if current is not None and not current.empty:
+        for track_id, rows in current.groupby("track_id", sort=True):
+            fig.add_trace(go.Scatter(
+                x=rows["valence"], y=rows["arousal"], mode="markers", name=f"track {track_id} now",
+                marker={"color": track_colour(track_id), "size": 15, "line": {"color": "black", "width": 1}},
+                legendgroup=str(track_id), showlegend=trails is None or trails.empty))
+    axis = {"range": [-1.05, 1.05], "zeroline": True, "zerolinecolor": "#999999", "dtick": 0.5}
+    fig.update_layout(title=title, height=height, xaxis={**axis, "title": "valence"},
+                      yaxis={**axis, "title": "arousal", "scaleanchor": "x", "scaleratio": 1},
+                      margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def probability_bars(labels: Sequence[str], probabilities: pd.DataFrame | None,
+                     title: str = "Expression probabilities") -> go.Figure:
+    """Horizontal bars per label; `probabilities` has one row per track (index = track id)."""
+    fig = go.Figure()
+    if probabilities is not None:
+        for track_id, row in probabilities.iterrows():
+            fig.add_trace(go.Bar(y=list(labels), x=[float(row[f"p_{lab}"]) for lab in labels],
+                                 orientation="h", name=f"track {track_id}",
+                                 marker={"color": track_colour(int(track_id))}))
+    fig.update_layout(title=title, barmode="group", height=320, xaxis={"range": [0, 1]},
+                      yaxis={"autorange": "reversed"}, margin={"l": 80, "r": 10, "t": 40, "b": 30})
+    return fig
+
+
+def va_over_time(df: pd.DataFrame) -> go.Figure:
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("valence", "arousal"),
+                        vertical_spacing=0.08)
+    for track_id, rows in df.groupby("track_id", sort=True):
+        t_s = rows["t_ms"] / 1000.0
+        for i, col in enumerate(("valence", "arousal"), start=1):
+            fig.add_trace(go.Scatter(x=t_s, y=rows[col], mode="lines", name=f"track {track_id}",
+                                     line={"color": track_colour(track_id)}, legendgroup=str(track_id),
+                                     showlegend=i == 1), row=i, col=1)
+    fig.update_yaxes(range=[-1.05, 1.05])
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
+    fig.update_layout(height=420, margin={"l": 40, "r": 10, "t": 30, "b": 40})
+    return fig
+
+
+def expression_timeline(df: pd.DataFrame, labels: Sequence[str]) -> go.Figure:
+    fig = go.Figure()
+    for track_id, rows in df.groupby("track_id", sort=True):
+        fig.add_trace(go.Scatter(x=rows["t_ms"] / 1000.0, y=rows["expression"], mode="markers",
+                                 name=f"track {track_id}", marker={"color": track_colour(track_id),
+                                                                   "symbol": "line-ns-open", "size": 12}))
+    fig.update_layout(height=300, xaxis={"title": "time (s)"},
+                      yaxis={"categoryorder": "array", "categoryarray": list(labels)},
+                      margin={"l": 80, "r": 10, "t": 20, "b": 40})
+    return fig
+
+
+def share_bars(per_track: pd.DataFrame, category: str, order: Sequence[str]) -> go.Figure:
+    """Seconds per category (quadrant or expression), one bar group per track."""
+    fig = go.Figure()
+    for track_id, rows in per_track.groupby("track_id", sort=True):
+        rows = rows.set_index(category).reindex(order).fillna(0)
+        fig.add_trace(go.Bar(x=list(order), y=rows["seconds"], name=f"track {track_id}",
+                             marker={"color": track_colour(track_id)}))
+    fig.update_layout(barmode="stack", height=300, yaxis={"title": "seconds"},
+                      margin={"l": 40, "r": 10, "t": 20, "b": 40})
+    return fig
+
+
+def confusion_heatmap(matrix: np.ndarray, labels: Sequence[str], normalised: bool) -> go.Figure:
+    text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in row] for row in matrix]
+    fig = go.Figure(go.Heatmap(z=matrix, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
+                               colorscale="Blues", hovertemplate="true %{y}<br>pred %{x}<br>%{text}<extra></extra>"))
+    fig.update_layout(title="Confusion matrix" + (" (row-normalised)" if normalised else " (counts)"),
+                      xaxis={"title": "predicted"}, yaxis={"title": "true", "autorange": "reversed"},
+                      height=480, margin={"l": 80, "r": 10, "t": 40, "b": 60})
+    return fig
+
+
+def va_scatter(true: pd.Series, pred: pd.Series, name: str, ccc: float | None, rmse: float | None) -> go.Figure:
+    stats = ", ".join(s for s in (f"CCC {ccc:.3f}" if ccc is not None else "",
+                                  f"RMSE {rmse:.3f}" if rmse is not None else "") if s)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[-1, 1], y=[-1, 1], mode="lines", line={"dash": "dash", "color": "#999999"},
+                             name="ideal", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=true, y=pred, mode="markers", marker={"size": 5, "opacity": 0.6}, name=name))
+    fig.update_layout(title=f"{name}: predicted vs true" + (f" ({stats})" if stats else ""), height=380,
+                      xaxis={"title": f"true {name}", "range": [-1.05, 1.05]},
+                      yaxis={"title": f"predicted {name}", "range": [-1.05, 1.05], "scaleanchor": "x"},
+                      showlegend=False, margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def history_curves(history: pd.DataFrame) -> go.Figure:
+    """Losses on the left, other per-epoch metrics on the right, train vs val by dash."""
+    x_col = "epoch" if "epoch" in history.columns else None
+    x = history[x_col] if x_col else history.index
+    numeric = [c for c in history.select_dtypes("number").columns if c != x_col]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "metrics"))
+    for col in numeric:
+        fig.add_trace(go.Scatter(x=x, y=history[col], mode="lines+markers", name=col,
+                                 line={"dash": "dot" if col.startswith("train") else "solid"}),
+                      row=1, col=1 if "loss" in col else 2)
+    fig.update_layout(height=340, margin={"l": 40, "r": 10, "t": 30, "b": 40})
+    return fig

@@ -1,0 +1,182 @@
+"""Test-set metrics page: what `python -m train eval` (and `fit`) wrote into run/eval directories."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from affect.metrics import HEADLINE
+from dashboard import charts
+from dashboard.common import display_path, get_config
+from dashboard.config import DashboardError
+from dashboard.data import RunDir, find_run_dirs, load_run
+
+# predictions.csv column names as written by train/evaluate.py, with the spellings tolerated.
+VA_COLUMNS = {
+    "valence": (("valence_true", "true_valence", "valence"), ("valence_pred", "pred_valence")),
+    "arousal": (("arousal_true", "true_arousal", "arousal"), ("arousal_pred", "pred_arousal")),
+}
+
+
+def ci_of(metrics: dict, ci_key: str | None) -> tuple[float, float] | None:
+    """A headline metric's bootstrap interval from metrics.json's top-level "ci"."""
+    ci = (metrics.get("ci") or {}).get(ci_key) if ci_key else None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def headline_table(metrics: dict) -> pd.DataFrame:
+    """The headline numbers in affect.metrics.HEADLINE order, with intervals where stored."""
+    rows = []
+    for section_name, key, ci_key, higher_better in HEADLINE:
+        section = metrics.get(section_name)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        value = section[key]
+        ci = ci_of(metrics, ci_key)
+        rows.append({"section": section_name, "metric": key,
+                     "value": float(value) if isinstance(value, (int, float)) else np.nan,
+                     "ci_low": ci[0] if ci else np.nan, "ci_high": ci[1] if ci else np.nan,
+                     "better": "higher" if higher_better else "lower"})
+    return pd.DataFrame(rows, columns=["section", "metric", "value", "ci_low", "ci_high", "better"])
+
+
+def _fmt(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _column(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in df.columns), None)
+
+
+def render() -> None:
+    st.title("Test-set metrics")
+    config = get_config()
+    found = find_run_dirs(config.existing_roots())
+    names = [display_path(p, config) for p in found]
+    chosen = st.multiselect("Run / eval directories", names, default=names[:1], key="runs_selected")
+    typed = st.text_input("…or add a directory path", key="runs_typed", placeholder="path under a scanned directory")
+    paths = [found[names.index(n)] for n in chosen]
+    if typed.strip():
+        try:
+            paths.append(config.check(typed.strip()))
+        except DashboardError as exc:
+            st.error(str(exc))
+    if not paths:
+        if not found:
+            st.info("No run or eval directories under the scanned directories; write one with "
+                    "`python -m train eval MODEL --out runs/NAME`.")
+        return
+    runs: list[RunDir] = []
+    for path in paths:
+        try:
+            runs.append(load_run(path))
+        except DashboardError as exc:
+            st.error(str(exc))
+    if not runs:
+        return
+    tabs = st.tabs([display_path(r.path, config) for r in runs])
+    for i, (tab, run) in enumerate(zip(tabs, runs, strict=True)):
+        with tab:
+            show_run(run, key=f"run{i}")
+    show_compare(runs)
+
+
+def show_run(run: RunDir, key: str) -> None:
+    m = run.metrics
+    expression = m.get("expression") or {}
+    valence, arousal = m.get("valence") or {}, m.get("arousal") or {}
+    st.caption(f"dataset: {m.get('dataset', '?')} · n = {m.get('n', '?')} · model: {m.get('model', '?')}")
+    cols = st.columns(4)
+    for col, (label, section, k, ci_key) in zip(cols, (
+            ("Accuracy", expression, "accuracy", "accuracy"), ("Macro-F1", expression, "macro_f1", "macro_f1"),
+            ("Valence CCC", valence, "ccc", "valence_ccc"), ("Arousal CCC", arousal, "ccc", "arousal_ccc")), strict=True):
+        col.metric(label, _fmt(_number(section.get(k)), ci_of(m, ci_key)))
+    level = m.get("ci_level", 0.95)
+    st.subheader(f"Headline metrics ({level:.0%} bootstrap interval where stored)")
+    st.dataframe(headline_table(m), hide_index=True, key=f"{key}_headline")
+
+    labels = expression.get("labels") or []
+    confusion = expression.get("confusion")
+    if confusion and labels:
+        st.subheader("Confusion matrix")
+        mode = st.radio("Show", ["counts", "normalised"], horizontal=True, key=f"{key}_confusion_mode")
+        counts = np.asarray(confusion, dtype=float)
+        if mode == "normalised":
+            stored = expression.get("confusion_normalised")
+            if stored:
+                matrix = np.asarray(stored, dtype=float)
+            else:  # row-normalise for display only; rows with no samples stay 0
+                sums = counts.sum(axis=1, keepdims=True)
+                matrix = np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0)
+        else:
+            matrix = counts
+        st.plotly_chart(charts.confusion_heatmap(matrix, labels, mode == "normalised"), key=f"{key}_confusion")
+    else:
+        st.warning(f"{run.path / 'metrics.json'}: no expression confusion matrix")
+    per_class = expression.get("per_class")
+    if isinstance(per_class, dict) and per_class:
+        st.subheader("Per-class precision, recall, F1")
+        table = pd.DataFrame.from_dict(per_class, orient="index").rename_axis("class").reset_index()
+        st.dataframe(table, hide_index=True, key=f"{key}_per_class")
+
+    st.subheader("Valence and arousal: predicted vs true")
+    if run.predictions is None:
+        st.info(f"{run.path}: no readable predictions.csv for the scatter")
+    else:
+        va_cols = st.columns(2)
+        for col, (name, section) in zip(va_cols, (("valence", valence), ("arousal", arousal)), strict=True):
+            true_col = _column(run.predictions, VA_COLUMNS[name][0])
+            pred_col = _column(run.predictions, VA_COLUMNS[name][1])
+            if true_col is None or pred_col is None:
+                col.info(f"predictions.csv has no true/predicted {name} columns")
+                continue
+            rows = run.predictions[[true_col, pred_col]].dropna()
+            col.plotly_chart(charts.va_scatter(rows[true_col], rows[pred_col], name, _number(section.get("ccc")),
+                                               _number(section.get("rmse"))), key=f"{key}_{name}_scatter")
+
+    examples = sorted(n for n in run.images if n.startswith("examples_"))
+    if examples:
+        st.subheader("Examples")
+        for col, name in zip(st.columns(len(examples)), examples, strict=True):
+            col.image(str(run.images[name]), caption=name.removesuffix(".png").replace("_", " "))
+    if run.history is not None and not run.history.empty:
+        st.subheader("Training curves")
+        st.plotly_chart(charts.history_curves(run.history), key=f"{key}_curves")
+    elif "curves.png" in run.images:
+        st.subheader("Training curves")
+        st.image(str(run.images["curves.png"]))
+
+
+def show_compare(runs: list[RunDir]) -> None:
+    st.subheader("Compare")
+    try:
+        from train.compare import compare
+    except ImportError:
+        st.info("The compare table needs train.compare (python -m train compare).")
+        return
+    try:
+        markdown, csv_text = compare([str(r.path) for r in runs])
+    except Exception as exc:  # a page must not die on one odd run; the message names it
+        st.error(f"compare: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return
+    try:
+        table = pd.read_csv(io.StringIO(csv_text))
+        st.dataframe(table, hide_index=True, key="compare_table")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        st.markdown(markdown)
+    st.download_button("Download compare table (CSV)", csv_text, file_name="compare.csv", mime="text/csv",
+                       key="compare_download")
+    with st.expander("Markdown"):
+        st.code(markdown, language="markdown")
+

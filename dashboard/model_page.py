@@ -1,0 +1,56 @@
+"""Model page: the spec a model file carries (ONNX metadata) and its benchmark table."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from affect.spec import ModelSpec
+from dashboard.common import get_config, pick_path
+from dashboard.config import DashboardError
+from dashboard.data import ModelInfo, find_models, load_model
+
+
+def spec_table(spec: ModelSpec) -> pd.DataFrame:
+    """Every spec field as text, in the order a reader asks about them."""
+    rows = [
+        ("labels", ", ".join(spec.labels)), ("classes", str(len(spec.labels))),
+        ("input size", f"{spec.input_size} × {spec.input_size} RGB"),
+        ("mean", json.dumps(spec.mean)), ("std", json.dumps(spec.std)),
+        ("crop", json.dumps(spec.crop)), ("backbone", spec.backbone), ("trained on", spec.trained_on or "—"),
+        ("version", spec.version or "—"), ("landmarks", str(spec.num_landmarks)),
+        ("action units", ", ".join(spec.au_names) or "—"), ("outputs", ", ".join(spec.output_names)),
+    ]
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def render() -> None:
+    st.title("Model")
+    config = get_config()
+    path = pick_path("a model file", find_models(config.existing_roots()), config, key="model_file",
+                     empty_hint="No .onnx models under the scanned directories; export one with "
+                                "`python -m export onnx runs/NAME/checkpoint.pt`.")
+    if path is None:
+        return
+    try:
+        info = load_model(path)
+    except DashboardError as exc:
+        st.error(str(exc))
+        return
+    show_model(info)
+
+
+def show_model(info: ModelInfo) -> None:
+    st.caption(f"{info.path} · {info.path.stat().st_size / 1e6:.2f} MB")
+    st.subheader("Spec")
+    st.dataframe(spec_table(info.spec), hide_index=True, key="spec_table")
+    st.subheader("Backend benchmark")
+    if info.bench is not None:
+        st.dataframe(info.bench, hide_index=True, key="bench_table")
+    if info.bench_markdown:
+        st.markdown(info.bench_markdown)
+    if info.bench is None and not info.bench_markdown:
+        st.info(f"No benchmark next to {info.path.name} (expected {info.path.name}.bench.json or bench.md; "
+                "write one with `python -m export bench`).")

@@ -1,0 +1,3 @@
+from dashboard.live_page import render
+
+render()

@@ -1,0 +1,3 @@
+from dashboard.metrics_page import render
+
+render()

@@ -1,0 +1,3 @@
+from dashboard.session_page import render
+
+render()

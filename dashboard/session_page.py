@@ -1,0 +1,83 @@
+"""Session page: replay a recording written by `python -m realtime.cam --csv/--jsonl`."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts
+from dashboard.common import get_config, pick_path
+from dashboard.config import DashboardError
+from dashboard.data import Recording, find_recordings, load_recording
+from dashboard.summary import (
+    QUADRANT_ORDER,
+    frame_interval_ms,
+    state_at,
+    summary_csv,
+    time_per,
+    track_table,
+    with_quadrants,
+)
+
+
+def render() -> None:
+    st.title("Session")
+    config = get_config()
+    path = pick_path("a recording", find_recordings(config.existing_roots()), config, key="session_file",
+                     empty_hint="No recordings (.csv/.jsonl) under the scanned directories; record one with "
+                                "`python -m realtime.cam --csv recordings/session.csv` or on the Live page.")
+    if path is None:
+        return
+    try:
+        recording = load_recording(path)
+    except DashboardError as exc:
+        st.error(str(exc))
+        return
+    show_recording(recording)
+
+
+def show_recording(recording: Recording) -> None:
+    df = with_quadrants(recording.frame)
+    labels = recording.labels
+    interval = frame_interval_ms(df)
+    duration_s = (df["t_ms"].max() - df["t_ms"].min()) / 1000.0
+    cols = st.columns(4)
+    cols[0].metric("Tracks", len(recording.tracks))
+    cols[1].metric("Face rows", len(df))
+    cols[2].metric("Frames with a face", int(df["frame"].nunique()))
+    cols[3].metric("Duration (s)", f"{duration_s:.2f}")
+
+    st.subheader("Valence and arousal over time")
+    st.plotly_chart(charts.va_over_time(df), key="session_va_time")
+    st.subheader("Expression timeline")
+    st.plotly_chart(charts.expression_timeline(df, labels), key="session_timeline")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Time per quadrant")
+        st.dataframe(time_per(df, "quadrant", QUADRANT_ORDER, interval), hide_index=True, key="quadrant_table")
+        st.plotly_chart(charts.share_bars(time_per(df, "quadrant", QUADRANT_ORDER, interval, by_track=True),
+                                          "quadrant", QUADRANT_ORDER), key="quadrant_bars")
+    with right:
+        st.subheader("Time per expression")
+        st.dataframe(time_per(df, "expression", labels, interval), hide_index=True, key="expression_table")
+        st.plotly_chart(charts.share_bars(time_per(df, "expression", labels, interval, by_track=True),
+                                          "expression", labels), key="expression_bars")
+    st.subheader("Tracks")
+    st.dataframe(track_table(df, interval), hide_index=True, key="track_table")
+
+    st.subheader("The plane at a chosen time")
+    t_min, t_max = float(df["t_ms"].min()) / 1000.0, float(df["t_ms"].max()) / 1000.0
+    step = max(interval / 1000.0, 0.001)
+    if t_max > t_min:
+        t_s = st.slider("time (s)", t_min, t_max, value=t_max, step=step, key="scrub_time")
+    else:
+        t_s = t_min
+    trail_s = st.slider("trail (s)", 0.0, 10.0, value=2.0, step=0.5, key="scrub_trail")
+    trail, current = state_at(df, t_s * 1000.0, trail_s * 1000.0)
+    plane_col, bars_col = st.columns(2)
+    plane_col.plotly_chart(charts.va_plane(trail, current, title=f"Valence–arousal at {t_s:.2f} s"),
+                           key="session_plane")
+    bars_col.plotly_chart(charts.probability_bars(labels, current.set_index("track_id")), key="session_bars")
+
+    st.download_button("Download summary (CSV)", summary_csv(recording.frame, labels),
+                       file_name=f"{recording.path.stem}_summary.csv", mime="text/csv", key="summary_download")

@@ -1,0 +1,81 @@
+"""Session summaries from a recording: time per quadrant and per expression,
+per-track means, and the state of the plane at a chosen time."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from affect.labels import QUADRANTS, quadrant
+
+QUADRANT_ORDER = [QUADRANTS[k] for k in ((True, True), (False, True), (False, False), (True, False))]
+
+
+def frame_interval_ms(df: pd.DataFrame) -> float:
+    """Typical time between frames: each face row stands for this much time.
+    The median ignores the gaps where no face was found."""
+    times = np.unique(df["t_ms"].to_numpy(dtype=float))
+    if len(times) < 2:
+        return 0.0
+    return float(np.median(np.diff(times)))
+
+
+def with_quadrants(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["quadrant"] = [quadrant(float(v), float(a)) for v, a in zip(out["valence"], out["arousal"], strict=True)]
+    return out
+
+
+def time_per(df: pd.DataFrame, category: str, order: list[str], interval_ms: float,
+             by_track: bool = False) -> pd.DataFrame:
+    """Face-frames and seconds per category value (all values in `order`, zeros kept)."""
+    keys = ["track_id", category] if by_track else [category]
+    counts = df.groupby(keys).size().rename("frames").reset_index()
+    if not by_track:
+        counts = counts.set_index(category).reindex(order, fill_value=0).rename_axis(category).reset_index()
+    counts["frames"] = counts["frames"].astype(int)
+    counts["seconds"] = counts["frames"] * interval_ms / 1000.0
+    total = counts["frames"].sum()
+    counts["share"] = counts["frames"] / total if total else 0.0
+    return counts
+
+
+def track_table(df: pd.DataFrame, interval_ms: float) -> pd.DataFrame:
+    rows = []
+    for track_id, g in df.groupby("track_id", sort=True):
+        rows.append({
+            "track_id": int(track_id), "frames": len(g), "seconds": len(g) * interval_ms / 1000.0,
+            "first_s": g["t_ms"].min() / 1000.0, "last_s": g["t_ms"].max() / 1000.0,
+            "mean_valence": g["valence"].mean(), "mean_arousal": g["arousal"].mean(),
+            "main_expression": g["expression"].mode().iloc[0],
+        })
+    return pd.DataFrame(rows)
+
+
+def summary_csv(df: pd.DataFrame, labels: list[str]) -> str:
+    """The exported summary: one tidy table (track, kind, name, frames, seconds, share, value)."""
+    interval = frame_interval_ms(df)
+    df = with_quadrants(df)
+    parts = []
+    for track, g in [("all", df), *((str(t), g) for t, g in df.groupby("track_id", sort=True))]:
+        for kind, order in (("quadrant", QUADRANT_ORDER), ("expression", list(labels))):
+            part = time_per(g, kind, order, interval).rename(columns={kind: "name"})
+            part.insert(0, "kind", kind)
+            part.insert(0, "track", track)
+            parts.append(part)
+        parts.append(pd.DataFrame({"track": track, "kind": "mean", "name": ["valence", "arousal"],
+                                   "value": [g["valence"].mean(), g["arousal"].mean()]}))
+    out = pd.concat(parts, ignore_index=True)[["track", "kind", "name", "frames", "seconds", "share", "value"]]
+    buf = io.StringIO()
+    out.to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def state_at(df: pd.DataFrame, t_ms: float, trail_ms: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trail rows within trail_ms before t_ms, latest row per track at or before t_ms)."""
+    past = df[df["t_ms"] <= t_ms]
+    trail = past[past["t_ms"] >= t_ms - trail_ms]
+    current = trail.sort_values("t_ms").groupby("track_id").tail(1)
+    return trail, current

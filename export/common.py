@@ -1,0 +1,98 @@
+"""What every export format shares: the error type, atomic writes, the
+contract spec read back from an ONNX file, and ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from affect.spec import ModelSpec, SpecError
+
+
+class ExportError(RuntimeError):
+    """An export that cannot go on; the message is one line naming the file and what to do."""
+
+
+class ParityError(ExportError):
+    """The exported graph does not compute what the PyTorch model computes."""
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work if `out` cannot be written (no half-done export later)."""
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot create output folder {parent} ({exc.strerror})") from None
+    if out.is_dir():
+        raise ExportError(f"{out}: is a folder; give an output file name")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{out}: output folder {parent} is not writable; choose another path with -o")
+
+
+@contextlib.contextmanager
+def atomic_output(out: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `out`; it replaces `out` only if the block succeeds."""
+    check_writable(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def load_onnx(path: str | os.PathLike):
+    """Load an ONNX file, turning every failure into one ExportError line."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: ONNX file not found")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+
+
+def spec_of(model, source: str) -> ModelSpec:
+    """The affect.* contract spec stored in an ONNX model's metadata_props."""
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        return ModelSpec.from_metadata(props, source=source)
+    except SpecError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def set_metadata(model, spec: ModelSpec) -> None:
+    """Replace the affect.* props with `spec`'s, keeping any others."""
+    import onnx
+
+    keep = {p.key: p.value for p in model.metadata_props if not p.key.startswith("affect.")}
+    keep.update(spec.to_metadata())
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, keep)
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+
+
+def file_size_mb(path: str | os.PathLike) -> float:
+    return os.path.getsize(path) / 1e6

@@ -1,0 +1,140 @@
+"""FP32 ONNX → INT8 ONNX with onnxruntime.quantization (static, calibrated on
+real face crops preprocessed exactly as at run time)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from affect.spec import INPUT_NAME, ModelSpec
+from export.common import ExportError, atomic_output, check_writable, load_onnx, ort_session, set_metadata, spec_of
+from export.faces import FaceSet, batches, load_faces
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Int8Options:
+    """Quantisation choices; defaults are the ones measured best on a 2-core AVX2 CPU (docs/BENCHMARKS.md)."""
+    quant_format: str = "QDQ"  # "QDQ" or "QOperator"
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: avoids u8s8 saturation on CPUs without VNNI
+    activation_type: str = "uint8"  # "uint8" (U8S8) or "int8" (S8S8)
+    calibrate_method: str = "minmax"  # "minmax", "entropy" or "percentile"
+    exclude: tuple[str, ...] = ()  # "first_conv" and/or "heads": kept in float for accuracy
+    num_calibration: int = 300
+    batch_size: int = 16
+
+
+class FaceCalibrationReader(CalibrationDataReader):
+    """Feeds onnxruntime's calibrator with batches of preprocessed face crops."""
+
+    def __init__(self, faces: FaceSet, spec: ModelSpec, batch_size: int = 16) -> None:
+        self._batches = list(batches(faces, spec, batch_size))
+        self._iter = iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._iter, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:
+        self._iter = iter(self._batches)
+
+
+def excluded_nodes(model, exclude: tuple[str, ...]) -> list[str]:
+    """Names of the nodes `exclude` keywords stand for in this graph."""
+    unknown = set(exclude) - {"first_conv", "heads"}
+    if unknown:
+        raise ExportError(f"unknown INT8 exclusion {sorted(unknown)}; use first_conv and/or heads")
+    names: list[str] = []
+    if "first_conv" in exclude:
+        first = next((n for n in model.graph.node if n.op_type == "Conv" and INPUT_NAME in n.input), None)
+        names += [first.name] if first is not None else []
+    if "heads" in exclude:
+        # Everything after global pooling: the neck and the task heads (Gemm/MatMul + activations).
+        after_pool = False
+        for node in model.graph.node:
+            if node.op_type in ("GlobalAveragePool", "ReduceMean", "Flatten"):
+                after_pool = True
+            if after_pool:
+                names.append(node.name)
+    return names
+
+
+def _quant_enums(options: Int8Options):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    try:
+        fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[options.quant_format.lower()]
+        act = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[options.activation_type.lower()]
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[options.calibrate_method.lower()]
+    except KeyError as exc:
+        raise ExportError(f"unknown INT8 option {exc}") from None
+    return fmt, act, method
+
+
+def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLike,
+                out: str | os.PathLike | None = None, options: Int8Options | None = None) -> Path:
+    """Quantise `onnx_path` (which must carry the contract metadata) to INT8."""
+    from onnxruntime.quantization import QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    options = options or Int8Options()
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out is not None else onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    check_writable(out)
+    fp32 = load_onnx(onnx_path)
+    spec = spec_of(fp32, str(onnx_path))
+    fmt, act, method = _quant_enums(options)
+    faces = load_faces(calibration_data, limit=options.num_calibration)
+    if len(faces) < 32:
+        log.warning("%s: only %d calibration images; a few hundred give steadier INT8 ranges",
+                    calibration_data, len(faces))
+    reader = FaceCalibrationReader(faces, spec, options.batch_size)
+
+    with tempfile.TemporaryDirectory(prefix="affectcam-int8-") as work, atomic_output(out) as tmp:
+        pre = Path(work) / "pre.onnx"
+        # Shape inference + graph optimisation first (what ORT recommends before
+        # quantising): fuses BatchNorm into Conv so ranges are those of the fused ops.
+        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(tmp), reader, quant_format=fmt, per_channel=options.per_channel,
+                        reduce_range=options.reduce_range, activation_type=act, weight_type=QuantType.QInt8,
+                        calibrate_method=method, nodes_to_exclude=excluded_nodes(load_onnx(pre), options.exclude),
+                        extra_options={"ActivationSymmetric": act == QuantType.QInt8})
+        quantised = load_onnx(tmp)
+        set_metadata(quantised, spec)
+        quantised.producer_name = "affectcam.export.int8"
+        import onnx
+
+        onnx.save(quantised, str(tmp))
+        agreement = argmax_agreement(onnx_path, tmp, faces, spec)
+        log.info("%s: INT8 (%s, per_channel=%s, reduce_range=%s, %s activations, %s calibration on %d images "
+                 "from %s) agrees with FP32 on %.1f%% of argmaxes", out, options.quant_format,
+                 options.per_channel, options.reduce_range, options.activation_type, options.calibrate_method,
+                 len(faces), faces.source, 100 * agreement)
+    return out
+
+
+def argmax_agreement(reference: str | os.PathLike, candidate: str | os.PathLike, faces: FaceSet,
+                     spec: ModelSpec, limit: int = 64) -> float:
+    """Share of images where both ONNX files pick the same expression."""
+    a, b = ort_session(reference, threads=2), ort_session(candidate, threads=2)
+    subset = FaceSet(faces.images[:limit], faces.expression[:limit], faces.valence[:limit],
+                     faces.arousal[:limit], faces.source)
+    same = total = 0
+    for x in batches(subset, spec, 16):
+        ya = a.run(["expression"], {INPUT_NAME: x})[0].argmax(1)
+        yb = b.run(["expression"], {INPUT_NAME: x})[0].argmax(1)
+        same += int((ya == yb).sum())
+        total += len(x)
+    return same / max(total, 1)

@@ -1,0 +1,171 @@
+"""Checkpoint → ONNX with the model contract's names and metadata, simplified
+with onnxslim when that keeps parity, and checked against PyTorch on faces."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from affect.spec import INPUT_NAME, ModelSpec
+from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
+from export.faces import FaceSet, batches, faces_or_generated
+
+log = logging.getLogger(__name__)
+
+PARITY_IMAGES = 16
+
+
+@dataclass
+class ParityReport:
+    """ORT vs PyTorch on the same inputs: max |difference| per output, argmax agreement."""
+    max_abs_diff: dict[str, float]
+    argmax_agreement: float
+    n: int
+    source: str
+    tolerance: float
+    failing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failing
+
+    def summary(self) -> str:
+        diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items())
+        return (f"parity on {self.n} images from {self.source}: max |diff| {diffs} "
+                f"(tolerance {self.tolerance:g}); argmax agreement {self.argmax_agreement:.1%}")
+
+
+def _load(checkpoint: str | os.PathLike):
+    from train.checkpoint import CheckpointError, model_from_checkpoint
+
+    try:
+        return model_from_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _tuple_module(model, names: list[str]):
+    """ONNX export wants positional outputs: the dict in the contract's order."""
+    import torch
+
+    class ContractOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model(image)
+            return tuple(out[n] for n in names)
+
+    # eval() here, not just on the inner model: the TorchScript exporter traces
+    # the wrapper's mode, and a training-mode wrapper exports live dropout.
+    return ContractOutputs().eval()
+
+
+def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.inference_mode():
+        return {k: v.numpy() for k, v in model(torch.from_numpy(x)).items()}
+
+
+def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], tolerance: float,
+                    n: int, source: str, classes_key: str = "expression") -> ParityReport:
+    diffs = {k: float(np.abs(reference[k].astype(np.float64) - candidate[k].astype(np.float64)).max())
+             for k in reference}
+    agree = float((reference[classes_key].argmax(1) == candidate[classes_key].argmax(1)).mean())
+    failing = [k for k, d in diffs.items() if not d <= tolerance]  # `not <=` also catches NaN
+    return ParityReport(diffs, agree, n, source, tolerance, failing)
+
+
+def run_parity(onnx_path: str | os.PathLike, model, spec: ModelSpec, faces: FaceSet,
+               tolerance: float, batch_size: int = 8) -> ParityReport:
+    session = ort_session(onnx_path, threads=2)
+    names = [o.name for o in session.get_outputs()]
+    ref: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    got: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    # Batches of several sizes also exercise the dynamic batch axis.
+    for x in batches(faces, spec, batch_size):
+        t = torch_outputs(model, x)
+        for name, value in zip(names, session.run(names, {INPUT_NAME: x})):
+            ref[name].append(t[name])
+            got[name].append(value)
+    return compare_outputs({k: np.concatenate(v) for k, v in ref.items()},
+                           {k: np.concatenate(v) for k, v in got.items()}, tolerance, len(faces), faces.source)
+
+
+def _simplified(model_proto):
+    try:
+        import onnxslim
+    except ImportError:
+        log.info("onnxslim not installed; keeping the graph as exported")
+        return None
+    try:
+        return onnxslim.slim(model_proto)
+    except Exception as exc:  # a simplifier bug must not block an export that is valid without it
+        log.warning("onnxslim failed (%s); keeping the graph as exported", type(exc).__name__)
+        return None
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, opset: int = 17,
+                parity_data: str | os.PathLike | None = None, tolerance: float = 1e-4,
+                simplify: bool = True) -> Path:
+    """Export `checkpoint` to ONNX; the file appears only if the parity check passes."""
+    import onnx
+    import torch
+
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
+    if opset < 17:
+        raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
+    check_writable(out)
+    model, spec, _ = _load(checkpoint)
+    faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
+    names = spec.output_names
+    size = int(spec.input_size)
+    dummy = torch.from_numpy(next(batches(faces, spec, 2)))
+    dynamic = {n: {0: "N"} for n in [INPUT_NAME, *names]}
+
+    with atomic_output(out) as tmp:
+        with warnings.catch_warnings():
+            # dynamo=False: the TorchScript exporter is the dependable path for
+            # these CNNs on torch 2.x and gives plain dynamic_axes; it warns
+            # that it is legacy.
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(_tuple_module(model, names), (dummy,), str(tmp), input_names=[INPUT_NAME],
+                                  output_names=names, dynamic_axes=dynamic, opset_version=opset,
+                                  do_constant_folding=True, dynamo=False)
+            except Exception as exc:
+                raise ExportError(f"{checkpoint}: torch.onnx.export failed ({str(exc).splitlines()[0][:160]})"
+                                  ) from None
+        exported = onnx.load(str(tmp))
+        candidates = [("exported", exported)]
+        if simplify:
+            slim = _simplified(exported)
+            if slim is not None:
+                candidates.insert(0, ("onnxslim", slim))
+        report = None
+        for label, proto in candidates:
+            set_metadata(proto, spec)
+            proto.producer_name = "affectcam.export"
+            onnx.checker.check_model(proto, full_check=True)
+            onnx.save(proto, str(tmp))
+            report = run_parity(tmp, model, spec, faces, tolerance)
+            if report.ok:
+                log.info("%s graph: %s", label, report.summary())
+                break
+            log.warning("%s graph fails parity: %s", label, report.summary())
+        assert report is not None
+        if not report.ok:
+            raise ParityError(f"{out}: parity check failed, {report.summary()}; not written "
+                              "(widen --tolerance only if this difference is acceptable)")
+        if faces.generated:
+            log.warning("%s: parity was checked on generated images only; rerun with --data FACES", out)
+        log.info("%s: input %s [N,3,%d,%d], outputs %s, opset %d", out, INPUT_NAME, size, size, names, opset)
+    return out

@@ -1,0 +1,320 @@
+"""Inference backends behind one interface: ONNX Runtime, TensorRT engines and
+PyTorch checkpoints.
+
+`create_backend(path)` picks the backend from the file's extension (or the
+`backend` argument) and reads the model's spec from the file itself — ONNX
+metadata, the `.engine.json` next to an engine, or the checkpoint's `spec` —
+so labels, input size, normalisation and the crop rule are never hard-coded.
+
+`Backend.predict(batch)` takes the NCHW float32 tensor of
+`affect.preprocess.prepare_batch` and returns numpy arrays keyed by the
+contract's output names (`expression` logits, `valence_arousal`, and
+`landmarks` / `action_units` when the model has them).
+
+torch and tensorrt are imported only when a backend needs them: importing this
+module (or `realtime`) stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from affect.spec import INPUT_NAME, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec, SpecError, read_json_spec
+
+
+class BackendError(ValueError):
+    """A model file that cannot be loaded or run by the chosen backend."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:160] if text else type(exc).__name__)
+
+
+class Backend(ABC):
+    """A loaded model: `.spec`, `.predict(batch)`, `.close()`; usable with `with`."""
+
+    name: str = "backend"
+
+    def __init__(self, path: Path, spec: ModelSpec):
+        self.path = path
+        self.spec = spec
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.spec.output_names
+
+    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """NCHW float32 batch → {output name: array [N, …]} (N may be 0)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        s = self.spec.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
+            raise BackendError(f"{self.path.name}: input batch has shape {batch.shape}, "
+                               f"expected [N, 3, {s}, {s}]")
+        if batch.shape[0] == 0:
+            return self._empty_outputs()
+        return self._run(np.ascontiguousarray(batch))
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
+        widths = {OUTPUT_EXPRESSION: len(self.spec.labels), OUTPUT_VA: 2,
+                  "landmarks": 2 * self.spec.num_landmarks, "action_units": len(self.spec.au_names)}
+        return {n: np.zeros((0, widths[n]), np.float32) for n in self.output_names}
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        pass
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.name}:{self.path.name}"
+
+
+# --- ONNX Runtime -------------------------------------------------------------------------------
+
+ORT_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def _check_graph_names(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    if INPUT_NAME not in inputs:
+        raise SpecError(f"{path}: the graph has inputs {list(inputs)}, the contract needs {INPUT_NAME!r}")
+    missing = [n for n in (OUTPUT_EXPRESSION, OUTPUT_VA) if n not in outputs]
+    if missing:
+        raise SpecError(f"{path}: the graph lacks the contract outputs {missing} (has {list(outputs)})")
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None, providers: Sequence[str] | None = None):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        wanted = [ORT_PROVIDERS.get(p.lower(), p) for p in providers] if providers else None
+        if wanted:
+            missing = [p for p in wanted if p not in available]
+            if missing:
+                raise BackendError(f"{path}: execution provider(s) {missing} not available in this "
+                                   f"onnxruntime build (available: {available})")
+            if "CPUExecutionProvider" not in wanted:  # always keep a fallback for unsupported ops
+                wanted.append("CPUExecutionProvider")
+        else:
+            # A GPU build uses CUDA by default; TensorRT only on request (its first run builds an engine).
+            wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+        except Exception as exc:  # InvalidProtobuf, InvalidGraph, NoSuchFile, …
+            raise BackendError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        spec = ModelSpec.from_metadata(props, source=str(path))
+        super().__init__(path, spec)
+        inputs = self.session.get_inputs()
+        self.graph_outputs = [o.name for o in self.session.get_outputs()]
+        _check_graph_names(path, [i.name for i in inputs], self.graph_outputs)
+        self._outputs = [n for n in self.spec.output_names if n in self.graph_outputs]
+        batch_dim = next(i for i in inputs if i.name == INPUT_NAME).shape[0]
+        # A graph exported with a fixed batch of 1 is run face by face.
+        self._fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.providers = self.session.get_providers()
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self._fixed_batch == 1 and len(batch) > 1:
+            parts = [self.session.run(self._outputs, {INPUT_NAME: batch[i:i + 1]}) for i in range(len(batch))]
+            return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(self._outputs)}
+        values = self.session.run(self._outputs, {INPUT_NAME: batch})
+        return dict(zip(self._outputs, values))
+
+    def close(self) -> None:
+        self.session = None  # ORT frees the session with the object
+
+    def describe(self) -> str:
+        return f"onnxruntime[{self.providers[0]}]:{self.path.name}"
+
+
+# --- TensorRT engine ----------------------------------------------------------------------------
+
+class TensorRTBackend(Backend):
+    """A serialized TensorRT engine (`model.engine`) with its spec in `model.engine.json`.
+
+    Device memory goes through torch's CUDA allocator, which every TensorRT
+    install we target (desktop, Jetson) has alongside it.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path):
+        spec = read_json_spec(str(path) + ".json")
+        super().__init__(path, spec)
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise BackendError(f"{path}: the tensorrt package is not installed; install it "
+                               "(pip install 'affectcam[tensorrt]' or JetPack) or use the .onnx model "
+                               "with --backend onnxruntime") from None
+        try:
+            import torch
+        except ImportError:
+            raise BackendError(f"{path}: the TensorRT backend needs torch with CUDA for device memory") from None
+        if not torch.cuda.is_available():
+            raise BackendError(f"{path}: no CUDA device available for the TensorRT engine")
+        self._torch, self._trt = torch, trt
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise BackendError(f"{path}: TensorRT could not deserialize this engine "
+                               "(built for another TensorRT version or GPU?)")
+        self.engine, self.context = engine, engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        _check_graph_names(path, inputs, outputs)
+        self._outputs = [n for n in spec.output_names if n in outputs]
+        self.stream = torch.cuda.Stream()
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        x = torch.from_numpy(batch).cuda(non_blocking=True)
+        self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
+        self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
+        outs = {}
+        for name in self._outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            outs[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
+            self.context.set_tensor_address(name, outs[name].data_ptr())
+        with torch.cuda.stream(self.stream):
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise BackendError(f"{self.path}: TensorRT execution failed")
+        self.stream.synchronize()
+        return {n: t.float().cpu().numpy() for n, t in outs.items()}
+
+    def close(self) -> None:
+        self.context = self.engine = None
+
+
+# --- PyTorch checkpoint --------------------------------------------------------------------------
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, path: Path, threads: int | None = None, device: str | None = None):
+        try:
+            import torch
+
+            from train.checkpoint import model_from_checkpoint
+        except ImportError as exc:
+            raise BackendError(f"{path}: the PyTorch backend needs torch and the train package "
+                               f"({_first_line(exc)})") from None
+        try:
+            model, spec, _ = model_from_checkpoint(path)
+        except SpecError:
+            raise
+        except ValueError as exc:  # CheckpointError is a ValueError
+            raise BackendError(str(exc)) from None
+        super().__init__(path, spec)
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._torch = torch
+        self.model = model.to(self.device).eval()
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return {n: out[n].float().cpu().numpy() for n in self.output_names if n in out}
+
+    def close(self) -> None:
+        self.model = None
+
+    def describe(self) -> str:
+        return f"torch[{self.device}]:{self.path.name}"
+
+
+# --- the table and the factory -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackendKind:
+    name: str
+    suffixes: tuple[str, ...]
+    providers: tuple[str, ...] = ()  # ONNX Runtime execution providers for the ort-* aliases
+
+
+BACKENDS: dict[str, BackendKind] = {
+    "onnxruntime": BackendKind("onnxruntime", (".onnx",)),
+    "ort-cpu": BackendKind("onnxruntime", (".onnx",), ("cpu",)),
+    "ort-cuda": BackendKind("onnxruntime", (".onnx",), ("cuda",)),
+    "ort-tensorrt": BackendKind("onnxruntime", (".onnx",), ("tensorrt", "cuda")),
+    "tensorrt": BackendKind("tensorrt", (".engine", ".plan", ".trt")),
+    "torch": BackendKind("torch", (".pt", ".pth")),
+}
+
+
+def backend_for_path(path: str | os.PathLike) -> str:
+    """The default backend name for a model file, by extension."""
+    suffix = Path(path).suffix.lower()
+    for name, kind in BACKENDS.items():
+        if suffix in kind.suffixes:
+            return name
+    known = sorted({s for k in BACKENDS.values() for s in k.suffixes})
+    raise BackendError(f"{path}: unknown model file kind {suffix or '(no extension)'!r}; "
+                       f"expected one of {known}")
+
+
+def create_backend(model_path: str | os.PathLike, backend: str | None = None, threads: int | None = None,
+                   providers: Sequence[str] | None = None) -> Backend:
+    """Load a model file into the backend named by `backend` or by its extension.
+
+    `threads` sets intra-op threads (ONNX Runtime, torch); `providers` lists
+    ONNX Runtime execution providers ("cpu", "cuda", "tensorrt" or full names).
+    Raises BackendError / SpecError with a one-line message naming the file.
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise BackendError(f"{path}: model file not found")
+    name = (backend or backend_for_path(path)).lower()
+    if name in ("onnx", "ort"):
+        name = "onnxruntime"
+    if name in ("pytorch", "pt"):
+        name = "torch"
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)}")
+    kind = BACKENDS[name]
+    if path.suffix.lower() not in kind.suffixes:
+        raise BackendError(f"{path}: a {path.suffix or 'extension-less'} file cannot be run by the "
+                           f"{name} backend (it takes {list(kind.suffixes)})")
+    if kind.name == "onnxruntime":
+        return OnnxRuntimeBackend(path, threads=threads, providers=providers or kind.providers or None)
+    if kind.name == "tensorrt":
+        return TensorRTBackend(path)
+    return TorchBackend(path, threads=threads)

@@ -1,0 +1,1 @@
+"""Training: datasets, models, the fit loop, evaluation and reports (`python -m train`)."""

