@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="affectcam", page_icon="🙂", layout="wide")
 page = st.navigation([
-    st.Page(HERE / "dashboard/pages/live.py", title="Live", url_path="live", default=True),
+    st.Page(HERE / "dashboard/pages/live.py", title="Live", default=True),  # the default page is at /
     st.Page(HERE / "dashboard/pages/session.py", title="Session", url_path="session"),
     st.Page(HERE / "dashboard/pages/metrics.py", title="Test-set metrics", url_path="metrics"),
     st.Page(HERE / "dashboard/pages/model.py", title="Model", url_path="model"),

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -170,7 +171,6 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     correct = probs.argmax(axis=1) == y
     # Bin i holds (i/n, (i+1)/n]; confidence 0 falls into the first bin.
     bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
     acc_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
     return float(np.abs(acc_sum - conf_sum).sum() / y.size)
@@ -317,17 +317,28 @@ def accuracy_stat(y_true: np.ndarray, y_pred: np.ndarray, axis: int = -1) -> np.
 
 
 def macro_f1_stat(y_true: np.ndarray, y_pred: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Macro-F1 over the classes seen in y_true or y_pred of each resample (sklearn's default)."""
-    classes = np.union1d(np.unique(y_true), np.unique(y_pred))
-    total = np.zeros(np.delete(y_true.shape, axis))
-    seen = np.zeros_like(total)
-    for c in classes:
-        t, p = y_true == c, y_pred == c
-        tp = (t & p).sum(axis=axis)
-        denom = t.sum(axis=axis) + p.sum(axis=axis)
-        total += np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
-        seen += denom > 0
-    return total / np.maximum(seen, 1)
+    """Macro-F1 over the classes seen in y_true or y_pred of each resample (sklearn's default).
+
+    One bincount builds every resample's confusion matrix at once; classes
+    absent from a resample (no true or predicted sample) are not averaged."""
+    t, p = np.moveaxis(np.asarray(y_true), axis, -1), np.moveaxis(np.asarray(y_pred), axis, -1)
+    lead = t.shape[:-1]
+    if np.issubdtype(t.dtype, np.integer) and np.issubdtype(p.dtype, np.integer) and min(t.min(), p.min()) >= 0:
+        k = int(max(t.max(), p.max())) + 1  # class indices: no unique() pass over the resamples
+        codes = t * k + p
+    else:
+        classes = np.union1d(np.unique(t), np.unique(p))
+        k = classes.size
+        codes = np.searchsorted(classes, t) * k + np.searchsorted(classes, p)
+    codes = codes.reshape(-1, t.shape[-1])
+    b = codes.shape[0]
+    codes += (np.arange(b) * k * k)[:, None]
+    cm = np.bincount(codes.ravel(), minlength=b * k * k).reshape(b, k, k)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    denom = cm.sum(axis=2) + cm.sum(axis=1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
+    seen = (denom > 0).sum(axis=1)
+    return (f1.sum(axis=1) / np.maximum(seen, 1)).reshape(lead)
 
 
 def ccc_stat(y_true: np.ndarray, y_pred: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -367,7 +378,7 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
                     va_true: np.ndarray | None = None, va_pred: np.ndarray | None = None,
                     aus_true: np.ndarray | None = None, aus_prob: np.ndarray | None = None,
                     au_names: Sequence[str] | None = None, dataset: str = "", model: str = "",
-                    restrict_to: Sequence[str] | None = None, n_bootstrap: int = N_BOOTSTRAP,
+                    restrict_to: Sequence[str] | None = None, bootstrap: int = N_BOOTSTRAP,
                     seed: int = 0) -> dict[str, Any]:
     """The `metrics.json` dict (DESIGN.md schema + "ci", "ece", "top2_accuracy",
     "confusion_normalised", "note"), JSON-safe (undefined values are None).
@@ -375,7 +386,9 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
     `restrict_to` names the classes the evaluation set can have; metrics are
     then computed over the classes shared with `labels` and a note says so.
     `va_true`/`va_pred` are [N, 2] (valence, arousal); NaN targets are dropped.
-    Sections without any target (e.g. no valence on FER2013) are left out."""
+    Sections without any target (e.g. no valence on FER2013) are left out.
+    `bootstrap` resamples for the CIs of accuracy, macro-F1 and the CCCs; 0
+    skips them ("ci" is then empty), e.g. for per-epoch validation."""
     labels = list(labels)
     notes: list[str] = []
     out: dict[str, Any] = {"dataset": dataset, "n": 0, "model": model}
@@ -396,10 +409,11 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
                              f"the dataset; left out {left_out} (argmax restricted to the shared classes)")
         expr = expression_metrics(eval_labels, y, p)
         out["expression"] = expr
-        m = y >= 0
-        pred = p[m].argmax(axis=1)
-        ci["accuracy"] = list(bootstrap_ci(accuracy_stat, y[m], pred, n_resamples=n_bootstrap, seed=seed))
-        ci["macro_f1"] = list(bootstrap_ci(macro_f1_stat, y[m], pred, n_resamples=n_bootstrap, seed=seed))
+        if bootstrap > 0:
+            m = y >= 0
+            pred = p[m].argmax(axis=1)
+            ci["accuracy"] = list(bootstrap_ci(accuracy_stat, y[m], pred, n_resamples=bootstrap, seed=seed))
+            ci["macro_f1"] = list(bootstrap_ci(macro_f1_stat, y[m], pred, n_resamples=bootstrap, seed=seed))
     elif y_true is not None:
         notes.append("no expression labels: expression metrics left out")
 
@@ -415,9 +429,10 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
                     raise MetricsError(f"{name}: predictions contain NaN/inf")
                 continue
             out[name] = regression_metrics(t[:, j], p[:, j], name)
-            keep = np.isfinite(t[:, j])
-            ci[f"{name}_ccc"] = list(bootstrap_ci(ccc_stat, t[keep, j], p[keep, j],
-                                                  n_resamples=n_bootstrap, seed=seed))
+            if bootstrap > 0:
+                keep = np.isfinite(t[:, j])
+                ci[f"{name}_ccc"] = list(bootstrap_ci(ccc_stat, t[keep, j], p[keep, j],
+                                                      n_resamples=bootstrap, seed=seed))
 
     if aus_true is not None and aus_prob is not None:
         names = list(au_names) if au_names else [f"AU{j}" for j in range(np.asarray(aus_prob).shape[1])]

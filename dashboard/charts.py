@@ -17,8 +17,14 @@ PALETTE = qualitative.D3 + qualitative.Set2
 
 
 def track_colour(track_id: int) -> str:
-    """The same track keeps the same colour on every page and chart."""
-    return PALETTE[int(track_id) % len(PALETTE)]
+    """A track's colour: the one realtime's overlay draws its box in (so the
+    annotated frame and the plane agree), the same on every page and chart."""
+    try:
+        from realtime.overlay import track_color
+    except ImportError:
+        return PALETTE[int(track_id) % len(PALETTE)]
+    b, g, r = track_color(int(track_id))  # OpenCV's BGR
+    return f"#{r:02X}{g:02X}{b:02X}"
 
 
 def va_plane(trails: pd.DataFrame | None = None, current: pd.DataFrame | None = None,
@@ -58,7 +64,7 @@ def probability_bars(labels: Sequence[str], probabilities: pd.DataFrame | None,
     """Horizontal bars per label; `probabilities` has one row per track (index = track id)."""
     fig = go.Figure()
     if probabilities is not None:
-        for track_id, row in probabilities.iterrows():
+        for track_id, row in probabilities.sort_index().iterrows():
             fig.add_trace(go.Bar(y=list(labels), x=[float(row[f"p_{lab}"]) for lab in labels],
                                  orientation="h", name=f"track {track_id}",
                                  marker={"color": track_colour(int(track_id))}))
@@ -88,8 +94,10 @@ def expression_timeline(df: pd.DataFrame, labels: Sequence[str]) -> go.Figure:
         fig.add_trace(go.Scatter(x=rows["t_ms"] / 1000.0, y=rows["expression"], mode="markers",
                                  name=f"track {track_id}", marker={"color": track_colour(track_id),
                                                                    "symbol": "line-ns-open", "size": 12}))
-    fig.update_layout(height=300, xaxis={"title": "time (s)"},
-                      yaxis={"categoryorder": "array", "categoryarray": list(labels)},
+    fig.update_layout(height=320, xaxis={"title": "time (s)"},
+                      # Every label on the axis, present or not, so timelines of two sessions compare.
+                      yaxis={"categoryorder": "array", "categoryarray": list(labels),
+                             "range": [-0.5, len(labels) - 0.5]},
                       margin={"l": 80, "r": 10, "t": 20, "b": 40})
     return fig
 

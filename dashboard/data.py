@@ -206,17 +206,21 @@ def _bench_frame(data: Any) -> pd.DataFrame | None:
     return None
 
 
+def bench_files(path: Path) -> list[Path]:
+    """Benchmark tables `python -m export bench --out STEM` may have left next to a model."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return [path.with_name(n) for n in (f"{path.name}.bench", f"{stem}.bench", "bench")]
+
+
 def load_model(path: Path) -> ModelInfo:
     info = ModelInfo(path, read_spec(path))
-    stem = path.name[: -len(path.suffix)]
-    for bench_json in (path.with_name(path.name + ".bench.json"), path.with_name(stem + ".bench.json")):
-        if bench_json.is_file():
+    for stem in bench_files(path):
+        json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
+        if info.bench is None and json_path.is_file():
             try:
-                info.bench = _bench_frame(json.loads(bench_json.read_text(encoding="utf-8")))
+                info.bench = _bench_frame(json.loads(json_path.read_text(encoding="utf-8")))
             except (json.JSONDecodeError, UnicodeDecodeError):
-                info.bench = None
-            break
-    bench_md = path.with_name("bench.md")
-    if bench_md.is_file():
-        info.bench_markdown = bench_md.read_text(encoding="utf-8", errors="replace")
+                info.bench = None  # the markdown twin, if any, still shows
+        if info.bench_markdown is None and md_path.is_file():
+            info.bench_markdown = md_path.read_text(encoding="utf-8", errors="replace")
     return info

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -13,13 +14,13 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import display_path, get_config, pick_path
 from dashboard.config import DashboardConfig, DashboardError
-from dashboard.data import VIDEO_SUFFIXES, find_models, find_videos, read_spec
+from dashboard.data import VIDEO_SUFFIXES, find_models, find_videos
 from dashboard.live import (
+    FACE_COLUMNS,
     LiveOptions,
-    draw_faces,
+    face_table,
+    first_line,
     pipeline_available,
-    recording_csv,
-    rows_frame,
     run_video,
     save_recording,
     video_frame_count,
@@ -45,6 +46,7 @@ def sidebar_options(config: DashboardConfig) -> LiveOptions | None:
         return None
     names = [display_path(p, config) for p in models]
     model = models[names.index(st.sidebar.selectbox("Model", names, key="live_model"))]
+    st.sidebar.caption("Face model: $AFFECTCAM_FACE_MODEL, the user cache, or a one-time download.")
     backend = st.sidebar.selectbox("Backend", backend_names(), key="live_backend")
     smoothing = st.sidebar.checkbox("Smoothing (EMA + One-Euro)", value=True, key="live_smoothing")
     max_frames = int(st.sidebar.number_input("Max frames", 1, 100_000, 300, key="live_max_frames"))
@@ -95,75 +97,90 @@ def process(video: Path, options: LiveOptions) -> None:
         return
     try:
         total = min(video_frame_count(video) or options.max_frames, options.max_frames)
-        labels = read_spec(options.model).labels
     except DashboardError as exc:
         st.error(str(exc))
         return
     progress = st.progress(0.0, text=f"{video.name}: starting")
     image_col, plane_col = st.columns([3, 2])
-    image_slot, plane_slot = image_col.empty(), plane_col.empty()
-    bars_slot = plane_col.empty()
-    rows, last, started, shown = [], None, time.monotonic(), 0.0
-    try:
-        for frame in run_video(video, options, labels):
-            rows.extend(frame.rows)
-            last = frame
-            done = min((len({r.frame for r in rows}) and frame.index + 1) / max(total, 1), 1.0)
-            progress.progress(done, text=f"{video.name}: frame {frame.index + 1} of {total}")
-            # Redraw a few times a second: Plotly re-renders are slower than the pipeline.
-            if time.monotonic() - shown > 0.3:
-                shown = time.monotonic()
-                draw_live(frame, rows, labels, image_slot, plane_slot, bars_slot)
-    except Exception as exc:  # the pipeline's own errors are one-liners; keep the page alive on any
-        st.error(f"{video.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-        return
-    progress.progress(1.0, text=f"{video.name}: done in {time.monotonic() - started:.1f} s")
-    image_slot.empty(), plane_slot.empty(), bars_slot.empty()
-    st.session_state[RESULT_KEY] = {"video": video.name, "labels": labels, "rows": rows, "last": last}
+    image_slot, plane_slot, bars_slot = image_col.empty(), plane_col.empty(), plane_col.empty()
+    tables, last, labels, started, shown = [], None, [], time.monotonic(), 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "recording.csv"
+        try:
+            with closing(run_video(video, options, csv_path)) as frames:
+                for result, labels in frames:
+                    tables.append(face_table(result, labels))
+                    last = result
+                    progress.progress(min((result.index + 1) / max(total, 1), 1.0),
+                                      text=f"{video.name}: frame {result.index + 1} of {total}")
+                    # Redraw a few times a second: Plotly re-renders are slower than the pipeline.
+                    if time.monotonic() - shown > 0.5:
+                        shown = time.monotonic()
+                        faces = pd.concat(tables, ignore_index=True)
+                        draw_frame(result, faces, labels, image_slot, plane_slot, bars_slot)
+        except Exception as exc:  # the page outlives any pipeline failure; realtime's messages are one line
+            st.error(f"{video.name}: {first_line(exc)}")
+            return
+        recording = csv_path.read_text(encoding="utf-8") if csv_path.is_file() else ""
+    progress.progress(1.0, text=f"{video.name}: {len(tables)} frames in {time.monotonic() - started:.1f} s")
+    for slot in (image_slot, plane_slot, bars_slot):
+        slot.empty()
+    faces = pd.concat(tables, ignore_index=True) if tables else face_table_empty(labels)
+    st.session_state[RESULT_KEY] = {"video": video.name, "labels": labels, "faces": faces,
+                                    "last": last, "csv": recording, "frames": len(tables)}
 
 
-def draw_live(frame, rows, labels, image_slot, plane_slot, bars_slot) -> None:
-    if frame.image_bgr is not None:
-        image_slot.image(draw_faces(frame.image_bgr, frame.rows), channels="BGR")
-    df = rows_frame(rows, labels)
-    trail = df[df["frame"] > frame.index - TRAIL_FRAMES]
-    current = df[df["frame"] == frame.index]
-    plane_slot.plotly_chart(charts.va_plane(trail, current), key=f"live_plane_{frame.index}")
-    bars_slot.plotly_chart(charts.probability_bars(labels, current.set_index("track_id")),
-                           key=f"live_bars_{frame.index}")
+def face_table_empty(labels: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(columns=[*FACE_COLUMNS, *(f"p_{lab}" for lab in labels)])
+
+
+def plane_and_bars(faces: pd.DataFrame, labels: list[str], frame_index: int):
+    trail = faces[faces["frame"] > frame_index - TRAIL_FRAMES]
+    current = faces[faces["frame"] == frame_index]
+    return (charts.va_plane(trail, current),
+            charts.probability_bars(labels, current.set_index("track_id")))
+
+
+def draw_frame(result, faces, labels, image_slot, plane_slot, bars_slot) -> None:
+    image = result.annotated if result.annotated is not None else result.image
+    image_slot.image(image, channels="BGR", caption=f"frame {result.index}")
+    plane, bars = plane_and_bars(faces, labels, result.index)
+    plane_slot.plotly_chart(plane, key=f"live_plane_{result.index}")
+    bars_slot.plotly_chart(bars, key=f"live_bars_{result.index}")
 
 
 def show_result() -> None:
     result = st.session_state.get(RESULT_KEY)
     if not result:
         return
-    labels, rows, last = result["labels"], result["rows"], result["last"]
-    df = rows_frame(rows, labels) if rows else pd.DataFrame(columns=["frame", "track_id", "valence", "arousal"])
-    st.subheader(f"{result['video']}: {df['frame'].nunique()} frames with a face, "
-                 f"{df['track_id'].nunique()} tracks")
+    labels, faces, last = result["labels"], result["faces"], result["last"]
+    st.subheader(f"{result['video']}: {result['frames']} frames, {faces['frame'].nunique()} with a face, "
+                 f"{faces['track_id'].nunique()} tracks")
     image_col, plane_col = st.columns([3, 2])
-    if last is not None and last.image_bgr is not None:
-        image_col.image(draw_faces(last.image_bgr, last.rows), channels="BGR", caption=f"frame {last.index}")
-    last_frame = df["frame"].max() if len(df) else 0
-    trail = df[df["frame"] > last_frame - TRAIL_FRAMES]
-    current = df.sort_values("frame").groupby("track_id").tail(1) if len(df) else df
+    if last is not None:
+        image = last.annotated if last.annotated is not None else last.image
+        image_col.image(image, channels="BGR", caption=f"frame {last.index}")
+    # Tracks seen in the last TRAIL_FRAMES frames, each at its latest point; older ones have left.
+    trail = faces[faces["frame"] > (faces["frame"].max() if len(faces) else 0) - TRAIL_FRAMES]
+    current = trail.sort_values("frame").groupby("track_id").tail(1)
     plane_col.plotly_chart(charts.va_plane(trail, current), key="live_plane")
-    if len(df):
-        plane_col.plotly_chart(charts.probability_bars(labels, current.set_index("track_id")), key="live_bars")
-    text = recording_csv(rows, labels)
-    st.download_button("Download recording (CSV)", text, file_name=f"{Path(result['video']).stem}.csv",
-                       mime="text/csv", key="live_download")
+    plane_col.plotly_chart(charts.probability_bars(labels, current.set_index("track_id")), key="live_bars")
+    if not result["csv"]:
+        return
+    name = f"{Path(result['video']).stem}.csv"
+    st.download_button("Download recording (CSV)", result["csv"], file_name=name, mime="text/csv",
+                       key="live_download")
     config = get_config()
     if config.dirs:
-        target_dir = st.selectbox("Save into", config.dirs, key="live_save_dir")
-        name = st.text_input("File name", f"{Path(result['video']).stem}.csv", key="live_save_name")
-        if st.button("Save recording", key="live_save"):
+        save_cols = st.columns([2, 2, 1])
+        target_dir = save_cols[0].selectbox("Save into", config.dirs, key="live_save_dir")
+        file_name = save_cols[1].text_input("File name", name, key="live_save_name")
+        if save_cols[2].button("Save recording", key="live_save"):
             try:
-                path = config.check(Path(target_dir) / Path(name).name)
-                save_recording(text, path)
+                path = save_recording(result["csv"], config.check(Path(target_dir) / Path(file_name).name))
                 st.success(f"saved {path}; open it on the Session page")
             except (DashboardError, OSError) as exc:
-                st.error(str(exc))
+                st.error(first_line(exc))
 
 
 def webcam(options: LiveOptions | None) -> None:

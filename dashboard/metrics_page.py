@@ -45,12 +45,6 @@ def headline_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["section", "metric", "value", "ci_low", "ci_high", "better"])
 
 
-def _fmt(value: float | None, ci: tuple[float, float] | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
@@ -101,7 +95,10 @@ def show_run(run: RunDir, key: str) -> None:
     for col, (label, section, k, ci_key) in zip(cols, (
             ("Accuracy", expression, "accuracy", "accuracy"), ("Macro-F1", expression, "macro_f1", "macro_f1"),
             ("Valence CCC", valence, "ccc", "valence_ccc"), ("Arousal CCC", arousal, "ccc", "arousal_ccc")), strict=True):
-        col.metric(label, _fmt(_number(section.get(k)), ci_of(m, ci_key)))
+        value, ci = _number(section.get(k)), ci_of(m, ci_key)
+        col.metric(label, "—" if value is None else f"{value:.3f}")
+        if ci:
+            col.caption(f"{m.get('ci_level', 0.95):.0%} CI [{ci[0]:.3f}, {ci[1]:.3f}]")
     level = m.get("ci_level", 0.95)
     st.subheader(f"Headline metrics ({level:.0%} bootstrap interval where stored)")
     st.dataframe(headline_table(m), hide_index=True, key=f"{key}_headline")
@@ -170,13 +167,12 @@ def show_compare(runs: list[RunDir]) -> None:
     except Exception as exc:  # a page must not die on one odd run; the message names it
         st.error(f"compare: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return
-    try:
-        table = pd.read_csv(io.StringIO(csv_text))
-        st.dataframe(table, hide_index=True, key="compare_table")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError):
-        st.markdown(markdown)
+    st.markdown(markdown.removeprefix("# Comparison").lstrip())
     st.download_button("Download compare table (CSV)", csv_text, file_name="compare.csv", mime="text/csv",
                        key="compare_download")
-    with st.expander("Markdown"):
-        st.code(markdown, language="markdown")
-
+    try:
+        table = pd.read_csv(io.StringIO(csv_text))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return
+    with st.expander("As a table (metric, run, value, interval)"):
+        st.dataframe(table, hide_index=True, key="compare_table")

@@ -48,9 +48,14 @@ def show_model(info: ModelInfo) -> None:
     st.dataframe(spec_table(info.spec), hide_index=True, key="spec_table")
     st.subheader("Backend benchmark")
     if info.bench is not None:
-        st.dataframe(info.bench, hide_index=True, key="bench_table")
-    if info.bench_markdown:
+        table = info.bench.drop(columns=[c for c in info.bench.columns if c.startswith("extra")])
+        st.dataframe(table, hide_index=True, key="bench_table")
+        if info.bench_markdown:
+            with st.expander("As markdown"):
+                st.markdown(info.bench_markdown)
+    elif info.bench_markdown:
         st.markdown(info.bench_markdown)
-    if info.bench is None and not info.bench_markdown:
-        st.info(f"No benchmark next to {info.path.name} (expected {info.path.name}.bench.json or bench.md; "
-                "write one with `python -m export bench`).")
+    else:
+        st.info(f"No benchmark next to {info.path.name} (bench.json or {info.path.stem}.bench.json; "
+                f"write one with `python -m export bench {info.path.name} --out "
+                f"{info.path.parent / 'bench'}`).")

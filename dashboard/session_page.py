@@ -46,6 +46,20 @@ def show_recording(recording: Recording) -> None:
     cols[2].metric("Frames with a face", int(df["frame"].nunique()))
     cols[3].metric("Duration (s)", f"{duration_s:.2f}")
 
+    st.subheader("The plane at a chosen time")
+    t_min, t_max = float(df["t_ms"].min()) / 1000.0, float(df["t_ms"].max()) / 1000.0
+    step = max(interval / 1000.0, 0.001)
+    if t_max > t_min:
+        t_s = st.slider("time (s)", t_min, t_max, value=t_max, step=step, key="scrub_time")
+    else:
+        t_s = t_min
+    trail_s = st.slider("trail (s)", 0.0, 10.0, value=2.0, step=0.5, key="scrub_trail")
+    trail, current = state_at(df, t_s * 1000.0, trail_s * 1000.0)
+    plane_col, bars_col = st.columns(2)
+    plane_col.plotly_chart(charts.va_plane(trail, current, title=f"Valence–arousal at {t_s:.2f} s"),
+                           key="session_plane")
+    bars_col.plotly_chart(charts.probability_bars(labels, current.set_index("track_id")), key="session_bars")
+
     st.subheader("Valence and arousal over time")
     st.plotly_chart(charts.va_over_time(df), key="session_va_time")
     st.subheader("Expression timeline")
@@ -64,20 +78,6 @@ def show_recording(recording: Recording) -> None:
                                           "expression", labels), key="expression_bars")
     st.subheader("Tracks")
     st.dataframe(track_table(df, interval), hide_index=True, key="track_table")
-
-    st.subheader("The plane at a chosen time")
-    t_min, t_max = float(df["t_ms"].min()) / 1000.0, float(df["t_ms"].max()) / 1000.0
-    step = max(interval / 1000.0, 0.001)
-    if t_max > t_min:
-        t_s = st.slider("time (s)", t_min, t_max, value=t_max, step=step, key="scrub_time")
-    else:
-        t_s = t_min
-    trail_s = st.slider("trail (s)", 0.0, 10.0, value=2.0, step=0.5, key="scrub_trail")
-    trail, current = state_at(df, t_s * 1000.0, trail_s * 1000.0)
-    plane_col, bars_col = st.columns(2)
-    plane_col.plotly_chart(charts.va_plane(trail, current, title=f"Valence–arousal at {t_s:.2f} s"),
-                           key="session_plane")
-    bars_col.plotly_chart(charts.probability_bars(labels, current.set_index("track_id")), key="session_bars")
 
     st.download_button("Download summary (CSV)", summary_csv(recording.frame, labels),
                        file_name=f"{recording.path.stem}_summary.csv", mime="text/csv", key="summary_download")

@@ -2,11 +2,8 @@
 
 Accepts an AffectNet-layout folder (`images/<id>.jpg` + `annotations/<id>_exp.npy`,
 `_val.npy`, `_aro.npy`), class folders (`<dir>/<class>/*.jpg`, e.g. FER2013's
-`PublicTest`), or a plain folder of face crops (no labels).
-
-TODO(train.data): this reads the two layouts directly with cv2 and numpy; swap
-`load_faces` for the `train.data` loaders (`load_affectnet`,
-`load_class_folders`) once they exist, keeping the `FaceSet` it returns.
+`PublicTest`), or a plain folder of face crops (no labels). The two labelled
+layouts are read by `train.data`'s loaders, images by its `read_image`.
 """
 
 from __future__ import annotations
@@ -20,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from affect.labels import AFFECTNET_NO_VA, AFFECTNET_NON_EXPRESSION_CODES, EXPRESSIONS, NAME_ALIASES
-from affect.preprocess import prepare_batch
+from affect.labels import EXPRESSIONS, NAME_ALIASES
+from affect.preprocess import prepare_batch, to_rgb
 from affect.spec import ModelSpec
 from export.common import ExportError
 
@@ -55,44 +52,34 @@ class FaceSet:
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    from train.data.dataset import UnreadableImage, read_image
+    from train.data.records import Sample
 
-
-def _npy_scalar(path: Path) -> float | None:
-    # AffectNet stores labels as numpy unicode scalars ('<U9'): float() them.
     try:
-        return float(np.load(path))
-    except (OSError, ValueError):
+        return to_rgb(read_image(Sample(path=str(path))))
+    except UnreadableImage:
         return None
 
 
 def _listing(root: Path) -> tuple[str, list[tuple[Path, int, float, float]]]:
-    """(layout, [(image path, expression, valence, arousal)]) for a folder."""
-    nan = float("nan")
-    if (root / "images").is_dir() and (root / "annotations").is_dir():
-        rows = []
-        for p in sorted((root / "images").iterdir()):
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            ann = root / "annotations"
-            exp = _npy_scalar(ann / f"{p.stem}_exp.npy")
-            val, aro = _npy_scalar(ann / f"{p.stem}_val.npy"), _npy_scalar(ann / f"{p.stem}_aro.npy")
-            code = -1 if exp is None or int(exp) in AFFECTNET_NON_EXPRESSION_CODES else int(exp)
-            # -2 marks "no valid valence/arousal" in AffectNet.
-            val = nan if val is None or val == AFFECTNET_NO_VA else val
-            aro = nan if aro is None or aro == AFFECTNET_NO_VA else aro
-            rows.append((p, code, val, aro))
-        return "affectnet", rows
-    class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in NAME_ALIASES]
-    if class_dirs:
-        rows = []
-        for d in class_dirs:
-            code = EXPRESSIONS.index(NAME_ALIASES[d.name.lower()])
-            rows += [(p, code, nan, nan) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        return "class-folders", rows
-    rows = [(p, -1, nan, nan) for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-    return "images", rows
+    """(layout, [(image path, expression, valence, arousal)]) for a folder, via train.data's loaders."""
+    from train.data.loaders import load_affectnet, load_class_folders
+    from train.data.records import DataError
+
+    try:
+        if (root / "images").is_dir():
+            info = load_affectnet(root)
+        elif any(d.is_dir() and d.name.lower() in NAME_ALIASES for d in root.iterdir()):
+            info = load_class_folders(root)
+        else:
+            rows = [(p, -1, float("nan"), float("nan")) for p in sorted(root.rglob("*"))
+                    if p.suffix.lower() in IMAGE_SUFFIXES]
+            return "images", rows
+    except DataError as exc:
+        raise ExportError(str(exc)) from None
+    if tuple(info.label_set) != tuple(EXPRESSIONS):
+        raise ExportError(f"{root}: class folders map to {list(info.label_set)}, not the 8 expressions")
+    return info.name, [(Path(s.path), s.expression, s.valence, s.arousal) for s in info.samples]
 
 
 def load_faces(path: str | os.PathLike, limit: int | None = None, seed: int = 0) -> FaceSet:

@@ -92,7 +92,7 @@ def run_parity(onnx_path: str | os.PathLike, model, spec: ModelSpec, faces: Face
     # Batches of several sizes also exercise the dynamic batch axis.
     for x in batches(faces, spec, batch_size):
         t = torch_outputs(model, x)
-        for name, value in zip(names, session.run(names, {INPUT_NAME: x})):
+        for name, value in zip(names, session.run(names, {INPUT_NAME: x}), strict=True):
             ref[name].append(t[name])
             got[name].append(value)
     return compare_outputs({k: np.concatenate(v) for k, v in ref.items()},

@@ -1,0 +1,105 @@
+"""`python -m realtime.cam`: read facial affect live from a camera, file or stream.
+
+    python -m realtime.cam --source 0 --model model.int8.onnx
+    python -m realtime.cam --source clip.mp4 --model model.onnx --headless --csv out.csv --video-out out.mp4
+
+Ctrl-C (or q in the window) ends the run cleanly: recordings are flushed and
+closed, the video stays playable, and a summary is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from affect.spec import SpecError
+from realtime.backends import BACKENDS, BackendError
+from realtime.face_model import FaceModelError
+from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
+from realtime.smoothing import SmoothingOptions
+from realtime.sources import SourceError, SourceOptions
+
+USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineError, OSError)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m realtime.cam", description=__doc__.splitlines()[0])
+    ap.add_argument("--source", default="0",
+                    help="camera index, video file, image folder, rtsp/http URL or GStreamer pipeline (default 0)")
+    ap.add_argument("--model", default=None, help="model file: .onnx, .engine or .pt (default: the packaged model)")
+    ap.add_argument("--backend", default=None, choices=sorted(BACKENDS), help="default: by the model's extension")
+    ap.add_argument("--threads", type=int, default=None, help="inference threads (ONNX Runtime intra-op, torch)")
+    ap.add_argument("--face-model", default=None, help="MediaPipe face_landmarker.task (default: env, cache, download)")
+    ap.add_argument("--detector-only", action="store_true",
+                    help="MediaPipe FaceDetector instead of the landmarker (faster, no mesh or blendshapes)")
+    ap.add_argument("--max-faces", type=int, default=10)
+    ap.add_argument("--headless", action="store_true", help="no window")
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--every", type=int, default=1, help="run the model every Nth frame, carrying results between")
+    ap.add_argument("--csv", default=None, help="write the per-face CSV recording here")
+    ap.add_argument("--jsonl", default=None, help="write the per-face JSONL recording here")
+    ap.add_argument("--jsonl-landmarks", action="store_true", help="add landmarks and blendshapes to the JSONL")
+    ap.add_argument("--video-out", default=None, help="write the annotated video here (.mp4)")
+    ap.add_argument("--summary-json", default=None, help="write the end-of-run summary here as JSON")
+    ap.add_argument("--width", type=int, default=None, help="camera resolution request")
+    ap.add_argument("--height", type=int, default=None)
+    ap.add_argument("--fps", type=float, default=None, help="camera FPS request")
+    smooth = ap.add_argument_group("smoothing")
+    smooth.add_argument("--no-smoothing", action="store_true", help="switch both filters off")
+    smooth.add_argument("--ema-alpha", type=float, default=SmoothingOptions.ema_alpha,
+                        help="weight of the newest expression probabilities (1 = off)")
+    smooth.add_argument("--no-ema", action="store_true")
+    smooth.add_argument("--euro-min-cutoff", type=float, default=SmoothingOptions.min_cutoff)
+    smooth.add_argument("--euro-beta", type=float, default=SmoothingOptions.beta)
+    smooth.add_argument("--no-one-euro", action="store_true")
+    return ap
+
+
+def options_from_args(args: argparse.Namespace) -> PipelineOptions:
+    smoothing = SmoothingOptions(ema=not (args.no_smoothing or args.no_ema), ema_alpha=args.ema_alpha,
+                                 one_euro=not (args.no_smoothing or args.no_one_euro),
+                                 min_cutoff=args.euro_min_cutoff, beta=args.euro_beta)
+    return PipelineOptions(
+        source=args.source, model=args.model, backend=args.backend, threads=args.threads,
+        face_model=args.face_model, landmarks=not args.detector_only, max_faces=args.max_faces,
+        every=args.every, max_frames=args.max_frames, smoothing=smoothing,
+        source_options=SourceOptions(width=args.width, height=args.height, fps=args.fps),
+        csv=args.csv, jsonl=args.jsonl, jsonl_landmarks=args.jsonl_landmarks, video_out=args.video_out,
+        show=not args.headless)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        pipeline = Pipeline(options_from_args(args))
+    except USER_ERRORS as exc:
+        print(f"affectcam: error: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # First Ctrl-C: finish this frame and close everything; a second one aborts.
+        pipeline.stop()
+        pipeline.summary.interrupted = True
+        signal.signal(signum, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"affectcam: {pipeline.backend.describe()} on {pipeline.source.name}", file=sys.stderr)
+    try:
+        summary = pipeline.run()
+    except USER_ERRORS as exc:
+        pipeline.close()
+        print(f"affectcam: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.format())
+    if args.summary_json:
+        with open(args.summary_json, "w", encoding="utf-8") as fh:
+            json.dump(summary.as_dict(), fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,3 +41,14 @@ def hamilton_clip() -> Path:
 @pytest.fixture(scope="session")
 def mobilenet_weights() -> Path:
     return shared_path("weights", "mobilenet_v2_imagenet.pth")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread_per_worker():
+    """pytest-xdist runs one worker per core; more intra-op threads than
+    cores makes OpenMP spin-wait and every step an order of magnitude slower."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)

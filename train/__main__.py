@@ -73,6 +73,7 @@ def _fit_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="use at most N samples of each dataset")
     p.add_argument("--workers", type=int, help="data.num_workers")
     p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="train.threads: PyTorch intra-op threads (default: all cores)")
 
 
 def _run_fit(args) -> int:
@@ -81,7 +82,8 @@ def _run_fit(args) -> int:
 
     flag_keys = {"backbone": "model.backbone", "pretrained": "model.pretrained", "input_size": "model.input_size",
                  "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-                 "max_steps": "train.max_steps", "workers": "data.num_workers", "seed": "seed"}
+                 "max_steps": "train.max_steps", "workers": "data.num_workers", "seed": "seed",
+                 "threads": "train.threads"}
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in flag_keys.items() if getattr(args, flag) is not None]
     cfg = load_config(args.config, overrides + args.overrides)
     if args.data:

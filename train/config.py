@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "freeze_backbone": False, "unfreeze_after": None,
         "early_stopping_metric": "score", "early_stopping_patience": None,
         "grad_clip": 5.0, "label_smoothing": 0.1, "l1": 0.0, "max_steps": None, "amp": "auto",
-        "eval_tta": False,
+        "eval_tta": False, "threads": None,
         "stop_when": {},  # e.g. {accuracy: 0.9}: stop once a validation metric reaches a target
     },
     "loss": {

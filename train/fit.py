@@ -70,45 +70,67 @@ def _device() -> torch.device:
 # --- data ----------------------------------------------------------------------------------------------
 
 @dataclass
+class Part:
+    """One dataset's share of one split, already in the run's label order."""
+    samples: list
+    class_mask: np.ndarray
+    info: Any
+
+
+@dataclass
 class Splits:
-    train: list = field(default_factory=list)
-    val: list = field(default_factory=list)
-    test: list = field(default_factory=list)
+    train: list[Part] = field(default_factory=list)
+    val: list[Part] = field(default_factory=list)
+    test: list[Part] = field(default_factory=list)
     infos: list = field(default_factory=list)
-    # per training sample: index of the dataset it came from (for sampling weights)
-    train_source: list[int] = field(default_factory=list)
+    au_names: list[str] = field(default_factory=list)
+
+    def count(self, split: str) -> int:
+        return sum(len(p.samples) for p in getattr(self, split))
 
 
 def build_splits(cfg: dict) -> Splits:
-    """Load every dataset of the config and split each by its role.
+    """Load every dataset of the config, map it to the run's labels, and
+    split each by its role.
 
-    `role: auto` splits the dataset (stratified or by subject) into
+    `role: auto` splits the dataset (stratified, or by subject) into
     train/val/test with the configured fractions and seed; `train`, `val`
     or `test` sends the whole dataset to that part (e.g. FER2013 Training /
-    PublicTest).
+    PublicTest). The same config and seed always give the same split, so
+    `train eval --split test` finds the held-out part again.
     """
-    labels = cfg["labels"]
+    labels = list(cfg["labels"])
     split_cfg = cfg["data"]["split"]
     out = Splits()
-    for i, dcfg in enumerate(cfg["data"]["datasets"]):
-        info = tdata.load_dataset({**dcfg, "labels": labels})
-        out.infos.append(info)
+    for dcfg in cfg["data"]["datasets"]:
         role = dcfg.get("role", "auto")
+        info = tdata.load_dataset({k: v for k, v in dcfg.items() if k != "role"})
+        out.infos.append(info)
+        for name in info.au_names:
+            if name not in out.au_names:
+                out.au_names.append(name)
+    for dcfg, info in zip(cfg["data"]["datasets"], out.infos):
+        role = dcfg.get("role", "auto")
+        samples = tdata.remap_labels(info.samples, info.label_set, labels)
+        if out.au_names:
+            samples = tdata.align_aus(samples, info.au_names, out.au_names)
+        if not samples:
+            raise TrainError(f"{dcfg.get('root')}: no samples with the run's labels {labels}")
+        mask = info.class_mask(labels)
         if role == "auto":
             fractions = tuple(split_cfg.get("fractions", (0.64, 0.16, 0.20)))
             seed = int(split_cfg.get("seed", cfg["seed"]))
-            if split_cfg.get("method", "stratified") == "subject" and any(s.subject for s in info.samples):
-                tr, va, te = tdata.split_by_subject(info.samples, fractions=fractions, seed=seed)
+            if split_cfg.get("method", "stratified") == "subject" and any(s.subject for s in samples):
+                parts = tdata.split_by_subject(samples, fractions=fractions, seed=seed)
             else:
-                tr, va, te = tdata.split_stratified(info.samples, fractions=fractions, seed=seed)
+                parts = tdata.split_stratified(samples, fractions=fractions, seed=seed)
         elif role in ("train", "val", "test"):
-            tr, va, te = (info.samples if role == r else [] for r in ("train", "val", "test"))
+            parts = tuple(samples if role == r else [] for r in ("train", "val", "test"))
         else:
             raise TrainError(f"dataset {dcfg.get('root')}: role must be auto/train/val/test, not {role!r}")
-        out.train += tr
-        out.val += va
-        out.test += te
-        out.train_source += [i] * len(tr)
+        for split, part in zip(("train", "val", "test"), parts):
+            if part:
+                getattr(out, split).append(Part(list(part), mask, info))
     if not out.train:
         raise TrainError("the training split is empty: check data.datasets roots and roles")
     if not out.val:
@@ -116,12 +138,14 @@ def build_splits(cfg: dict) -> Splits:
     return out
 
 
-def _make_dataset(samples: list, cfg: dict, model: AffectModel, infos: list, train: bool):
-    aug = tdata.AugmentConfig(**cfg["data"]["augment"]) if train else None
-    au_names = next((i.au_names for i in infos if i.au_names), [])
-    return tdata.AffectDataset(samples, size=model.input_size, mean=model.mean, std=model.std,
-                               labels=cfg["labels"], augment=aug,
-                               num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names)
+def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: list[str], train: bool):
+    """One AffectDataset per dataset part (each keeps its class mask), mixed."""
+    aug = tdata.AugmentConfig.from_dict(cfg["data"]["augment"]) if train else None
+    return tdata.MixedDataset([
+        tdata.AffectDataset(p.samples, size=size, mean=mean, std=std, labels=cfg["labels"], augment=aug,
+                            num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names,
+                            class_mask=p.class_mask)
+        for p in parts])
 
 
 # --- the loop --------------------------------------------------------------------------------------------
@@ -162,7 +186,7 @@ def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not _is_main(), dynamic_ncols=True)
     for batch in bar:
         n_bad += int(batch.pop("n_bad", 0))
-        if batch["image"].shape[0] == 0:
+        if not batch.pop("batch_size", 0):
             continue
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, enabled=scaler is not None):
@@ -213,7 +237,7 @@ def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.nda
     n_bad = 0
     for batch in loader:
         n_bad += int(batch.pop("n_bad", 0))
-        if batch["image"].shape[0] == 0:
+        if not batch.pop("batch_size", 0):
             continue
         x = batch["image"].to(device)
         out = model(x)
@@ -290,6 +314,10 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     tcfg = cfg["train"]
     device = _device()
     rank, world = _dist_setup(device)
+    if tcfg.get("threads"):
+        # Fewer intra-op threads than cores is much faster when the CPU is shared
+        # (OpenMP spin-waits badly under contention).
+        torch.set_num_threads(int(tcfg["threads"]))
     seed_everything(int(cfg["seed"]) + rank)
     run_dir = Path(cfg.get("run_dir") or Path("runs") / cfg["name"])
     last_path = run_dir / "last.pt"
@@ -306,8 +334,8 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     splits = build_splits(cfg)
     labels = list(cfg["labels"])
     mcfg = cfg["model"]
-    au_names = next((i.au_names for i in splits.infos if i.au_names), [])
-    num_aus = len(au_names) if mcfg.get("num_aus", 0) else 0
+    au_names = list(splits.au_names) if mcfg.get("num_aus", 0) else []
+    num_aus = len(au_names)
     model = build_model(mcfg["backbone"], num_classes=len(labels),
                         pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
                         dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=num_aus,
@@ -320,21 +348,23 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
     model.to(device)
 
-    train_ds = _make_dataset(splits.train, cfg, model, splits.infos, train=True)
-    val_ds = _make_dataset(splits.val, cfg, model, splits.infos, train=False)
+    train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True)
+    val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False)
+    train_samples = train_ds.samples
     bs, workers = int(tcfg["batch_size"]), int(cfg["data"].get("num_workers", 0))
     balance = cfg["data"].get("balance", "none")
     class_weight = None
     if balance == "loss_weights":
-        class_weight = torch.as_tensor(tdata.class_weights(splits.train, len(labels)), dtype=torch.float32,
+        class_weight = torch.as_tensor(tdata.class_weights(train_samples, len(labels)), dtype=torch.float32,
                                        device=device)
-    dataset_weights = [float(d.get("weight", 1.0)) for d in cfg["data"]["datasets"]]
+    dataset_weights = [float(i.weight) for i in splits.infos]
     if world > 1:
         sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
     elif balance == "oversample" or len(set(dataset_weights)) > 1:
-        sampler = tdata.build_sampler(splits.train, splits.train_source, dataset_weights,
+        part_weights = [float(p.info.weight) * len(p.samples) / len(p.info.samples) for p in splits.train]
+        sampler = tdata.build_sampler(train_ds.datasets, part_weights,
                                       balance="oversample" if balance == "oversample" else None,
-                                      num_classes=len(labels), seed=int(cfg["seed"]))
+                                      generator=torch.Generator().manual_seed(int(cfg["seed"])))
     else:
         sampler = None
     loader_kw = dict(num_workers=workers, collate_fn=tdata.collate_skip_bad, pin_memory=device.type == "cuda",
@@ -392,7 +422,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
         atomic_write_json(run_dir / "splits.json", {
-            part: [s.path for s in getattr(splits, part)] for part in ("train", "val", "test")})
+            split: [s.path for p in getattr(splits, split) for s in p.samples] for split in ("train", "val", "test")})
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -400,8 +430,8 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         except ImportError:
             log.warning("tensorboard not installed: no TensorBoard logs")
         print(f"run {run_dir}: {core.name} {count_parameters(core) / 1e6:.2f}M params, input {core.input_size}px, "
-              f"weights {core.weights_source}; train {len(splits.train)} / val {len(splits.val)} / "
-              f"held-out test {len(splits.test)}; {epochs} epochs on {device}", flush=True)
+              f"weights {core.weights_source}; train {splits.count('train')} / val {splits.count('val')} / "
+              f"held-out test {splits.count('test')}; {epochs} epochs on {device}", flush=True)
 
     stop_metric = tcfg.get("early_stopping_metric") or "score"
     patience = tcfg.get("early_stopping_patience")
@@ -477,7 +507,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
             "backbone": core.name, "parameters": count_parameters(core), "input_size": core.input_size,
             "weights": core.weights_source, "train_seconds": round(elapsed, 1), "epochs_run": len(history),
             "best_epoch": best_epoch, "best_" + stop_metric: best, "device": str(device), "world_size": world,
-            "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+            "n_train": splits.count("train"), "n_val": splits.count("val"), "n_test": splits.count("test"),
         })
         try:
             from train.evaluate import write_curves

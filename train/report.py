@@ -11,14 +11,16 @@ import csv
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from affect.metrics import HEADLINE, ccc  # noqa: E402
 from train.io import atomic_write_bytes, atomic_write_text  # noqa: E402
@@ -76,8 +78,8 @@ def plot_va_scatter(va_true: np.ndarray, va_pred: np.ndarray, out_png: str | os.
     """Predicted vs true valence and arousal, CCC in each title; NaN targets left out."""
     t = np.asarray(va_true, np.float64).reshape(-1, 2)
     p = np.asarray(va_pred, np.float64).reshape(-1, 2)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
-    for j, (ax, name) in enumerate(zip(axes, ("valence", "arousal"))):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), layout="constrained")
+    for j, (ax, name) in enumerate(zip(axes, ("valence", "arousal"), strict=True)):
         keep = np.isfinite(t[:, j])
         if not keep.any():
             ax.text(0.5, 0.5, f"no {name} targets", ha="center", va="center", transform=ax.transAxes)
@@ -146,6 +148,8 @@ def write_curves(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> 
             ax_loss.plot(epoch, h[key], marker="o", ms=3, label=key,
                          ls="-" if key.startswith("train_") else "--")
     ax_loss.set_xlabel("epoch")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_metric.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_title("loss")
     if ax_loss.lines:
         ax_loss.legend(fontsize=8)

@@ -209,6 +209,8 @@ def test_vectorised_stats_equal_the_scalar_metrics(clf):
     f1 = M.macro_f1_stat(y[idx], pred[idx])
     for b in range(5):
         assert f1[b] == pytest.approx(skm.f1_score(y[idx[b]], pred[idx[b]], average="macro"))
+    # Non-index labels (floats) take the generic unique() path and agree.
+    assert M.macro_f1_stat(y[idx].astype(float), pred[idx].astype(float)) == pytest.approx(f1)
     t, p = rng.normal(size=50), rng.normal(size=50)
     assert M.ccc_stat(t[None], p[None])[0] == pytest.approx(M.ccc(t, p))
 
@@ -233,7 +235,7 @@ def test_compute_metrics_schema_and_json(clf):
     va = rng.uniform(-1, 1, (len(y), 2))
     va_pred = va + rng.normal(0, 0.2, va.shape)
     m = M.compute_metrics(EXPRESSIONS, y, probs, va, va_pred, dataset="affectnet", model="m.onnx",
-                          n_bootstrap=200)
+                          bootstrap=200)
     assert {"dataset", "n", "model", "expression", "valence", "arousal", "ci"} <= set(m)
     assert m["n"] == len(y) and m["dataset"] == "affectnet"
     for key in ("labels", "accuracy", "macro_f1", "weighted_f1", "cohen_kappa", "krippendorff_alpha",
@@ -253,7 +255,7 @@ def test_compute_metrics_restriction_note_and_missing_va(clf):
     keep = y != 7
     va = np.full((keep.sum(), 2), np.nan)  # FER2013: no valence/arousal
     m = M.compute_metrics(EXPRESSIONS, y[keep], probs[keep], va, np.zeros_like(va),
-                          restrict_to=FER2013_CLASSES, n_bootstrap=50)
+                          restrict_to=FER2013_CLASSES, bootstrap=50)
     assert m["expression"]["labels"] == [x for x in EXPRESSIONS if x != "Contempt"]
     assert "Contempt" in m["note"] and "valence" not in m and "arousal" not in m
     assert len(m["expression"]["confusion"]) == 7
@@ -262,7 +264,7 @@ def test_compute_metrics_restriction_note_and_missing_va(clf):
 def test_compute_metrics_nan_becomes_null():
     y = np.zeros(5, int)
     probs = np.tile([0.9, 0.1], (5, 1))
-    m = M.compute_metrics(["Neutral", "Happy"], y, probs, n_bootstrap=20)
+    m = M.compute_metrics(["Neutral", "Happy"], y, probs, bootstrap=20)
     assert m["expression"]["roc_auc_macro"] is None
     json.dumps(m, allow_nan=False)
 
@@ -272,3 +274,9 @@ def test_compute_metrics_empty_input_is_an_error():
         M.compute_metrics(EXPRESSIONS, np.zeros(0, int), np.zeros((0, 8)), dataset="fer2013")
     with pytest.raises(M.MetricsError, match="no labels or targets"):
         M.compute_metrics(EXPRESSIONS, np.full(3, -1), np.full((3, 8), 1 / 8))
+
+
+def test_compute_metrics_bootstrap_zero_skips_cis(clf):
+    y, probs = clf
+    m = M.compute_metrics(EXPRESSIONS, y, probs, bootstrap=0)
+    assert m["ci"] == {} and m["expression"]["accuracy"] > 0

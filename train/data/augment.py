@@ -5,8 +5,9 @@ photometric changes. Random erasing runs later, on the normalised tensor."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -94,8 +95,6 @@ def augment_image(image: np.ndarray, points: np.ndarray | None, cfg: AugmentConf
                     raise DataError(f"cannot flip {len(pts)} landmarks: no left/right map (known: 68)")
                 pts = pts[list(FLIP_MAPS[len(pts)])]
             points = pts.astype(np.float32)
-    if cfg.greyscale and rng.random() < cfg.greyscale:
-        image = to_rgb(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     if cfg.brightness or cfg.contrast:
         alpha = 1 + rng.uniform(-cfg.contrast, cfg.contrast)
         beta = rng.uniform(-cfg.brightness, cfg.brightness) * 255
@@ -107,4 +106,7 @@ def augment_image(image: np.ndarray, points: np.ndarray | None, cfg: AugmentConf
     if cfg.noise:
         std = rng.uniform(0, cfg.noise)
         image = np.clip(image + rng.normal(0, std, image.shape), 0, 255).astype(np.uint8)
+    # last, so noise and colour changes cannot bring colour back into a grey image
+    if cfg.greyscale and rng.random() < cfg.greyscale:
+        image = to_rgb(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     return np.ascontiguousarray(image), points

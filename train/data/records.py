@@ -4,8 +4,8 @@ describing the dataset as a whole (which classes and targets it can have)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +22,10 @@ def label_index_map(from_labels: Sequence[str], to_labels: Sequence[str],
     (class or group) whose members contain it.
     """
     members = [label_members(t, groups) for t in to_labels]
+    for canon in {m for ms in members for m in ms}:
+        owners = [t for t, ms in zip(to_labels, members, strict=True) if canon in ms]
+        if len(owners) > 1:
+            raise DataError(f"class {canon!r} belongs to several run labels: {owners}")
     out: dict[int, int] = {}
     for i, name in enumerate(from_labels):
         same = [j for j, t in enumerate(to_labels) if _norm(t) == _norm(name)]
@@ -32,8 +36,6 @@ def label_index_map(from_labels: Sequence[str], to_labels: Sequence[str],
             continue
         canon = canonical_name(name)
         hits = [j for j, m in enumerate(members) if canon in m]
-        if len(hits) > 1:
-            raise DataError(f"class {canon!r} belongs to several run labels: {[to_labels[j] for j in hits]}")
         if hits:
             out[i] = hits[0]
     return out

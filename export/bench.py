@@ -1,0 +1,222 @@
+"""`python -m export bench MODEL…`: one table to pick the file to deploy from.
+
+Each model file runs through `realtime.backends.create_backend` (the same code
+the live pipeline uses); its row's format comes from the export FORMATS table.
+Latency is per call of a fixed batch of real preprocessed faces, after warm-up,
+over at least `min_iters` calls and `min_seconds`; accuracy and valence/arousal
+CCC come from `affect.metrics` over the whole evaluation folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from affect.labels import EXPRESSIONS, label_map
+from affect.metrics import MetricsError, expression_metrics, regression_metrics
+from affect.preprocess import softmax
+from affect.spec import ModelSpec
+from export.common import ExportError, atomic_output, file_size_mb
+from export.faces import FaceSet, batches, generated_faces, load_faces
+from export.formats import format_for_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchOptions:
+    data: Path | None = None  # labelled faces for accuracy/CCC (and the timed inputs)
+    batch_sizes: tuple[int, ...] = (1, 8)
+    threads: int = 2
+    warmup: int = 10
+    min_iters: int = 50
+    min_seconds: float = 3.0
+    max_iters: int = 2000
+    limit: int | None = None  # evaluation images (None: all)
+    eval_batch: int = 16
+    providers: tuple[str, ...] | None = None  # ONNX Runtime providers ("cpu", "cuda", …)
+
+
+@dataclass
+class BenchRow:
+    model: str
+    backend: str  # "PyTorch eager", "ORT FP32", "ORT INT8", "ORT FP16", "TensorRT"
+    runtime: str  # what actually ran it (provider / device)
+    batch: int
+    threads: int
+    p50_ms: float
+    p95_ms: float
+    throughput: float  # images per second (median latency)
+    iters: int
+    size_mb: float
+    accuracy: float | None = None
+    valence_ccc: float | None = None
+    arousal_ccc: float | None = None
+    n_eval: int = 0
+    speedup_vs_ort_fp32: float | None = None
+    accuracy_delta_points: float | None = None  # vs ORT FP32, percentage points
+    extra: dict = field(default_factory=dict)
+
+
+def backend_label(path: Path) -> str:
+    """Table name of a model file: its FORMATS row, refined by looking inside ONNX graphs."""
+    fmt = format_for_path(path)
+    if fmt.name == "PyTorch":
+        return "PyTorch eager"
+    if fmt.name == "TensorRT":
+        return "TensorRT"
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
+        return "ORT INT8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "ORT FP16"
+    return "ORT FP32"
+
+
+def time_batch(predict, x: np.ndarray, options: BenchOptions) -> tuple[np.ndarray, int]:
+    """Per-call latencies (seconds) after warm-up."""
+    for _ in range(options.warmup):
+        predict(x)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < options.max_iters and (len(times) < options.min_iters
+                                              or time.perf_counter() - start < options.min_seconds):
+        t0 = time.perf_counter()
+        predict(x)
+        times.append(time.perf_counter() - t0)
+    return np.asarray(times), len(times)
+
+
+def _targets(faces: FaceSet, spec: ModelSpec) -> np.ndarray:
+    """Dataset labels (canonical order) as indices into the model's own labels (-1 if it lacks one)."""
+    mapping = label_map(list(EXPRESSIONS), list(spec.labels))
+    return np.array([mapping.get(int(y), -1) if y >= 0 else -1 for y in faces.expression], np.int64)
+
+
+def evaluate(predict, faces: FaceSet, spec: ModelSpec, batch_size: int) -> dict[str, float | int | None]:
+    logits, va = [], []
+    for x in batches(faces, spec, batch_size):
+        out = predict(x)
+        logits.append(out["expression"])
+        va.append(out["valence_arousal"])
+    probs = softmax(np.concatenate(logits).astype(np.float64))
+    pred_va = np.concatenate(va).astype(np.float64)
+    result: dict[str, float | int | None] = {"n_eval": len(faces)}
+    y = _targets(faces, spec)
+    try:
+        result["accuracy"] = expression_metrics(spec.labels, y, probs)["accuracy"]
+    except MetricsError:
+        result["accuracy"] = None  # no expression labels in this folder
+    for i, name in enumerate(("valence", "arousal")):
+        target = faces.valence if i == 0 else faces.arousal
+        try:
+            result[f"{name}_ccc"] = regression_metrics(target, pred_va[:, i], name)["ccc"]
+        except MetricsError:
+            result[f"{name}_ccc"] = None
+    return result
+
+
+def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[BenchRow]:
+    from realtime.backends import BackendError, create_backend
+
+    try:
+        backend = create_backend(path, threads=options.threads,
+                                 providers=list(options.providers) if options.providers else None)
+    except (BackendError, ValueError) as exc:
+        raise ExportError(str(exc)) from None
+    label = backend_label(path)
+    rows = []
+    with backend:
+        spec = backend.spec
+        scores = evaluate(backend.predict, faces, spec, options.eval_batch) if not faces.generated else {}
+        for batch in options.batch_sizes:
+            pool = faces.images * (batch // len(faces) + 1)
+            x = next(batches(FaceSet(pool[:batch], faces.expression, faces.valence, faces.arousal,
+                                     faces.source), spec, batch))
+            times, iters = time_batch(backend.predict, x, options)
+            p50 = float(np.median(times))
+            rows.append(BenchRow(
+                model=str(path), backend=label, runtime=backend.describe(), batch=batch,
+                threads=options.threads, p50_ms=1000 * p50, p95_ms=1000 * float(np.percentile(times, 95)),
+                throughput=batch / p50, iters=iters, size_mb=file_size_mb(path),
+                accuracy=scores.get("accuracy"), valence_ccc=scores.get("valence_ccc"),
+                arousal_ccc=scores.get("arousal_ccc"), n_eval=int(scores.get("n_eval") or 0)))
+            log.info("%s %s batch %d: p50 %.2f ms, %.1f img/s", label, path.name, batch, rows[-1].p50_ms,
+                     rows[-1].throughput)
+    return rows
+
+
+def add_relative(rows: list[BenchRow]) -> None:
+    """Speed-up and accuracy change of each row against the ORT FP32 row of the same batch."""
+    for row in rows:
+        ref = next((r for r in rows if r.backend == "ORT FP32" and r.batch == row.batch), None)
+        if ref is None:
+            continue
+        row.speedup_vs_ort_fp32 = row.throughput / ref.throughput
+        if row.accuracy is not None and ref.accuracy is not None:
+            row.accuracy_delta_points = 100 * (row.accuracy - ref.accuracy)
+
+
+def run_bench(models: list[str | os.PathLike], options: BenchOptions | None = None) -> list[BenchRow]:
+    options = options or BenchOptions()
+    if options.data is not None:
+        faces = load_faces(options.data, limit=options.limit)
+    else:
+        log.warning("bench: no --data; timing on generated images, no accuracy columns")
+        faces = generated_faces(max(options.batch_sizes))
+    rows: list[BenchRow] = []
+    for model in models:
+        rows += bench_model(Path(model), faces, options)
+    add_relative(rows)
+    return rows
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, pattern)
+
+
+def markdown_table(rows: list[BenchRow], options: BenchOptions | None = None) -> str:
+    head = ("| model | backend | batch | threads | p50 ms | p95 ms | img/s | × ORT FP32 | MB | accuracy "
+            "| Δ acc (pts) | valence CCC | arousal CCC | n |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {Path(r.model).name} | {r.backend} | {r.batch} | {r.threads} | {r.p50_ms:.2f} | "
+                     f"{r.p95_ms:.2f} | {r.throughput:.1f} | {_fmt(r.speedup_vs_ort_fp32, '.2f')} | "
+                     f"{r.size_mb:.1f} | {_fmt(r.accuracy, '.3f')} | {_fmt(r.accuracy_delta_points, '+.1f')} | "
+                     f"{_fmt(r.valence_ccc, '.3f')} | {_fmt(r.arousal_ccc, '.3f')} | {r.n_eval} |")
+    return "\n".join(lines)
+
+
+def environment(options: BenchOptions) -> dict:
+    import onnxruntime
+
+    return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "threads": options.threads, "warmup": options.warmup, "min_iters": options.min_iters,
+            "min_seconds": options.min_seconds, "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(), "data": str(options.data) if options.data else None}
+
+
+def write_tables(rows: list[BenchRow], stem: str | os.PathLike, options: BenchOptions | None = None) -> str:
+    """Write `<stem>.md` and `<stem>.json`; return the markdown."""
+    options = options or BenchOptions()
+    stem = Path(stem)
+    env = environment(options)
+    md = (markdown_table(rows) + f"\n\nThreads: {options.threads} (intra-op); warm-up {options.warmup} calls; "
+          f"median of ≥{options.min_iters} calls and ≥{options.min_seconds:g} s per row; "
+          f"ONNX Runtime {env['onnxruntime']}; data: {env['data'] or 'generated images'}.\n")
+    with atomic_output(stem.with_suffix(".md")) as tmp:
+        tmp.write_text(md, encoding="utf-8")
+    with atomic_output(stem.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"environment": env, "rows": [asdict(r) for r in rows]}, indent=2),
+                       encoding="utf-8")
+    return md

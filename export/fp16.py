@@ -1,0 +1,36 @@
+"""FP32 ONNX → FP16 ONNX for GPUs (inputs and outputs stay float32, so callers
+feed the same preprocessed batch to every file)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from export.common import ExportError, atomic_output, check_writable, load_onnx, set_metadata, spec_of
+
+log = logging.getLogger(__name__)
+
+
+def export_fp16(onnx_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Convert weights and activations to float16, keeping float32 `image` in and outputs out."""
+    import onnx
+
+    try:
+        from onnxconverter_common.float16 import convert_float_to_float16
+    except ImportError:
+        raise ExportError("FP16 export needs onnxconverter-common: pip install onnxconverter-common") from None
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out is not None else onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
+    check_writable(out)
+    fp32 = load_onnx(onnx_path)
+    spec = spec_of(fp32, str(onnx_path))
+    # keep_io_types: Cast nodes at the edges, so the contract's float32 I/O holds.
+    half = convert_float_to_float16(fp32, keep_io_types=True, disable_shape_infer=False)
+    set_metadata(half, spec)
+    half.producer_name = "affectcam.export.fp16"
+    onnx.checker.check_model(half)
+    with atomic_output(out) as tmp:
+        onnx.save(half, str(tmp))
+    log.info("%s: FP16 weights/activations, float32 I/O (runs fastest on a GPU; CPUs emulate float16)", out)
+    return out

@@ -1,0 +1,192 @@
+"""Where results go: the CSV and JSONL recordings (format in
+`affect.recording`), an annotated video, and the end-of-run summary.
+
+Files are written to a temporary name next to the target and moved into
+place with `os.replace` on close, so a reader never sees half a file; closing
+on Ctrl-C flushes everything and finishes the video container (mp4v), so the
+recording and the video stay usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from affect.recording import FaceRow, write_csv_header
+
+
+def _tmp_name(path: Path) -> Path:
+    # keep the suffix last: cv2.VideoWriter picks the container from it
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+class _AtomicText:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = _tmp_name(self.path)
+        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
+
+    def close(self) -> None:
+        if self.fh is None:
+            return
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        self.fh = None
+        os.replace(self.tmp, self.path)
+
+
+class CsvSink(_AtomicText):
+    """One row per face per frame: `affect.recording.csv_columns(labels)`."""
+
+    def __init__(self, path: str | os.PathLike, labels: Sequence[str]):
+        super().__init__(path)
+        self.writer = write_csv_header(self.fh, labels)
+
+    def write(self, result: Any) -> None:
+        for f in result.faces:
+            x, y, w, h = f.box
+            self.writer.writerow(FaceRow(result.index, result.t_ms, f.track_id, x, y, w, h, f.det_score,
+                                         f.expression, f.confidence, list(f.probabilities),
+                                         f.valence, f.arousal).as_csv_row())
+
+
+class JsonlSink(_AtomicText):
+    """One JSON object per face per frame with the CSV's keys, plus landmarks
+    ([[x, y, z], …] in pixels) and blendshapes when asked."""
+
+    def __init__(self, path: str | os.PathLike, labels: Sequence[str], landmarks: bool = True,
+                 blendshapes: bool = True):
+        super().__init__(path)
+        self.labels, self.landmarks, self.blendshapes = list(labels), landmarks, blendshapes
+
+    def write(self, result: Any) -> None:
+        for f in result.faces:
+            x, y, w, h = f.box
+            obj: dict[str, Any] = {
+                "frame": result.index, "t_ms": round(result.t_ms, 1), "track_id": f.track_id,
+                "x": round(x, 1), "y": round(y, 1), "w": round(w, 1), "h": round(h, 1),
+                "det_score": round(f.det_score, 4), "expression": f.expression,
+                "confidence": round(f.confidence, 4),
+                **{f"p_{label}": round(float(p), 4) for label, p in zip(self.labels, f.probabilities)},
+                "valence": round(f.valence, 4), "arousal": round(f.arousal, 4),
+            }
+            if self.landmarks and f.landmarks is not None:
+                obj["landmarks"] = np.round(f.landmarks, 2).tolist()
+            if self.blendshapes and f.blendshapes is not None:
+                obj["blendshapes"] = {k: round(v, 4) for k, v in f.blendshapes.items()}
+            self.fh.write(json.dumps(obj) + "\n")
+
+
+class VideoSink:
+    """Annotated frames into an mp4 (mp4v); the size is fixed by the first frame."""
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = _tmp_name(self.path)
+        self.fps = fps if fps and fps > 0 else 30.0
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if self.writer is None:
+            self.size = (w, h)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            if not self.writer.isOpened():
+                raise OSError(f"{self.path}: cannot open a video writer (mp4v)")
+        if (w, h) != self.size:  # sources whose size changes (image folders)
+            image = cv2.resize(image, self.size)
+        self.writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()  # writes the moov atom: the file is playable
+            self.writer = None
+            os.replace(self.tmp, self.path)
+
+
+class LatencyStats:
+    """Per-stage milliseconds with bounded memory: a reservoir sample of
+    `capacity` values per stage (exact until then), so long runs stay flat."""
+
+    def __init__(self, capacity: int = 20000, seed: int = 0):
+        self.capacity = capacity
+        self.samples: dict[str, list[float]] = {}
+        self.counts: dict[str, int] = {}
+        self._rng = random.Random(seed)
+
+    def add(self, timings: dict[str, float]) -> None:
+        for stage, ms in timings.items():
+            values = self.samples.setdefault(stage, [])
+            n = self.counts.get(stage, 0) + 1
+            self.counts[stage] = n
+            if len(values) < self.capacity:
+                values.append(ms)
+            else:
+                j = self._rng.randrange(n)
+                if j < self.capacity:
+                    values[j] = ms
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        return {stage: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
+                        "mean": float(np.mean(v))}
+                for stage, v in self.samples.items() if v}
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    max_faces: int = 0
+    tracks: int = 0
+    wall_s: float = 0.0
+    corrupt_frames: int = 0
+    dropped_frames: int = 0
+    reconnects: int = 0
+    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    interrupted: bool = False
+    source_error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def faces_per_frame(self) -> float:
+        return self.faces / self.frames if self.frames else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "frames_with_faces": self.frames_with_faces, "faces": self.faces,
+                "faces_per_frame": round(self.faces_per_frame, 3), "max_faces": self.max_faces,
+                "tracks": self.tracks, "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
+                "corrupt_frames": self.corrupt_frames, "dropped_frames": self.dropped_frames,
+                "reconnects": self.reconnects, "interrupted": self.interrupted,
+                "source_error": self.source_error,
+                "stages_ms": {k: {m: round(x, 3) for m, x in v.items()} for k, v in self.stages_ms.items()}}
+
+    def format(self) -> str:
+        lines = [f"frames {self.frames} ({self.frames_with_faces} with faces), "
+                 f"{self.faces_per_frame:.2f} faces/frame, {self.tracks} tracks, "
+                 f"{self.fps:.1f} FPS over {self.wall_s:.1f} s"
+                 + (f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else "")
+                 + (f", {self.dropped_frames} stale frames dropped" if self.dropped_frames else "")
+                 + (" (interrupted)" if self.interrupted else "")]
+        if self.source_error:
+            lines.append(f"source: {self.source_error}")
+        if self.stages_ms:
+            lines.append("stage      p50 ms   p95 ms")
+            lines += [f"{k:<9} {v['p50']:7.2f}  {v['p95']:7.2f}" for k, v in self.stages_ms.items()]
+        return "\n".join(lines)

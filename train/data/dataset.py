@@ -1,0 +1,200 @@
+"""`AffectDataset`: samples → the item dict the fit loop and evaluation
+consume (see docs/ARCHITECTURE.md), plus mixing and a collate that drops
+unreadable images.
+
+The eval path is exactly `affect.preprocess.to_rgb → resize_square →
+normalise` (after `affect.crop.crop_face` for samples with a box), the same
+calls `prepare_batch` makes at run time, so training and deployment agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import ConcatDataset, Dataset, default_collate
+from torchvision.transforms import RandomErasing
+
+from affect.crop import box_from_xywh, crop_face, points_to_crop
+from affect.preprocess import normalise, resize_square, to_rgb
+from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
+from train.data.records import DataError, Sample
+
+log = logging.getLogger(__name__)
+
+# Sample.box is already the rule-expanded square: crop it as given.
+_AS_GIVEN = {"method": "box", "scale": 1.0}
+_UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class UnreadableImage(DataError):
+    """An image file that is missing, truncated or not an image."""
+
+
+def read_image(sample: Sample) -> np.ndarray:
+    """The sample's pixels as decoded (HxW greyscale or HxWx3 RGB uint8).
+
+    PIL rather than cv2: cv2 silently returns a half-grey picture for a
+    truncated JPEG, PIL raises, so bad files are caught and counted.
+    """
+    if sample.pixels is not None:
+        return sample.pixels
+    try:
+        with Image.open(sample.path) as im:
+            im.load()
+            if im.mode not in ("RGB", "L"):
+                im = im.convert("RGB")
+            return np.asarray(im)
+    except _UNREADABLE as exc:
+        raise UnreadableImage(f"{sample.path}: unreadable image ({exc})") from None
+
+
+def eval_crop(image: np.ndarray, sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Deterministic S x S RGB crop and the sample's landmarks in [0, 1] crop coordinates."""
+    rgb = to_rgb(image)
+    points = sample.landmarks
+    if sample.box is not None:
+        box = box_from_xywh(*sample.box, rule=_AS_GIVEN, angle=sample.angle)
+        crop = resize_square(crop_face(rgb, box, size), size)
+        if points is not None:
+            points = points_to_crop(points, box, 1)
+    else:
+        h, w = rgb.shape[:2]
+        crop = resize_square(rgb, size)
+        if points is not None:
+            points = np.asarray(points, np.float64).reshape(-1, 2) / np.array([w, h], np.float64)
+    return crop, None if points is None else np.asarray(points, np.float32)
+
+
+class AffectDataset(Dataset):
+    """Samples → dicts of tensors (`image`, `expression`, `class_mask`, `va`,
+    `va_mask`, `landmarks`, `landmarks_mask`, `aus`, `aus_mask`, `index`);
+    an unreadable image gives None (use `collate_skip_bad`).
+
+    `samples[i].expression` must index `labels`; `aus` must follow `au_names`
+    (see `remap_labels`, `align_aus`); `class_mask` (bool [C]) says which
+    classes this dataset can have (`DatasetInfo.class_mask`).
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: int, mean: Sequence[float], std: Sequence[float],
+                 labels: Sequence[str], augment: AugmentConfig | None = None, num_landmarks: int = 0,
+                 au_names: Sequence[str] = (), class_mask: Sequence[bool] | np.ndarray | None = None) -> None:
+        self.samples = list(samples)
+        self.size, self.mean, self.std = int(size), list(mean), list(std)
+        self.labels, self.au_names = list(labels), list(au_names)
+        self.augment, self.num_landmarks = augment, int(num_landmarks)
+        n = len(self.labels)
+        mask = np.ones(n, bool) if class_mask is None else np.asarray(class_mask, bool)
+        if mask.shape != (n,):
+            raise DataError(f"class_mask has shape {mask.shape}, expected ({n},) for labels {self.labels}")
+        self.class_mask = torch.from_numpy(mask.copy())
+        self._check_samples()
+        if augment is not None and augment.hflip and self.num_landmarks and self.num_landmarks not in FLIP_MAPS:
+            raise DataError(f"hflip with {self.num_landmarks} landmarks: no left/right map (known: 68)")
+        self._erasing = RandomErasing(p=augment.erasing, value=0) if augment and augment.erasing else None
+        self.n_bad = 0  # unreadable images met by this process (workers count their own)
+
+    def _check_samples(self) -> None:
+        n, k, a = len(self.labels), self.num_landmarks, len(self.au_names)
+        for s in self.samples:
+            if not -1 <= s.expression < n:
+                raise DataError(f"{s.path}: expression {s.expression} is outside the {n} run labels "
+                                "(remap_labels first)")
+            if k and s.landmarks is not None and np.asarray(s.landmarks).reshape(-1, 2).shape[0] != k:
+                raise DataError(f"{s.path}: {np.asarray(s.landmarks).size // 2} landmarks, the model has {k}")
+            if a and s.aus is not None and len(s.aus) != a:
+                raise DataError(f"{s.path}: {len(s.aus)} AU values for {a} AU names (align_aus first)")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+        s = self.samples[index]
+        try:
+            image = read_image(s)
+        except UnreadableImage as exc:
+            self.n_bad += 1
+            log.warning("skipping %s", exc)
+            return None
+        want_points = self.num_landmarks > 0 and s.landmarks is not None
+        crop, points = eval_crop(image, s if want_points else _without_landmarks(s), self.size)
+        if self.augment is not None:
+            # Draw from torch's generator: seeded per DataLoader worker and by torch.manual_seed.
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            crop, points = augment_image(crop, points, self.augment, rng)
+        x = torch.from_numpy(normalise(crop, self.mean, self.std)[0])
+        if self._erasing is not None:
+            x = self._erasing(x)
+        return {"image": x, "expression": torch.tensor(s.expression, dtype=torch.int64),
+                "class_mask": self.class_mask.clone(), **self._targets(s, points),
+                "index": torch.tensor(index, dtype=torch.int64)}
+
+    def _targets(self, s: Sample, points: np.ndarray | None) -> dict[str, torch.Tensor]:
+        va = np.array([s.valence, s.arousal], np.float32)
+        va_mask = np.isfinite(va)
+        lm = np.zeros(2 * self.num_landmarks, np.float32)
+        lm_ok = points is not None and bool(np.isfinite(points).all())
+        if lm_ok:
+            lm = points.reshape(-1).astype(np.float32)
+        aus = np.zeros(len(self.au_names), np.float32)
+        if s.aus is not None and len(self.au_names):
+            aus = np.asarray(s.aus, np.float32).copy()
+        aus_mask = np.isfinite(aus) if s.aus is not None else np.zeros(len(self.au_names), bool)
+        return {
+            "va": torch.from_numpy(np.where(va_mask, va, 0).astype(np.float32)),
+            "va_mask": torch.from_numpy(va_mask),
+            "landmarks": torch.from_numpy(lm),
+            "landmarks_mask": torch.tensor(lm_ok),
+            "aus": torch.from_numpy(np.where(aus_mask, aus, 0).astype(np.float32)),
+            "aus_mask": torch.from_numpy(aus_mask),
+        }
+
+
+def _without_landmarks(s: Sample) -> Sample:
+    if s.landmarks is None:
+        return s
+    return dataclasses.replace(s, landmarks=None)
+
+
+def collate_skip_bad(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """`default_collate` over the readable items; `n_bad` (int) counts the
+    dropped ones and `batch_size` (int) the rest. With no readable item the
+    dict holds only those two keys."""
+    good = [b for b in batch if b is not None]
+    out: dict[str, Any] = default_collate(good) if good else {}
+    out["n_bad"] = len(batch) - len(good)
+    out["batch_size"] = len(good)
+    return out
+
+
+class MixedDataset(ConcatDataset):
+    """Several AffectDatasets as one; each item keeps its own dataset's
+    `class_mask` and target masks, and `index` is the position in `samples`
+    (all parts' samples, in order)."""
+
+    def __init__(self, datasets: Sequence[AffectDataset]) -> None:
+        super().__init__(list(datasets))
+        first = self.datasets[0]
+        for d in self.datasets[1:]:
+            for attr in ("size", "labels", "num_landmarks", "au_names"):
+                if getattr(d, attr) != getattr(first, attr):
+                    raise DataError(f"cannot mix datasets with different {attr}: "
+                                    f"{getattr(first, attr)} vs {getattr(d, attr)}")
+        self.samples: list[Sample] = [s for d in self.datasets for s in d.samples]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+        if index < 0:
+            index += len(self)
+        item = super().__getitem__(index)
+        if item is not None:
+            item["index"] = torch.tensor(index, dtype=torch.int64)
+        return item
+
+    @property
+    def n_bad(self) -> int:
+        return sum(d.n_bad for d in self.datasets)

@@ -1,0 +1,382 @@
+"""`python -m train eval`: run a checkpoint or ONNX model over a dataset and
+write metrics.json, predictions.csv, plots and report.md into one folder.
+
+The model is run through `realtime.backends.create_backend`, the same code
+the live camera uses, so a checkpoint and its ONNX export are evaluated
+exactly as they will be deployed. Images come from `train.data.AffectDataset`
+(the training pipeline's eval path: same crop and normalisation); true labels
+come from the samples themselves, mapped by name onto the model's labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affect.labels import label_map
+from affect.metrics import MetricsError, compute_metrics, restrict_classes
+from affect.preprocess import softmax
+from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
+from train.io import atomic_write_json, atomic_write_text
+from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
+
+__all__ = ["EvalError", "evaluate", "evaluate_cli", "predictions_to_metrics", "write_curves"]
+
+log = logging.getLogger(__name__)
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot run: no samples, labels that do not match, NaN outputs."""
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _parse_data_arg(data: str) -> dict[str, Any]:
+    kind, _, root = data.partition(":")
+    if not root:
+        raise EvalError(f"--data {data!r}: use TYPE:ROOT, e.g. affectnet:../shared/data/affectnet")
+    return {"type": kind, "root": root}
+
+
+def _run_dir_samples(model_path: Path, run_dir: str | os.PathLike | None, split: str):
+    """The held-out part of a training run (its config.yaml + splits.json)."""
+    import yaml
+
+    from train import data as tdata
+
+    run = Path(run_dir) if run_dir else model_path.parent
+    cfg_path, splits_path = run / "config.yaml", run / "splits.json"
+    for p in (cfg_path, splits_path):
+        if not p.is_file():
+            raise EvalError(f"{p}: not found; pass --data TYPE:ROOT or --run-dir of the training run")
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    splits = json.loads(splits_path.read_text(encoding="utf-8"))
+    wanted = None if split == "all" else set(splits.get(split, []))
+    if wanted is not None and not wanted:
+        raise EvalError(f"{splits_path}: the {split!r} split is empty")
+    # `role` is about training; a dataset entry is otherwise what load_dataset takes.
+    infos = [tdata.load_dataset({k: v for k, v in d.items() if k not in ("role", "labels")})
+             for d in cfg.get("data", {}).get("datasets", [])]
+    return infos, wanted
+
+
+def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list[str], limit: int | None):
+    """→ (samples, label list Sample.expression indexes, dataset's classes or None, dataset name)."""
+    from train import data as tdata
+
+    if data is None:
+        infos, wanted = _run_dir_samples(model_path, run_dir, split)
+        samples, classes = [], set()
+        for info in infos:
+            picked = [s for s in info.samples if wanted is None or s.path in wanted]
+            samples += picked
+            if picked:
+                classes |= set(info.labels)
+        label_set = list(infos[0].label_set) if infos else labels
+        name = f"{'+'.join(i.name for i in infos)}:{split}"
+        return samples, label_set, sorted(classes) or None, name
+    if isinstance(data, str):
+        data = _parse_data_arg(data)
+    if isinstance(data, dict):
+        # The loader spreads `limit` over the whole dataset (every class), unlike a head slice.
+        info = tdata.load_dataset({**data, "limit": data.get("limit", limit)})
+        data = info
+    if hasattr(data, "samples") and hasattr(data, "label_set"):  # a DatasetInfo
+        return list(data.samples), list(data.label_set), list(data.labels), data.name
+    samples = list(data)
+    source = samples[0].source if samples and getattr(samples[0], "source", "") else "samples"
+    # Built-in loaders index the canonical order; with bare samples the dataset's
+    # class set is unknown, so no classes are left out.
+    from affect.labels import EXPRESSIONS
+
+    return samples, list(EXPRESSIONS), None, source
+
+
+def _true_labels(samples: Sequence[Any], label_set: list[str], model_labels: list[str],
+                 source: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Sample.expression (into `label_set`) → index into the model's labels (-1 = none).
+    Returns also the count of labelled samples whose class the model lacks."""
+    mapping = label_map(label_set, model_labels)
+    y = np.full(len(samples), -1, np.int64)
+    lacking: dict[str, int] = {}
+    for i, s in enumerate(samples):
+        e = int(s.expression)
+        if e < 0:
+            continue
+        if e in mapping:
+            y[i] = mapping[e]
+        else:
+            name = label_set[e] if e < len(label_set) else str(e)
+            lacking[name] = lacking.get(name, 0) + 1
+    if (y < 0).all() and lacking:
+        raise EvalError(f"{source}: the model's labels {model_labels} share no class with the dataset's "
+                        f"{sorted(lacking)}")
+    return y, lacking
+
+
+def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | None,
+                    source: str = "dataset") -> list[str] | None:
+    """The model's classes the dataset can have; None when it can have all of them."""
+    if dataset_classes is None:
+        return None
+    shared = [m for m in model_labels if label_map([m], list(dataset_classes))]
+    if not shared:
+        raise EvalError(f"{source}: the model's labels {model_labels} share no class with the dataset's "
+                        f"{list(dataset_classes)}")
+    return None if len(shared) == len(model_labels) else shared
+
+
+# --- running the model ---------------------------------------------------------------------------
+
+def _create_backend(model_path: Path):
+    try:
+        from realtime.backends import create_backend
+    except ImportError as exc:  # the realtime room missing from this install
+        raise EvalError(f"{model_path}: cannot load a model backend ({exc})") from None
+    return create_backend(str(model_path))
+
+
+def _predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarray]:
+    out: dict[str, list[np.ndarray]] = {"index": [], "logits": [], "va": [], "aus": []}
+    n_bad = 0
+    for batch in loader:
+        n_bad += int(batch.get("n_bad", 0))
+        if "image" not in batch:  # every image of this batch was unreadable
+            continue
+        x = batch["image"]
+        x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+        if x.shape[0] == 0:
+            continue
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        pred = backend.predict(x)
+        if tta:  # average with the mirrored face, as fit's eval_tta does
+            flipped = backend.predict(np.ascontiguousarray(x[..., ::-1]))
+            pred = {k: (v + flipped[k]) / 2 if k in (OUTPUT_EXPRESSION, OUTPUT_VA) else v for k, v in pred.items()}
+        idx = batch["index"]
+        out["index"].append(np.asarray(idx.numpy() if hasattr(idx, "numpy") else idx, np.int64))
+        out["logits"].append(np.asarray(pred[OUTPUT_EXPRESSION], np.float64))
+        out["va"].append(np.asarray(pred[OUTPUT_VA], np.float64))
+        if OUTPUT_AUS in pred:
+            out["aus"].append(np.asarray(pred[OUTPUT_AUS], np.float64))
+    result = {k: np.concatenate(v) for k, v in out.items() if v}
+    if "index" not in result:
+        raise EvalError(f"{model_path}: no readable images in the dataset ({n_bad} unreadable)")
+    for key in ("logits", "va", "aus"):
+        if key in result and not np.isfinite(result[key]).all():
+            bad = int((~np.isfinite(result[key])).reshape(len(result[key]), -1).any(axis=1).sum())
+            raise EvalError(f"{model_path}: the model produced NaN/inf {key} for {bad} of "
+                            f"{len(result[key])} images")
+    result["n_bad"] = np.array(n_bad)
+    return result
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+def _predictions_csv(paths: list[str], labels: list[str], y: np.ndarray, pred: np.ndarray,
+                     probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
+                     au_names: list[str], aus_true: np.ndarray | None, aus_prob: np.ndarray | None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["path", "true_label", "pred_label", *[f"p_{x}" for x in labels],
+              "true_valence", "true_arousal", "pred_valence", "pred_arousal"]
+    if aus_prob is not None:
+        header += [f"true_{a}" for a in au_names] + [f"p_{a}" for a in au_names]
+    w.writerow(header)
+
+    # Full precision (round-trip): predictions_to_metrics must reproduce metrics.json exactly,
+    # and near-tied probabilities would otherwise change rankings (ROC-AUC).
+    def num(v: float) -> str:
+        return "" if not math.isfinite(v) else f"{v:.17g}"
+
+    for i, path in enumerate(paths):
+        row = [path, labels[y[i]] if y[i] >= 0 else "", labels[pred[i]],
+               *[f"{p:.17g}" for p in probs[i]], num(va_true[i, 0]), num(va_true[i, 1]),
+               num(va_pred[i, 0]), num(va_pred[i, 1])]
+        if aus_prob is not None:
+            row += [num(v) for v in aus_true[i]] + [f"{v:.17g}" for v in aus_prob[i]]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _display_image(item_image: Any, spec: ModelSpec) -> np.ndarray:
+    x = item_image.numpy() if hasattr(item_image, "numpy") else np.asarray(item_image)
+    x = x.transpose(1, 2, 0) * np.asarray(spec.std) + np.asarray(spec.mean)
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _example_grids(dataset, spec: ModelSpec, rows: np.ndarray, labels: list[str], y: np.ndarray,
+                   pred: np.ndarray, conf: np.ndarray, out_dir: Path, n: int) -> None:
+    """Most confident correct and most confident wrong predictions: the wrong
+    ones a model is sure of are the ones worth looking at."""
+    labelled = np.flatnonzero(y >= 0)
+    for name, mask in (("correct", y[labelled] == pred[labelled]), ("incorrect", y[labelled] != pred[labelled])):
+        chosen = labelled[mask]
+        chosen = chosen[np.argsort(-conf[chosen], kind="stable")][:n]
+        images, titles = [], []
+        for i in chosen:
+            try:
+                images.append(_display_image(dataset[int(rows[i])]["image"], spec))
+            except Exception as exc:  # an image that became unreadable since: show the rest
+                log.warning("example %s: %s", i, exc)
+                continue
+            titles.append(f"true {labels[y[i]]}\npred {labels[pred[i]]} {conf[i]:.2f}")
+        plot_examples(images, titles, out_dir / f"examples_{name}.png", heading=f"{name} predictions")
+
+
+# --- public API ----------------------------------------------------------------------------------
+
+def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLike, split: str = "test",
+             batch_size: int = 64, limit: int | None = None, run_dir: str | os.PathLike | None = None,
+             tta: bool = False, n_examples: int = 18, bootstrap: int = 1000, num_workers: int = 0) -> dict:
+    """Evaluate a checkpoint (.pt) or ONNX model and write the eval folder.
+
+    `data`: a dataset config dict (`{"type": "affectnet", "root": DIR}`), a
+    "TYPE:ROOT" string, a `train.data.DatasetInfo`, a list of `Sample`s, or None
+    for the `split` part of the training run in `run_dir` (default: the
+    model's folder). Returns the metrics.json dict.
+    """
+    from torch.utils.data import DataLoader
+
+    from train import data as tdata
+
+    model_path = Path(model_path)
+    out_dir = Path(out_dir)
+    if not model_path.is_file():
+        raise EvalError(f"{model_path}: model file not found")
+    backend = _create_backend(model_path)
+    try:
+        spec: ModelSpec = backend.spec
+        labels = list(spec.labels)
+        samples, label_set, dataset_classes, dataset_name = _collect(model_path, data, split, run_dir, labels, limit)
+        if limit is not None:
+            samples = samples[: int(limit)]
+        if not samples:
+            raise EvalError(f"{dataset_name}: the dataset is empty; nothing to evaluate")
+        restrict = _shared_classes(labels, dataset_classes, dataset_name)
+        y_all, lacking = _true_labels(samples, label_set, labels, dataset_name)
+        dataset = tdata.AffectDataset(samples, size=spec.input_size, mean=spec.mean, std=spec.std,
+                                      labels=label_set, augment=None)  # AUs are read from the samples
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            collate_fn=tdata.collate_skip_bad)
+        raw = _predict(backend, loader, tta, model_path)
+    finally:
+        close = getattr(backend, "close", None)
+        if close:
+            close()
+
+    rows = raw["index"]  # positions in `samples` of the readable images, in order
+    kept = [samples[i] for i in rows]
+    y = y_all[rows]
+    probs = softmax(raw["logits"])
+    va_true = np.array([[s.valence, s.arousal] for s in kept], np.float64)
+    va_pred = raw["va"]
+    au_names = list(spec.au_names)
+    aus_true = aus_prob = None
+    if au_names and "aus" in raw:
+        aus_prob = 1 / (1 + np.exp(-raw["aus"]))
+        aus_true = np.array([s.aus if getattr(s, "aus", None) is not None and len(s.aus) == len(au_names)
+                             else np.full(len(au_names), np.nan) for s in kept], np.float64)
+        if not np.isfinite(aus_true).any():
+            aus_true = None
+    try:
+        metrics = compute_metrics(labels, y, probs, va_true, va_pred,
+                                  aus_true=aus_true, aus_prob=aus_prob if aus_true is not None else None,
+                                  au_names=au_names, dataset=dataset_name, model=str(model_path),
+                                  restrict_to=restrict, bootstrap=bootstrap)
+    except MetricsError as exc:
+        raise EvalError(f"{dataset_name}: {exc}") from None
+    notes = [metrics["note"]] if metrics.get("note") else []
+    if lacking:
+        notes.append(f"{sum(lacking.values())} samples labelled {sorted(lacking)} (not a model class) left out")
+    if int(raw["n_bad"]):
+        notes.append(f"{int(raw['n_bad'])} unreadable images skipped")
+    if notes:
+        metrics["note"] = "; ".join(notes)
+    if restrict:
+        metrics["restricted_to"] = restrict
+    metrics["skipped_images"] = int(raw["n_bad"])
+    metrics["backbone"] = spec.backbone
+    metrics["input_size"] = int(spec.input_size)
+
+    # Predicted label: argmax over the classes the metrics were computed on.
+    pred_labels = labels if restrict is None else restrict
+    _, _, p_eval = restrict_classes(labels, np.full(len(y), -1), probs, pred_labels)
+    pred_in_model = np.array([labels.index(pred_labels[j]) for j in p_eval.argmax(axis=1)], np.int64)
+    conf = p_eval.max(axis=1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "predictions.csv", _predictions_csv(
+        [s.path for s in kept], labels, y, pred_in_model, probs, va_true, va_pred, au_names,
+        aus_true, aus_prob if aus_true is not None else None))
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    plot_confusion(metrics, out_dir / "confusion.png")
+    plot_va_scatter(va_true, va_pred, out_dir / "va_scatter.png")
+    _example_grids(dataset, spec, rows, labels, y, pred_in_model, conf, out_dir, n_examples)
+    figures = ["confusion.png", "va_scatter.png", "examples_correct.png", "examples_incorrect.png"]
+    write_report(metrics, out_dir / "report.md", figures,
+                 extra=f"Model `{model_path.name}` ({spec.backbone}, {spec.input_size} px), "
+                       f"labels {labels}{', test-time mirroring' if tta else ''}.")
+    return metrics
+
+
+def predictions_to_metrics(predictions_csv: str | os.PathLike, restrict_to: Sequence[str] | None = None,
+                           bootstrap: int = 1000, dataset: str = "", model: str = "") -> dict:
+    """Recompute the metrics from a predictions.csv (p_<label> columns are the
+    model's softmax). With `restrict_to` None, the restriction recorded in the
+    sibling metrics.json ("restricted_to") is used, so the numbers agree."""
+    import pandas as pd
+
+    path = Path(predictions_csv)
+    if not path.is_file():
+        raise EvalError(f"{path}: predictions file not found")
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if df.empty:
+        raise EvalError(f"{path}: no predictions")
+    sibling = path.with_name("metrics.json")
+    meta = json.loads(sibling.read_text(encoding="utf-8")) if sibling.is_file() else {}
+    if restrict_to is None:
+        restrict_to = meta.get("restricted_to")
+    au_names = [c[5:] for c in df.columns if c.startswith("true_") and c[5:] not in ("label", "valence", "arousal")]
+    labels = [c[2:] for c in df.columns if c.startswith("p_") and c[2:] not in au_names]
+    if not labels:
+        raise EvalError(f"{path}: no p_<label> columns")
+    true = df["true_label"].fillna("").astype(str)
+    y = np.array([labels.index(t) if t else -1 for t in true], np.int64)
+    kwargs: dict[str, Any] = {}
+    if au_names:
+        kwargs = dict(aus_true=df[[f"true_{a}" for a in au_names]].to_numpy(np.float64),
+                      aus_prob=df[[f"p_{a}" for a in au_names]].to_numpy(np.float64), au_names=au_names)
+    return compute_metrics(labels, y, df[[f"p_{x}" for x in labels]].to_numpy(np.float64),
+                           df[["true_valence", "true_arousal"]].to_numpy(np.float64),
+                           df[["pred_valence", "pred_arousal"]].to_numpy(np.float64),
+                           dataset=dataset or meta.get("dataset", ""), model=model or meta.get("model", ""),
+                           restrict_to=restrict_to, bootstrap=bootstrap, **kwargs)
+
+
+def evaluate_cli(args: Any) -> dict:
+    """`python -m train eval` (argparse namespace from train.__main__)."""
+    metrics = evaluate(args.model, args.data, args.out, split=getattr(args, "split", "test"),
+                       batch_size=getattr(args, "batch_size", 64), limit=getattr(args, "limit", None),
+                       run_dir=getattr(args, "run_dir", None), tta=bool(getattr(args, "tta", False)))
+    expr = metrics.get("expression") or {}
+    parts = [f"{metrics['dataset']}: n={metrics['n']}"]
+    if expr:
+        parts.append(f"accuracy {expr['accuracy']:.3f}, macro-F1 {expr['macro_f1']:.3f}")
+    for name in ("valence", "arousal"):
+        if metrics.get(name):
+            ccc = metrics[name]["ccc"]
+            parts.append(f"{name} CCC {ccc:.3f}" if ccc is not None else f"{name} CCC –")
+    print("; ".join(parts) + f" → {args.out}")
+    if metrics.get("note"):
+        print(f"note: {metrics['note']}")
+    return metrics
+
