@@ -3,7 +3,7 @@ parity checks and every runtime backend."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

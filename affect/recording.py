@@ -9,8 +9,8 @@ object per face per frame with the same leading keys.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 BASE_COLUMNS = ("frame", "t_ms", "track_id", "x", "y", "w", "h", "det_score", "expression", "confidence")
 TAIL_COLUMNS = ("valence", "arousal")

@@ -8,8 +8,9 @@ downstream hard-codes labels, input size, normalisation or the crop rule.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from affect import __version__
 from affect.labels import EXPRESSIONS
@@ -48,7 +49,7 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
         known = {f for f in cls.__dataclass_fields__}
         missing = {"labels", "input_size", "mean", "std"} - set(data)
         if missing:
@@ -76,7 +77,7 @@ class ModelSpec:
         return {PREFIX + k: v for k, v in meta.items()}
 
     @classmethod
-    def from_metadata(cls, props: Mapping[str, str], source: str = "model") -> "ModelSpec":
+    def from_metadata(cls, props: Mapping[str, str], source: str = "model") -> ModelSpec:
         """Parse `affect.*` metadata; `source` names the file in errors."""
         if PREFIX + "labels" not in props:
             raise SpecError(

@@ -11,8 +11,9 @@ state, so memory stays flat over long runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

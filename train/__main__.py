@@ -14,8 +14,8 @@ FIT_EPILOG = textwrap.dedent("""\
 
     Datasets (data.datasets: a list; several are mixed in one run):
       {type: affectnet,     root: DIR}          images/<id>.jpg + annotations/<id>_{exp,val,aro,lnd}.npy
-      {type: affectnet_csv, root: CSV, images: DIR}   official CSV, faces cropped from the box
-      {type: fer2013,       root: DIR}          class folders (Training/, PublicTest/ …)
+      {type: affectnet_csv, root: IMAGES_DIR, csv: CSV}   official CSV, faces cropped from the box
+      {type: fer2013,       root: DIR, usage: Training}   class folders DIR/Training/<class>/, DIR/PublicTest/…
       {type: fer2013_csv,   root: CSV, usage: Training}
       {type: ckplus,        root: DIR, facs: DIR}     CK+ class folders (+ FACS files → action units)
       {type: folders,       root: DIR, mapping: {folder: Label}}
