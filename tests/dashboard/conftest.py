@@ -238,3 +238,10 @@ def second_eval_dir(workspace, eval_dir) -> Path:
     if not out.exists():
         shutil.copytree(eval_dir, out)
     return out
+
+
+@pytest.fixture
+def tiny_onnx_writer():
+    """`write_tiny_onnx` as a fixture: test modules cannot import a conftest by
+    name when several test folders have one."""
+    return write_tiny_onnx

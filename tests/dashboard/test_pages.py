@@ -258,9 +258,8 @@ def test_model_page_shows_the_spec_and_the_bench_table(app, model_file):
 
 @pytest.mark.parametrize("kind, problem", [("no_metadata", "no affect.* metadata"),
                                            ("garbage", "not a readable ONNX model")])
-def test_model_without_metadata_or_unreadable_is_a_one_line_error(app, workspace, kind, problem):
-    from conftest import write_tiny_onnx
-
+def test_model_without_metadata_or_unreadable_is_a_one_line_error(app, workspace, kind, problem, tiny_onnx_writer):
+    write_tiny_onnx = tiny_onnx_writer
     path = workspace / "models" / f"{kind}.onnx"
     if kind == "garbage":
         path.write_bytes(b"\x00not onnx at all" * 10)
