@@ -53,6 +53,7 @@ class PipelineOptions:
     download_face_model: bool = True
     landmarks: bool = True  # False: the lighter FaceDetector path (no mesh, no blendshapes)
     blendshapes: bool = True
+    detector_fill: bool = True  # landmarker path: also run the detector for faces the landmarker misses
     max_faces: int = 10
     min_face_confidence: float = 0.5
     every: int = 1  # run the model every Nth frame; faces and tracks every frame
@@ -125,7 +126,7 @@ class Pipeline:
             mode = "image" if self.source.kind == "folder" else "video"
             self.finder = self._stack.enter_context(FaceFinder(FaceOptions(
                 face_model, max_faces=o.max_faces, landmarks=o.landmarks, blendshapes=o.blendshapes,
-                min_detection_confidence=o.min_face_confidence, mode=mode)))
+                fill_with_detector=o.detector_fill, min_detection_confidence=o.min_face_confidence, mode=mode)))
             self.tracker = Tracker(o.tracking)
             self.csv = CsvSink(o.csv, self.spec.labels) if o.csv else None
             self.jsonl = JsonlSink(o.jsonl, self.spec.labels, o.jsonl_landmarks, o.jsonl_landmarks) \

@@ -1,0 +1,113 @@
+"""Realtime benchmark: the whole pipeline, headless, on the shared clip.
+
+For each model it reports end-to-end FPS, per-frame latency p50/p95 and every
+stage's p50/p95 (read, faces, crop, infer, track, draw, write), as a markdown
+table and JSON. Targets from the realtime issue (2 CPU cores, MobileNetV2
+INT8 ONNX): at least 60 FPS, p95 per-frame latency at most 25 ms.
+
+    python bench/realtime.py --model runs/x/model.int8.onnx [--model other.onnx] \\
+        [--cores 2] [--threads 2] [--json bench.json] [--markdown bench.md]
+
+A warm-up pass (MediaPipe and ONNX Runtime initialise lazily) runs first and
+is not timed. The load average is recorded too: figures taken on a machine
+shared with other work are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from realtime.pipeline import STAGES, Pipeline, PipelineOptions  # noqa: E402
+
+TARGET_FPS = 60.0
+TARGET_P95_MS = 25.0
+
+
+def bench_model(model: str, args: argparse.Namespace) -> dict:
+    def options(max_frames: int | None) -> PipelineOptions:
+        return PipelineOptions(source=args.clip, model=model, backend=args.backend, threads=args.threads,
+                               face_model=args.face_model, landmarks=not args.detector_only,
+                               detector_fill=not args.no_detector_fill, max_frames=max_frames, every=args.every, draw=args.draw)
+
+    with Pipeline(options(args.warmup)) as p:
+        for _ in p:
+            pass
+    with Pipeline(options(args.frames)) as p:
+        backend = p.backend.describe()
+        for _ in p:
+            pass
+    s = p.summary
+    frame = s.stages_ms.get("frame", {"p50": 0.0, "p95": 0.0})
+    return {
+        "model": str(model), "backend": backend, "frames": s.frames, "frames_with_faces": s.frames_with_faces,
+        "faces_per_frame": round(s.faces_per_frame, 3), "fps": round(s.fps, 1),
+        "frame_p50_ms": round(frame["p50"], 2), "frame_p95_ms": round(frame["p95"], 2),
+        "stages_ms": {k: {"p50": round(v["p50"], 2), "p95": round(v["p95"], 2)}
+                      for k, v in s.stages_ms.items() if k in STAGES},
+        "meets_target": s.fps >= TARGET_FPS and frame["p95"] <= TARGET_P95_MS,
+    }
+
+
+def markdown(rows: list[dict], env: dict) -> str:
+    head = ["model", "backend", "frames", "faces/frame", "FPS", "frame p50", "frame p95",
+            *(f"{s} p50/p95" for s in STAGES), f"≥{TARGET_FPS:.0f} FPS & p95≤{TARGET_P95_MS:.0f} ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        st = r["stages_ms"]
+        cells = [Path(r["model"]).name, r["backend"].split(":")[0], str(r["frames"]), f"{r['faces_per_frame']:.2f}",
+                 f"{r['fps']:.1f}", f"{r['frame_p50_ms']:.1f}", f"{r['frame_p95_ms']:.1f}",
+                 *(f"{st[s]['p50']:.1f}/{st[s]['p95']:.1f}" if s in st else "-" for s in STAGES),
+                 "yes" if r["meets_target"] else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Milliseconds. {env['cores']} cores, {env['threads']} inference threads, "
+                 f"load average at start {env['load_start']}, at end {env['load_end']}, {env['machine']}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", required=True, help="model file (repeat to compare)")
+    ap.add_argument("--clip", default=str(REPO.parent / "shared" / "videos" / "short_hamilton_clip.mp4"))
+    ap.add_argument("--face-model", default=None)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cores", type=int, default=None, help="pin the process to this many CPU cores")
+    ap.add_argument("--frames", type=int, default=None, help="default: the whole clip")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--every", type=int, default=1)
+    ap.add_argument("--detector-only", action="store_true")
+    ap.add_argument("--no-detector-fill", action="store_true")
+    ap.add_argument("--draw", action="store_true", help="also draw the overlay (as --video-out would)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--markdown", default=None)
+    args = ap.parse_args(argv)
+
+    if args.cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env = {"cores": cores, "threads": args.threads, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+           "load_start": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+           "clip": args.clip, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    rows = [bench_model(m, args) for m in args.model]
+    env["load_end"] = round(os.getloadavg()[0], 2)
+    table = markdown(rows, env)
+    print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "results": rows}, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
