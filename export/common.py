@@ -41,6 +41,7 @@ def atomic_output(out: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are meant to be shared
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -59,6 +59,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: AffectModel, spec: ModelS
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
