@@ -9,14 +9,15 @@ Keys: `state_dict`, `spec` (affect.spec.ModelSpec as a dict), `model_args`
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from affect.spec import ModelSpec, SpecError
+from train.io import atomic_write_bytes
 from train.models import AffectModel, ModelError, build_model
 
 
@@ -54,16 +55,9 @@ def save_checkpoint(path: str | os.PathLike, *, model: AffectModel, spec: ModelS
         "config": config or {}, "epoch": int(epoch), "metrics": metrics or {},
         "format": "affectcam-checkpoint-1", **extra,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
