@@ -199,3 +199,26 @@ def test_cli_eval_prints_summary_and_one_line_errors(onnx_model, affectnet_root,
     rc = main(["eval", str(onnx_model), "--data", "affectnet", "-o", str(tmp_path / "bad")])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "TYPE:ROOT" in err and len(err.splitlines()) == 1
+
+
+def test_eval_of_a_checkpoint_and_its_onnx_export_agree(tmp_path, affectnet_root):
+    from export.onnx_export import export_onnx
+    from train.checkpoint import model_args, save_checkpoint, spec_for
+    from train.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2", pretrained="auto", input_size=SIZE, hidden=32).eval()
+    ckpt = save_checkpoint(tmp_path / "checkpoint.pt", model=model, spec=spec_for(model, list(EXPRESSIONS)),
+                           model_args=model_args(model, 32, 0.3))
+    onnx_path = export_onnx(ckpt, tmp_path / "model.onnx", parity_data=affectnet_root)
+    data = {"type": "affectnet", "root": str(affectnet_root), "limit": 24}
+    from_pt = evaluate(ckpt, data, tmp_path / "eval_pt", batch_size=8, bootstrap=0)
+    from_onnx = evaluate(onnx_path, data, tmp_path / "eval_onnx", batch_size=8, bootstrap=0)
+    assert from_pt["n"] == from_onnx["n"] == 24
+    for section, key in (("expression", "accuracy"), ("expression", "macro_f1"), ("valence", "ccc"),
+                         ("arousal", "ccc")):
+        assert from_pt[section][key] == pytest.approx(from_onnx[section][key], abs=1e-6)
+    with open(tmp_path / "eval_pt" / "predictions.csv") as a, open(tmp_path / "eval_onnx" / "predictions.csv") as b:
+        rows_pt, rows_onnx = list(csv.DictReader(a)), list(csv.DictReader(b))
+    for ra, rb in zip(rows_pt, rows_onnx, strict=True):
+        assert ra["path"] == rb["path"] and ra["pred_label"] == rb["pred_label"]
