@@ -25,7 +25,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("int8", help="ONNX → static INT8 ONNX calibrated on face crops")
     p.add_argument("model", type=Path)
-    p.add_argument("--data", type=Path, required=True, help="calibration face crops (a few hundred)")
+    p.add_argument("--data", type=Path, required=True, help="calibration face crops (a few hundred): a folder, a .txt list of images, or a run's splits.json (its training part; never calibrate on held-out faces)")
     p.add_argument("-o", "--out", type=Path)
     p.add_argument("--format", dest="quant_format", choices=["QDQ", "QOperator"], default="QDQ")
     p.add_argument("--no-per-channel", action="store_true")

@@ -82,12 +82,32 @@ def _listing(root: Path) -> tuple[str, list[tuple[Path, int, float, float]]]:
     return info.name, [(Path(s.path), s.expression, s.valence, s.arousal) for s in info.samples]
 
 
+def _run_split_listing(path: Path) -> tuple[str, list[tuple[Path, int, float, float]]]:
+    """The training part of a run's `splits.json`: calibration faces that are
+    guaranteed not to be in the held-out part the model is evaluated on."""
+    import json
+
+    try:
+        train = json.loads(path.read_text(encoding="utf-8"))["train"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{path}: not a run's splits.json with a 'train' list ({exc})") from None
+    return "run train split", [(Path(p), -1, float("nan"), float("nan")) for p in train]
+
+
 def load_faces(path: str | os.PathLike, limit: int | None = None, seed: int = 0) -> FaceSet:
-    """Read up to `limit` face crops (a seeded random subset, so classes mix) from `path`."""
+    """Read up to `limit` face crops (a seeded random subset, so classes mix)
+    from `path`: a folder (AffectNet layout, class folders or plain images),
+    one image, a `.txt` list of image paths, or a run's `splits.json` (its
+    training part)."""
     root = Path(path)
     if not root.exists():
         raise ExportError(f"{root}: face image folder not found")
-    if root.is_file():
+    if root.is_file() and root.suffix.lower() == ".json":
+        layout, rows = _run_split_listing(root)
+    elif root.is_file() and root.suffix.lower() == ".txt":  # one image path per line
+        lines = root.read_text(encoding="utf-8").splitlines()
+        layout, rows = "image list", [(Path(ln.strip()), -1, float("nan"), float("nan")) for ln in lines if ln.strip()]
+    elif root.is_file():
         layout, rows = "images", [(root, -1, float("nan"), float("nan"))]
     else:
         layout, rows = _listing(root)

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
         "early_stopping_metric": "score", "early_stopping_patience": None,
         "grad_clip": 5.0, "label_smoothing": 0.1, "l1": 0.0, "max_steps": None, "amp": "auto",
         "eval_tta": False, "threads": None,
+        # draws per epoch from the (weighted) training mix; None: one pass over every training sample
+        "samples_per_epoch": None,
         "stop_when": {},  # e.g. {accuracy: 0.9}: stop once a validation metric reaches a target
     },
     "loss": {

@@ -360,10 +360,11 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     dataset_weights = [float(i.weight) for i in splits.infos]
     if world > 1:
         sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
-    elif balance == "oversample" or len(set(dataset_weights)) > 1:
+    elif balance == "oversample" or len(set(dataset_weights)) > 1 or tcfg.get("samples_per_epoch"):
         part_weights = [float(p.info.weight) * len(p.samples) / len(p.info.samples) for p in splits.train]
         sampler = tdata.build_sampler(train_ds.datasets, part_weights,
                                       balance="oversample" if balance == "oversample" else None,
+                                      num_samples=tcfg.get("samples_per_epoch"),
                                       generator=torch.Generator().manual_seed(int(cfg["seed"])))
     else:
         sampler = None

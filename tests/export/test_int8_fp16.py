@@ -98,3 +98,20 @@ def test_fp16_keeps_float32_io_and_close_outputs(tmp_path, small_onnx, affectnet
     for u, v in zip(a, b, strict=True):
         assert v.dtype == np.float32
         np.testing.assert_allclose(u, v, atol=2e-2)
+
+
+def test_calibration_faces_from_a_run_split_or_an_image_list_never_include_held_out(tmp_path, affectnet_root):
+    import json
+
+    images = sorted((affectnet_root / "images").glob("*.jpg"))[:6]
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": [str(p) for p in images[:4]], "val": [], "test": [str(p) for p in images[4:]]}))
+    faces = load_faces(splits)
+    assert sorted(faces.paths) == sorted(str(p) for p in images[:4]) and faces.images[0].ndim == 3
+    listing = tmp_path / "calib.txt"
+    listing.write_text("\n".join(str(p) for p in images[2:5]) + "\n\n")
+    assert load_faces(listing).paths == [str(p) for p in images[2:5]]
+    bad = tmp_path / "other.json"
+    bad.write_text('{"test": []}')
+    with pytest.raises(ExportError, match=r"other\.json: not a run's splits\.json"):
+        load_faces(bad)

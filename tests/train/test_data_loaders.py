@@ -278,3 +278,11 @@ def test_load_dataset_dispatches_and_names_bad_configs(fer2013_root, affectnet_r
         load_dataset({"type": "ckplus"})
     with pytest.raises(DataError, match="limt"):
         load_dataset({"type": "affectnet", "root": affectnet_root, "limt": 5})
+
+
+def test_fer2013_config_root_may_be_the_dataset_or_one_usage_folder(fer2013_root):
+    whole = load_dataset({"type": "fer2013", "root": str(fer2013_root), "limit": 30})
+    assert all("/Training/" in s.path for s in whole.samples)  # the dataset root: Training by default
+    public = load_dataset({"type": "fer2013", "root": str(fer2013_root / "PublicTest")})
+    assert len(public) == sum(1 for _ in (fer2013_root / "PublicTest").glob("*/*.jpg"))
+    assert {EXPRESSIONS[s.expression] for s in public.samples} == set(EXPRESSIONS) - {"Contempt"}

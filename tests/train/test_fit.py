@@ -111,6 +111,14 @@ def test_fer2013_mixes_with_affectnet_under_masks(tmp_path, affectnet_root, fer2
     assert info["n_train"] > 40  # both datasets reached the training split
 
 
+def test_samples_per_epoch_sets_the_epoch_length(tmp_path, affectnet_root, fer2013_root):
+    cfg = tiny_config(tmp_path, affectnet_root, epochs=1, batch_size=8, samples_per_epoch=24)
+    cfg["data"]["datasets"].append({"type": "fer2013", "root": str(fer2013_root), "limit": 40,
+                                    "role": "train", "weight": 0.4})
+    run = fit(cfg)
+    assert [int(r["train_steps"]) for r in read_history(run)] == [3]  # 24 draws / batch 8, not 1 pass over 70
+
+
 def test_masked_classes_do_not_change_the_loss():
     logits = torch.randn(4, 8)
     target = torch.tensor([0, 1, 6, -1])

@@ -300,12 +300,15 @@ def load_fer2013_csv(csv_path: str | os.PathLike, usage: str | Sequence[str] | N
 
 def load_fer2013_folders(root: str | os.PathLike, usage: str | Sequence[str] | None = "Training",
                          limit: int | None = None, name: str = "fer2013") -> DatasetInfo:
-    """FER2013 as `root/<usage>/<class>/*.jpg` (usage None: `root/<class>/`).
+    """FER2013 as `root/<usage>/<class>/*.jpg` (usage None: `root/<class>/`;
+    "auto": `root/Training/` if it exists, else `root` is one usage folder).
 
     Two Training file names appear under two classes; they are different
     pictures, so both are kept (paths stay unique; never key samples by file name).
     """
     root = _existing_dir(root)
+    if usage == "auto":  # a root that holds the usage folders, or one usage folder itself
+        usage = "Training" if (root / "Training").is_dir() else None
     bases = [root / u for u in _usages(usage)] if usage is not None else [root]
     samples: list[Sample] = []
     for base in bases:
@@ -456,7 +459,7 @@ def _load_affectnet_csv_cfg(cfg: Mapping[str, Any], root: Path, **kw: Any) -> Da
 LOADERS: dict[str, Callable[..., DatasetInfo]] = {
     "affectnet": lambda cfg, root, **kw: load_affectnet(root, **kw),
     "affectnet_csv": _load_affectnet_csv_cfg,
-    "fer2013": lambda cfg, root, **kw: load_fer2013_folders(root, usage=cfg.get("usage", "Training"), **kw),
+    "fer2013": lambda cfg, root, **kw: load_fer2013_folders(root, usage=cfg.get("usage", "auto"), **kw),
     "fer2013_csv": lambda cfg, root, **kw: load_fer2013_csv(root, usage=cfg.get("usage"), **kw),
     "ckplus": lambda cfg, root, **kw: load_ckplus(root, facs_root=cfg.get("facs"), **kw),
     "folders": lambda cfg, root, **kw: load_class_folders(root, mapping=cfg.get("mapping"),
