@@ -15,7 +15,7 @@ FIT_EPILOG = textwrap.dedent("""\
     Datasets (data.datasets: a list; several are mixed in one run):
       {type: affectnet,     root: DIR}          images/<id>.jpg + annotations/<id>_{exp,val,aro,lnd}.npy
       {type: affectnet_csv, root: IMAGES_DIR, csv: CSV}   official CSV, faces cropped from the box
-      {type: fer2013,       root: DIR, usage: Training}   class folders DIR/Training/<class>/, DIR/PublicTest/…
+      {type: fer2013,       root: DIR, usage: Training}   class folders DIR/Training/<class>/ (or DIR = one usage folder)
       {type: fer2013_csv,   root: CSV, usage: Training}
       {type: ckplus,        root: DIR, facs: DIR}     CK+ class folders (+ FACS files → action units)
       {type: folders,       root: DIR, mapping: {folder: Label}}
@@ -36,7 +36,8 @@ FIT_EPILOG = textwrap.dedent("""\
     Training: train.optimizer adamw|adam|sgd, lr, backbone_lr_mult (lower LR for the backbone),
     freeze_backbone, unfreeze_after K, scheduler cosine (with warmup_epochs)|plateau|none,
     early_stopping_metric score|accuracy|macro_f1|valence_ccc|arousal_ccc|loss with
-    early_stopping_patience, grad_clip, label_smoothing, l1, amp (CUDA), max_steps.
+    early_stopping_patience, grad_clip, label_smoothing, l1, amp (CUDA), max_steps,
+    samples_per_epoch (draws per epoch from the weighted mix; default: one pass over all).
     Losses: loss.expression, loss.va (weights), loss.va_loss ccc|mse|ccc+mse, loss.landmarks,
     loss.landmark_loss l1|l2, loss.aus.
 
