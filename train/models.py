@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ def _pooled(features: nn.Module) -> nn.Module:
 
 class _Trunk(nn.Module):
     """Keeps the torchvision model's own key names (`features.…`) so its
-    state_dict loads strictly, and drops the classifier."""
+    state_dict loads strictly; its classifier is never called (and not
+    counted by `count_parameters`)."""
 
     def __init__(self, net: nn.Module, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
         super().__init__()
@@ -323,5 +325,11 @@ def build_model(backbone: str, num_classes: int = 8, pretrained: str | None = "a
                        num_landmarks=num_landmarks, num_aus=num_aus, input_size=size, name=backbone)
 
 
+# The backbone keeps its ImageNet classifier as a submodule (so pretrained
+# state_dicts load strictly), but forward never calls it.
+_UNUSED_CLASSIFIER = re.compile(r"(^|\.)net\.(classifier|fc|_fc)\.")
+
+
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Parameters the forward pass uses (not the backbone's unused ImageNet classifier)."""
+    return sum(p.numel() for name, p in model.named_parameters() if not _UNUSED_CLASSIFIER.search(name))

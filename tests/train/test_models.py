@@ -84,3 +84,14 @@ def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
         model_from_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="missing.pt: checkpoint not found"):
         model_from_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_lite0", "small_cnn"])
+def test_parameter_count_is_what_the_forward_pass_uses(backbone):
+    from train.models import count_parameters
+
+    model = build_model(backbone, pretrained="none", input_size=64)
+    out = model(torch.randn(2, 3, 64, 64))
+    (out["expression"].sum() + out["valence_arousal"].sum()).backward()
+    used = sum(p.numel() for p in model.parameters() if p.grad is not None)
+    assert count_parameters(model) == used
