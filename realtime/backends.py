@@ -158,6 +158,13 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime[{self.providers[0]}]:{self.path.name}"
 
 
+def batch_chunks(n: int, max_batch: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering n items, none longer than max_batch."""
+    if max_batch < 1:
+        raise BackendError(f"maximum batch must be at least 1, got {max_batch}")
+    return [(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
+
+
 # --- TensorRT engine ----------------------------------------------------------------------------
 
 class TensorRTBackend(Backend):
@@ -197,6 +204,9 @@ class TensorRTBackend(Backend):
         outputs = [n for n in names if n not in inputs]
         _check_graph_names(path, inputs, outputs)
         self._outputs = [n for n in spec.output_names if n in outputs]
+        # The optimisation profile's largest batch: bigger batches (a frame with
+        # more faces than the engine was built for) run in chunks.
+        self.max_batch = int(engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
         self.stream = torch.cuda.Stream()
 
     @property
@@ -204,9 +214,13 @@ class TensorRTBackend(Backend):
         return self._outputs
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if len(batch) > self.max_batch:
+            parts = [self._run(batch[i:j]) for i, j in batch_chunks(len(batch), self.max_batch)]
+            return {n: np.concatenate([p[n] for p in parts]) for n in self._outputs}
         torch = self._torch
         x = torch.from_numpy(batch).cuda(non_blocking=True)
-        self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
+        if not self.context.set_input_shape(INPUT_NAME, tuple(x.shape)):
+            raise BackendError(f"{self.path}: the engine does not accept input shape {tuple(x.shape)}")
         self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
         outs = {}
         for name in self._outputs:

@@ -95,3 +95,13 @@ def test_importing_realtime_does_not_import_torch():
     code = ("import realtime, realtime.cam, realtime.backends, sys; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batches_larger_than_an_engine_profile_run_in_chunks():
+    from realtime.backends import BackendError, batch_chunks
+
+    assert batch_chunks(10, 8) == [(0, 8), (8, 10)]
+    assert batch_chunks(8, 8) == [(0, 8)] and batch_chunks(0, 8) == []
+    assert [j - i for i, j in batch_chunks(17, 4)] == [4, 4, 4, 4, 1]
+    with pytest.raises(BackendError, match="at least 1"):
+        batch_chunks(3, 0)
