@@ -4,6 +4,7 @@
 # and on FER2013 PublicTest → ONNX + INT8 export (calibrated on AffectNet
 # training faces only) → eval of both files → compare table.
 # Usage: bash bench/train_recipe.sh [RUN_DIR] [extra `train fit` args…]
+#   SKIP_FIT=1 bash bench/train_recipe.sh RUN_DIR   re-runs only the steps after fitting
 #   e.g. bash bench/train_recipe.sh runs/lite0 --set model.backbone=efficientnet_lite0
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,9 @@ RUN=${1:-runs/default}; shift || true
 PY=${PYTHON:-.venv/bin/python}
 FER_TEST=${FER_TEST:-../shared/data/fer2013/PublicTest}
 start=$(date +%s)
-$PY -m train fit --config configs/default.yaml --run-dir "$RUN" "$@"
+[ "${SKIP_FIT:-0}" = 1 ] || $PY -m train fit --config configs/default.yaml --run-dir "$RUN" "$@"
 fit_s=$(( $(date +%s) - start ))
-$PY -m train eval "$RUN/checkpoint.pt" --split test --tta -o "$RUN/eval_test"
+$PY -m train eval "$RUN/checkpoint.pt" --split test -o "$RUN/eval_test"
 # Calibration faces: the run's own AffectNet training images (never the held-out part).
 $PY -c "import json,sys; print('\n'.join(p for p in json.load(open(sys.argv[1]))['train'] if '/affectnet/' in p))" \
     "$RUN/splits.json" > "$RUN/calibration.txt"
