@@ -18,7 +18,7 @@ import torch
 
 from affect.spec import ModelSpec, SpecError
 from train.io import atomic_write_bytes
-from train.models import AffectModel, ModelError, build_model
+from train.models import AffectModel, ModelError, build_model, drop_imagenet_classifier
 
 
 class CheckpointError(ValueError):
@@ -90,7 +90,7 @@ def model_from_checkpoint(path: str | os.PathLike, pretrained: str | None = "non
     try:
         model = build_model(pretrained=pretrained, **args)
         model.mean, model.std = tuple(spec.mean), tuple(spec.std)
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        model.load_state_dict(drop_imagenet_classifier(ckpt["state_dict"]), strict=True)
     except ModelError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except RuntimeError as exc:

@@ -33,7 +33,7 @@ from train.checkpoint import load_checkpoint, model_args, save_checkpoint, spec_
 from train.config import dump_config
 from train.io import atomic_write_json, atomic_write_text
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
-from train.models import AffectModel, build_model, count_parameters
+from train.models import AffectModel, build_model, count_parameters, drop_imagenet_classifier
 
 log = logging.getLogger("train")
 
@@ -342,7 +342,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
                         input_size=mcfg["input_size"])
     if resume_state:
         model.mean, model.std = tuple(resume_state["spec"]["mean"]), tuple(resume_state["spec"]["std"])
-        model.load_state_dict(resume_state["state_dict"])
+        model.load_state_dict(drop_imagenet_classifier(resume_state["state_dict"]))
     trained_on = "+".join(f"{d.get('type')}:{Path(str(d.get('root'))).name}" for d in cfg["data"]["datasets"])
     spec = spec_for(model, labels, trained_on=trained_on, au_names=au_names)
     margs = model_args(model, mcfg["hidden"], mcfg["dropout"])

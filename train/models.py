@@ -60,17 +60,24 @@ def register_backbone(name: str, input_size: int = 224, torchvision_weights: str
     return wrap
 
 
+CLASSIFIER_ATTRS = ("classifier", "fc", "_fc")  # torchvision / efficientnet_pytorch names
+_IMAGENET_CLASSIFIER_KEY = re.compile(r"(^|\.)net\.(classifier|fc|_fc)\.")
+
+
 def _pooled(features: nn.Module) -> nn.Module:
     return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
 class _Trunk(nn.Module):
-    """Keeps the torchvision model's own key names (`features.…`) so its
-    state_dict loads strictly; its classifier is never called (and not
-    counted by `count_parameters`)."""
+    """Keeps the torchvision model's own key names (`features.…`) so ImageNet
+    state_dicts load, and replaces its 1000-class classifier with Identity: an
+    unused parameter would break DistributedDataParallel and bloat checkpoints."""
 
     def __init__(self, net: nn.Module, forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
         super().__init__()
+        for head in CLASSIFIER_ATTRS:
+            if isinstance(getattr(net, head, None), nn.Module):
+                setattr(net, head, nn.Identity())
         self.net = net
         self._forward = forward
 
@@ -325,11 +332,11 @@ def build_model(backbone: str, num_classes: int = 8, pretrained: str | None = "a
                        num_landmarks=num_landmarks, num_aus=num_aus, input_size=size, name=backbone)
 
 
-# The backbone keeps its ImageNet classifier as a submodule (so pretrained
-# state_dicts load strictly), but forward never calls it.
-_UNUSED_CLASSIFIER = re.compile(r"(^|\.)net\.(classifier|fc|_fc)\.")
-
-
 def count_parameters(model: nn.Module) -> int:
-    """Parameters the forward pass uses (not the backbone's unused ImageNet classifier)."""
-    return sum(p.numel() for name, p in model.named_parameters() if not _UNUSED_CLASSIFIER.search(name))
+    return sum(p.numel() for p in model.parameters())
+
+
+def drop_imagenet_classifier(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model state_dict without the backbone's ImageNet classifier keys, which
+    checkpoints written before the classifier was dropped still carry."""
+    return {k: v for k, v in state_dict.items() if not _IMAGENET_CLASSIFIER_KEY.search(k)}
