@@ -50,6 +50,12 @@ class FaceCalibrationReader(CalibrationDataReader):
 
     def __init__(self, faces: FaceSet, spec: ModelSpec, batch_size: int = 16) -> None:
         self._batches = list(batches(faces, spec, batch_size))
+        # Every batch the same size: ORT's histogram calibrators (entropy,
+        # percentile) stack batches and fail on a short last one. The last is
+        # topped up with faces from the first batch.
+        last = self._batches[-1] if self._batches else None
+        if last is not None and len(self._batches) > 1 and len(last) < batch_size:
+            self._batches[-1] = np.concatenate([last, self._batches[0][: batch_size - len(last)]])
         self._iter = iter(self._batches)
 
     def __len__(self) -> int:

@@ -54,10 +54,18 @@ def test_calibration_reader_yields_preprocessed_batches_then_none(small_onnx, af
     faces = load_faces(affectnet_root, limit=20)
     reader = FaceCalibrationReader(faces, spec, batch_size=8)
     got = [reader.get_next() for _ in range(3)]
-    assert [g[INPUT_NAME].shape[0] for g in got] == [8, 8, 4]
+    assert [g[INPUT_NAME].shape[0] for g in got] == [8, 8, 8]  # the short last batch is topped up
+    np.testing.assert_array_equal(got[2][INPUT_NAME][4:], got[0][INPUT_NAME][:4])
     assert reader.get_next() is None
     reader.rewind()
     np.testing.assert_array_equal(reader.get_next()[INPUT_NAME], got[0][INPUT_NAME])
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_methods_export(tmp_path, small_onnx, affectnet_root, method):
+    out = export_int8(small_onnx, affectnet_root, tmp_path / f"{method}.onnx",
+                      Int8Options(calibrate_method=method, num_calibration=20, batch_size=8))
+    assert ort_session(out).run(None, {INPUT_NAME: np.zeros((1, 3, 64, 64), np.float32)})[0].shape == (1, 8)
 
 
 def test_calibration_folder_without_readable_faces(tmp_path, small_onnx):
