@@ -75,14 +75,15 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
 
     if data is None:
         infos, wanted = _run_dir_samples(model_path, run_dir, split)
-        samples, classes = [], set()
+        samples, classes, names = [], set(), []
         for info in infos:
             picked = [s for s in info.samples if wanted is None or s.path in wanted]
             samples += picked
             if picked:
                 classes |= set(info.labels)
+                names.append(info.name)  # only the datasets this split draws from
         label_set = list(infos[0].label_set) if infos else labels
-        name = f"{'+'.join(i.name for i in infos)}:{split}"
+        name = f"{'+'.join(names)}:{split}"
         return samples, label_set, sorted(classes) or None, name
     if isinstance(data, str):
         data = _parse_data_arg(data)

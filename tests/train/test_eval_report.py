@@ -162,13 +162,13 @@ def test_write_curves_from_history(tmp_path):
         write_curves(empty, tmp_path / "x.png")
 
 
-def test_eval_of_a_checkpoint_on_a_run_split(tmp_path, affectnet_root):
+def test_eval_of_a_checkpoint_on_a_run_split(tmp_path, affectnet_root, fer2013_root):
     """A .pt checkpoint through the PyTorch backend, on the test part recorded in
     the run's splits.json (no --data)."""
     import yaml
 
     from train.checkpoint import model_args, save_checkpoint, spec_for
-    from train.data import load_affectnet
+    from train.data import load_affectnet, load_dataset
     from train.models import build_model
 
     torch.manual_seed(0)
@@ -177,11 +177,13 @@ def test_eval_of_a_checkpoint_on_a_run_split(tmp_path, affectnet_root):
     run = tmp_path / "run"
     save_checkpoint(run / "checkpoint.pt", model=model, spec=spec, model_args=model_args(model, 32, 0.3))
     paths = [s.path for s in load_affectnet(affectnet_root, limit=12).samples]
+    fer = {"type": "fer2013", "root": str(fer2013_root), "limit": 7, "role": "train"}
+    fer_paths = [s.path for s in load_dataset({k: v for k, v in fer.items() if k != "role"}).samples]
     (run / "config.yaml").write_text(yaml.safe_dump(
-        {"data": {"datasets": [{"type": "affectnet", "root": str(affectnet_root), "limit": 12, "role": "auto"}]}}))
-    (run / "splits.json").write_text(json.dumps({"train": paths[:6], "val": paths[6:8], "test": paths[8:]}))
+        {"data": {"datasets": [{"type": "affectnet", "root": str(affectnet_root), "limit": 12, "role": "auto"}, fer]}}))
+    (run / "splits.json").write_text(json.dumps({"train": paths[:6] + fer_paths, "val": paths[6:8], "test": paths[8:]}))
     metrics = evaluate(run / "checkpoint.pt", None, run / "eval_test", batch_size=8, bootstrap=20)
-    assert metrics["n"] == 4 and metrics["dataset"].endswith(":test")
+    assert metrics["n"] == 4 and metrics["dataset"] == "affectnet:test"  # FER2013 only trained, so not named
     with open(run / "eval_test" / "predictions.csv", newline="") as fh:
         assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(paths[8:])
     with pytest.raises(EvalError, match="splits.json: not found"):
