@@ -56,6 +56,7 @@ class BenchRow:
     throughput: float  # images per second (median latency)
     iters: int
     size_mb: float
+    model_family: str = ""  # backbone @ input size: relative columns compare within a family
     accuracy: float | None = None
     valence_ccc: float | None = None
     arousal_ccc: float | None = None
@@ -149,6 +150,7 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
                 model=str(path), backend=label, runtime=backend.describe(), batch=batch,
                 threads=options.threads, p50_ms=1000 * p50, p95_ms=1000 * float(np.percentile(times, 95)),
                 throughput=batch / p50, iters=iters, size_mb=file_size_mb(path),
+                model_family=f"{spec.backbone} {spec.input_size}px",
                 accuracy=scores.get("accuracy"), valence_ccc=scores.get("valence_ccc"),
                 arousal_ccc=scores.get("arousal_ccc"), n_eval=int(scores.get("n_eval") or 0)))
             log.info("%s %s batch %d: p50 %.2f ms, %.1f img/s", label, path.name, batch, rows[-1].p50_ms,
@@ -157,9 +159,11 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
 
 
 def add_relative(rows: list[BenchRow]) -> None:
-    """Speed-up and accuracy change of each row against the ORT FP32 row of the same batch."""
+    """Speed-up and accuracy change of each row against the ORT FP32 row of the
+    same batch and model family (else of the same batch)."""
     for row in rows:
-        ref = next((r for r in rows if r.backend == "ORT FP32" and r.batch == row.batch), None)
+        fp32 = [r for r in rows if r.backend == "ORT FP32" and r.batch == row.batch]
+        ref = next((r for r in fp32 if r.model_family == row.model_family), fp32[0] if fp32 else None)
         if ref is None:
             continue
         row.speedup_vs_ort_fp32 = row.throughput / ref.throughput
@@ -186,11 +190,12 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 
 def markdown_table(rows: list[BenchRow], options: BenchOptions | None = None) -> str:
-    head = ("| model | backend | batch | threads | p50 ms | p95 ms | img/s | × ORT FP32 | MB | accuracy "
+    head = ("| model | family | backend | batch | threads | p50 ms | p95 ms | img/s | × ORT FP32 | MB | accuracy "
             "| Δ acc (pts) | valence CCC | arousal CCC | n |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {Path(r.model).name} | {r.backend} | {r.batch} | {r.threads} | {r.p50_ms:.2f} | "
+        name = f"{Path(r.model).parent.name}/{Path(r.model).name}" if Path(r.model).parent.name else r.model
+        lines.append(f"| {name} | {r.model_family} | {r.backend} | {r.batch} | {r.threads} | {r.p50_ms:.2f} | "
                      f"{r.p95_ms:.2f} | {r.throughput:.1f} | {_fmt(r.speedup_vs_ort_fp32, '.2f')} | "
                      f"{r.size_mb:.1f} | {_fmt(r.accuracy, '.3f')} | {_fmt(r.accuracy_delta_points, '+.1f')} | "
                      f"{_fmt(r.valence_ccc, '.3f')} | {_fmt(r.arousal_ccc, '.3f')} | {r.n_eval} |")

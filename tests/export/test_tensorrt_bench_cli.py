@@ -142,3 +142,19 @@ def test_cli_bad_inputs_print_one_line_and_exit_nonzero(tmp_path, small_onnx, ca
         err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
         assert len(err) == 1 and message in err[0], (argv, err)
     assert not (tmp_path / "broken.onnx").exists()
+
+
+def test_relative_columns_compare_within_a_model_family():
+    from export.bench import BenchRow, add_relative
+
+    def row(model, family, backend, throughput, accuracy):
+        return BenchRow(model=model, backend=backend, runtime="", batch=1, threads=2, p50_ms=1.0, p95_ms=1.0,
+                        throughput=throughput, iters=10, size_mb=1.0, model_family=family, accuracy=accuracy)
+
+    rows = [row("a.onnx", "mobilenet_v2 160px", "ORT FP32", 600.0, 0.45),
+            row("a.int8.onnx", "mobilenet_v2 160px", "ORT INT8", 1500.0, 0.43),
+            row("b.onnx", "efficientnet_lite0 160px", "ORT FP32", 400.0, 0.40),
+            row("b.int8.onnx", "efficientnet_lite0 160px", "ORT INT8", 800.0, 0.39)]
+    add_relative(rows)
+    assert [round(r.speedup_vs_ort_fp32, 2) for r in rows] == [1.0, 2.5, 1.0, 2.0]
+    assert [round(r.accuracy_delta_points, 1) for r in rows] == [0.0, -2.0, 0.0, -1.0]
