@@ -87,14 +87,18 @@ def load_run(path: str | os.PathLike) -> RunSummary:
         raise CompareError(f"{path}: no metrics.json (train or evaluate a model into it first)")
     metrics = _read_json(metrics_path)
     info: dict[str, Any] = {}
-    if (path / "config.yaml").is_file():
+    run_dir = path
+    model_dir = Path(str(metrics.get("model", ""))).parent if metrics.get("model") else None
+    if not (path / "run.json").is_file() and model_dir is not None and (model_dir / "run.json").is_file():
+        run_dir = model_dir  # an eval directory: its model's training run gives size and time
+    if (run_dir / "config.yaml").is_file():
         import yaml
 
-        cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
         model = cfg.get("model") or {}
         info.update(backbone=model.get("backbone"), input_size=model.get("input_size"))
-    if (path / "run.json").is_file():
-        run = _read_json(path / "run.json")
+    if (run_dir / "run.json").is_file():
+        run = _read_json(run_dir / "run.json")
         info.update({k: run[k] for k in ("backbone", "parameters", "input_size", "train_seconds") if k in run})
     for key in ("backbone", "input_size"):
         if info.get(key) is None and metrics.get(key) is not None:

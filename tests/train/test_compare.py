@@ -111,3 +111,18 @@ def test_cli_compare_writes_files_and_reports_errors_in_one_line(tmp_path, capsy
     assert main(["compare", str(a), str(tmp_path / "nope")]) != 0
     err = capsys.readouterr().err.strip()
     assert "nope: no metrics.json" in err and len(err.splitlines()) == 1
+
+
+def test_an_eval_directory_takes_size_and_training_time_from_its_models_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"backbone": "efficientnet_lite0", "parameters": 4_032_010,
+                                              "input_size": 160, "train_seconds": 600.0}))
+    ev = _run_dir(run, "eval_test", skill=2.0, seed=0)
+    m = json.loads((ev / "metrics.json").read_text())
+    m["model"] = str(run / "model.int8.onnx")  # what `train eval` records
+    (ev / "metrics.json").write_text(json.dumps(m))
+    markdown, _ = compare([ev, _run_dir(tmp_path, "other", skill=1.0, seed=1)])
+    lines = {line.split(" | ")[0]: line for line in markdown.splitlines() if line.startswith("| ")}
+    assert "4.03" in lines["| parameters (M)"] and "10.0" in lines["| training time (min)"]
+    assert "efficientnet_lite0" in lines["| backbone"]
