@@ -32,8 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights (CPUs without VNNI)")
     p.add_argument("--activations", choices=["uint8", "int8"], default="uint8")
     p.add_argument("--calibrate", choices=["minmax", "entropy", "percentile"], default="minmax")
-    p.add_argument("--exclude", nargs="*", choices=["first_conv", "heads"],
-                   help="nodes kept in float (default: first_conv; give --exclude alone for none)")
+    p.add_argument("--exclude", nargs="*", choices=["first_conv", "stem", "heads"],
+                   help="nodes kept in float (default: stem = the first 3 convs; give --exclude alone for none)")
     p.add_argument("--num-calibration", type=int, default=300)
 
     p = sub.add_parser("fp16", help="ONNX → FP16 ONNX (float32 I/O) for GPUs")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
             opts = Int8Options(quant_format=args.quant_format, per_channel=not args.no_per_channel,
                                reduce_range=args.reduce_range, activation_type=args.activations,
-                               calibrate_method=args.calibrate, exclude=tuple(args.exclude) if args.exclude is not None else ("first_conv",),
+                               calibrate_method=args.calibrate, exclude=tuple(args.exclude) if args.exclude is not None else Int8Options.exclude,
                                num_calibration=args.num_calibration)
             run_format("int8", args.model, args.data, args.out, opts)
         elif args.command == "fp16":

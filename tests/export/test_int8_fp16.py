@@ -24,6 +24,12 @@ def test_int8_runs_and_agrees_with_fp32_on_most_real_faces(tmp_path, fitted_mv2,
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert _spec(int8) == _spec(fp32)
     assert int8.stat().st_size < fp32.stat().st_size / 2
+    # The default keeps the stem (first conv + the first block's two convs) in float: their
+    # weights are plain float initializers, every later conv reads dequantized weights.
+    graph = onnx.load(str(int8)).graph
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert [n.input[1] in floats for n in convs[:4]] == [True, True, True, False]
 
     faces = load_faces(affectnet_root, limit=96, seed=3)  # a different subset than calibration
     spec = _spec(fp32)
