@@ -358,6 +358,9 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         class_weight = torch.as_tensor(tdata.class_weights(train_samples, len(labels)), dtype=torch.float32,
                                        device=device)
     dataset_weights = [float(i.weight) for i in splits.infos]
+    draws = tcfg.get("samples_per_epoch")
+    if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or draws < 1):
+        raise TrainError(f"train.samples_per_epoch must be a positive whole number of draws, got {draws!r}")
     if world > 1:
         sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
     elif balance == "oversample" or len(set(dataset_weights)) > 1 or tcfg.get("samples_per_epoch"):

@@ -161,6 +161,8 @@ def test_bad_inputs_fail_with_one_clear_line(tmp_path, affectnet_root, capsys):
     assert code == 2 and "missing.yaml: config file not found" in err
     with pytest.raises(ConfigError, match="unknown config key 'train.lrr'"):
         load_config(None, ["train.lrr=1"])
+    with pytest.raises(TrainError, match="train.samples_per_epoch must be a positive whole number of draws, got -5"):
+        fit(tiny_config(tmp_path, affectnet_root, samples_per_epoch=-5))
     cfg = tiny_config(tmp_path, affectnet_root)
     cfg["data"]["datasets"][0]["role"] = "test"  # nothing left to train on
     with pytest.raises(TrainError, match="training split is empty"):
