@@ -37,7 +37,9 @@ FIT_EPILOG = textwrap.dedent("""\
     freeze_backbone, unfreeze_after K, scheduler cosine (with warmup_epochs)|plateau|none,
     early_stopping_metric score|accuracy|macro_f1|valence_ccc|arousal_ccc|loss with
     early_stopping_patience, grad_clip, label_smoothing, l1, amp (CUDA), max_steps,
-    samples_per_epoch (draws per epoch from the weighted mix; default: one pass over all).
+    samples_per_epoch (draws per epoch from the weighted mix; default: one pass over all),
+    ema DECAY (evaluate and save an exponential moving average of the weights, e.g. 0.998),
+    train_on_val (a final model: train on train+val once the recipe is chosen; keeps the last epoch).
     Losses: loss.expression, loss.va (weights), loss.va_loss ccc|mse|ccc+mse, loss.landmarks,
     loss.landmark_loss l1|l2, loss.aus.
 
@@ -51,6 +53,7 @@ FIT_EPILOG = textwrap.dedent("""\
       python -m train fit --config configs/reference/ref1_frozen_resnet50.yaml --epochs 2
       python -m train fit --run-dir runs/default --resume          # after a kill
       python -m train fit --set data.balance=oversample --set train.lr=3e-4
+      python -m train fit --config configs/default.yaml --set train.train_on_val=true --run-dir runs/final
     """)
 
 

@@ -48,6 +48,12 @@ DEFAULTS: dict[str, Any] = {
         "eval_tta": False, "threads": None,
         # draws per epoch from the (weighted) training mix; None: one pass over every training sample
         "samples_per_epoch": None,
+        # exponential moving average of the weights (decay per step, e.g. 0.998); the averaged
+        # model is the one evaluated and saved. None: off
+        "ema": None,
+        # also train on the validation part (a final model once the recipe is chosen on val):
+        # the checkpoint is then the last epoch's, and validation metrics are on seen data
+        "train_on_val": False,
         "stop_when": {},  # e.g. {accuracy: 0.9}: stop once a validation metric reaches a target
     },
     "loss": {

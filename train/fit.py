@@ -348,6 +348,13 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
     model.to(device)
 
+    train_on_val = bool(tcfg.get("train_on_val"))
+    if train_on_val:
+        # Each dataset's val share joins its train share; sampling weights stay per dataset.
+        splits.train = list(splits.train) + list(splits.val)
+        if _is_main():
+            print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
+                  "epoch's and validation metrics are on seen data", flush=True)
     train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True)
     val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False)
     train_samples = train_ds.samples
@@ -417,6 +424,11 @@ def fit(cfg: dict, resume: bool = False) -> Path:
             torch.set_rng_state(resume_state["rng_torch"])
         log.info("resuming %s at epoch %d", run_dir, start_epoch)
 
+    ema = _build_ema(core_model=model, decay=tcfg.get("ema"))
+    if ema is not None and resume_state and "ema_state" in resume_state:
+        ema.module.load_state_dict(resume_state["ema_state"])
+        ema.n_averaged.fill_(int(resume_state.get("ema_n", 1)))
+
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core: AffectModel = model.module if hasattr(model, "module") else model
@@ -449,14 +461,22 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         _set_backbone_trainable(core, not frozen)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, train_loader, optimizer, scheduler.step if per_step else (lambda: None),
+        def after_step() -> None:
+            if per_step:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(core)
+
+        stats = train_one_epoch(model, train_loader, optimizer, after_step,
                                 cfg, device, epoch, class_weight, scaler, max_steps, steps_done, frozen)
         steps_done += stats["steps"]
-        pred = predict_loader(core, val_loader, device, tta=bool(tcfg.get("eval_tta")))
+        # The averaged weights, when kept, are the model that is evaluated and saved.
+        evaluated: AffectModel = ema.module if ema is not None else core
+        pred = predict_loader(evaluated, val_loader, device, tta=bool(tcfg.get("eval_tta")))
         val_metrics = metrics_from_predictions(pred, labels, au_names, "val", core.name)
         scores = flat_scores(val_metrics)
         with torch.no_grad():
-            val_loss = _val_loss(core, pred, cfg, class_weight, device)
+            val_loss = _val_loss(evaluated, pred, cfg, class_weight, device)
         if scheduler is not None and not per_step:
             scheduler.step(scores.get(stop_metric.removeprefix("val_"), scores["score"]))
         elapsed += time.time() - t0
@@ -469,7 +489,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         current = scores.get(stop_metric.removeprefix("val_"), scores["score"])
         if stop_metric.removeprefix("val_") == "loss":
             current = -val_loss
-        improved = current > best
+        improved = current > best or train_on_val  # no unseen val part: keep the last epoch
         if improved:
             best, best_epoch, bad_epochs = current, epoch, 0
         else:
@@ -480,19 +500,23 @@ def fit(cfg: dict, resume: bool = False) -> Path:
                     if isinstance(v, (int, float)) and k != "epoch":
                         writer.add_scalar(k, v, epoch)
             _write_history(run_dir / "history.csv", history)
-            common = dict(model=core, spec=spec, model_args=margs, config=cfg, epoch=epoch)
+            common = dict(model=evaluated, spec=spec, model_args=margs, config=cfg, epoch=epoch)
             if improved:
                 save_checkpoint(run_dir / "checkpoint.pt", metrics=val_metrics, **common)
                 atomic_write_json(run_dir / "metrics.json", val_metrics)
+            # last.pt holds the trained weights (to resume from) and, with EMA, the average beside them.
+            resume_extra = ({"ema_state": ema.module.state_dict(), "ema_n": int(ema.n_averaged)}
+                            if ema is not None else {})
             save_checkpoint(last_path, metrics=val_metrics, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict() if scheduler is not None else {},
                             history=history, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs,
-                            elapsed=elapsed, rng_torch=torch.get_rng_state(), **common)
+                            elapsed=elapsed, rng_torch=torch.get_rng_state(), **{**common, "model": core},
+                            **resume_extra)
             print(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.3f}, val loss {val_loss:.3f}, "
                   f"acc {scores['accuracy']:.3f}, V-CCC {scores['valence_ccc']:.3f}, "
                   f"A-CCC {scores['arousal_ccc']:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)",
                   flush=True)
-        if patience is not None and bad_epochs >= int(patience):
+        if patience is not None and bad_epochs >= int(patience) and not train_on_val:
             if _is_main():
                 print(f"early stopping: no {stop_metric} improvement for {patience} epochs", flush=True)
             break
@@ -522,6 +546,18 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     if dist.is_initialized():
         dist.destroy_process_group()
     return run_dir
+
+
+def _build_ema(core_model: nn.Module, decay) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the weights and BatchNorm statistics,
+    or None when `train.ema` is off."""
+    if decay is None or decay is False:
+        return None
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) < 1.0:
+        raise TrainError(f"train.ema must be a decay between 0 and 1 (e.g. 0.998) or null, got {decay!r}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(core_model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
 
 
 def _val_loss(model, pred: dict[str, np.ndarray], cfg: dict, class_weight, device) -> float:

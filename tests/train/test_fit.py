@@ -4,6 +4,7 @@ datasets mix with masks, reference configs run, bad input fails clearly."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -117,6 +118,32 @@ def test_samples_per_epoch_sets_the_epoch_length(tmp_path, affectnet_root, fer20
                                     "role": "train", "weight": 0.4})
     run = fit(cfg)
     assert [int(r["train_steps"]) for r in read_history(run)] == [3]  # 24 draws / batch 8, not 1 pass over 70
+
+
+def test_ema_saves_the_averaged_weights_and_resumes_them(tmp_path, affectnet_root):
+    cfg = tiny_config(tmp_path, affectnet_root, epochs=3, batch_size=8, ema=0.5)
+    run = fit(cfg)
+    last = torch.load(run / "last.pt", weights_only=True)
+    best = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert last["ema_n"] == sum(int(r["train_steps"]) for r in read_history(run)) > 3  # one update per step
+    key = "valence_arousal.weight"
+    trained, averaged = last["state_dict"][key], last["ema_state"][key]
+    assert not torch.allclose(trained, averaged)  # the average lags the trained weights
+    if best["epoch"] == 3:  # the saved model is the average, not the trained weights
+        assert torch.equal(best["state_dict"][key], averaged)
+    with pytest.raises(TrainError, match="train.ema must be a decay between 0 and 1"):
+        fit(tiny_config(tmp_path / "bad", affectnet_root, ema=1.5))
+
+
+def test_train_on_val_trains_on_val_and_keeps_the_last_epoch(tmp_path, affectnet_root):
+    base = fit(tiny_config(tmp_path / "a", affectnet_root, epochs=1, max_steps=1))
+    run = fit(tiny_config(tmp_path / "b", affectnet_root, epochs=3, train_on_val=True,
+                          early_stopping_patience=1))
+    before, after = (json.loads((r / "splits.json").read_text()) for r in (base, run))
+    assert after["test"] == before["test"]  # the held-out part never moves
+    assert set(after["train"]) == set(before["train"]) | set(before["val"])
+    assert [int(r["epoch"]) for r in read_history(run)] == [1, 2, 3]  # no early stop on seen data
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 3
 
 
 def test_masked_classes_do_not_change_the_loss():
