@@ -107,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        from train import missing_extra_message
+
+        message = missing_extra_message(exc, f"python -m {__package__} {args.command}")
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted; no output file was written", file=sys.stderr)
         return 130

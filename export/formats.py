@@ -62,6 +62,8 @@ def run_format(argument: str, *args, **kwargs) -> Path:
     start = time.perf_counter()
     try:
         path = fmt.function(*args, **kwargs)
+    except ModuleNotFoundError:
+        raise  # a missing install, not a failed export: the CLI says which extra to install
     except Exception as exc:
         log.error("export %s: failure after %.1fs: %s", fmt.name, time.perf_counter() - start, exc)
         raise

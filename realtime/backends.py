@@ -249,7 +249,7 @@ class TorchBackend(Backend):
             from train.checkpoint import model_from_checkpoint
         except ImportError as exc:
             raise BackendError(f"{path}: the PyTorch backend needs torch and the train package "
-                               f"({_first_line(exc)})") from None
+                               f"({_first_line(exc)}): pip install 'affectcam[train]', or use an .onnx model") from None
         try:
             model, spec, _ = model_from_checkpoint(path)
         except SpecError:

@@ -158,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare}
     try:
         return runners[args.command](args)
+    except ModuleNotFoundError as exc:
+        from train import missing_extra_message
+
+        message = missing_extra_message(exc, f"python -m {__package__} {args.command}")
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
         return 130

@@ -1,0 +1,78 @@
+"""A plain `pip install affectcam` (no `train` extra) has no PyTorch: the camera
+and the dashboard still work, and the commands that need torch say how to get it.
+
+Each check runs in a fresh interpreter where importing torch, torchvision or
+tensorboard fails the way it does when they are not installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+BLOCKER = textwrap.dedent("""
+    import importlib.abc, runpy, sys
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            top = name.split(".")[0]
+            if top in {"torch", "torchvision", "tensorboard"}:
+                raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+""")
+
+
+def run_without_torch(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "no_torch.py"
+    script.write_text(BLOCKER + textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def run_module(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    return run_without_torch(tmp_path, f"""
+        sys.argv = [{module!r}, *{list(args)!r}]
+        try:
+            runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+        finally:
+            assert "torch" not in sys.modules
+    """)
+
+
+def test_the_camera_runs_the_packaged_model_without_torch(tmp_path, hamilton_clip, face_model_path):
+    csv = tmp_path / "faces.csv"
+    proc = run_module(tmp_path, "realtime.cam", "--source", str(hamilton_clip), "--headless",
+                      "--face-model", str(face_model_path), "--max-frames", "120", "--csv", str(csv))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = csv.read_text().splitlines()
+    assert len(rows) > 10  # faces appear from about frame 82
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "fit", "--config", "configs/default.yaml"],
+    ["export", "onnx", "runs/none/checkpoint.pt", "-o", "model.onnx"],
+])
+def test_commands_that_need_torch_say_how_to_install_it(tmp_path, command):
+    proc = run_module(tmp_path, command[0], *command[1:])
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: python -m {command[0]} {command[1]} needs torch, which is not installed: "
+                     "pip install 'affectcam[train]'"]
+
+
+def test_the_dashboard_renders_without_torch(tmp_path):
+    proc = run_without_torch(tmp_path, f"""
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(REPO / "streamlit_app.py")!r}, default_timeout=120).run()
+        assert not at.exception, at.exception
+        assert "torch" not in sys.modules
+        print("rendered", len(at.main.children))
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rendered" in proc.stdout
