@@ -16,7 +16,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("onnx", help="checkpoint → ONNX (contract names + metadata), parity-checked")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, nargs="+",
+                   help="checkpoint.pt; several: one graph averaging their outputs (an ensemble)")
     p.add_argument("-o", "--out", type=Path)
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--data", type=Path, help="face crops for the parity check (dataset or folder)")

@@ -86,7 +86,7 @@ def excluded_nodes(model, exclude: tuple[str, ...]) -> list[str]:
         first = next((n for n in convs if INPUT_NAME in n.input), None)
         names += [first.name] if first is not None else []
     if "stem" in exclude:
-        names += [n.name for n in convs[:STEM_CONVS] if n.name not in names]
+        names += [n for n in _stem_convs(model.graph, convs) if n not in names]
     if "heads" in exclude:
         # Everything after global pooling: the neck and the task heads (Gemm/MatMul + activations).
         after_pool = False
@@ -95,6 +95,30 @@ def excluded_nodes(model, exclude: tuple[str, ...]) -> list[str]:
                 after_pool = True
             if after_pool:
                 names.append(node.name)
+    return names
+
+
+def _stem_convs(graph, convs) -> list[str]:
+    """The first STEM_CONVS convs downstream of the input, per branch: one
+    model has one stem; an ensemble graph has one per member."""
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    starts = [n for n in convs if INPUT_NAME in n.input] or convs[:1]
+    names: list[str] = []
+    for start in starts:
+        found, queue, seen = [], [start], {start.name}
+        while queue and len(found) < STEM_CONVS:  # breadth first: graph distance from the input
+            node = queue.pop(0)
+            if node.op_type == "Conv":
+                found.append(node.name)
+            for out in node.output:
+                for nxt in consumers.get(out, []):
+                    if nxt.name not in seen:
+                        seen.add(nxt.name)
+                        queue.append(nxt)
+        names += found
     return names
 
 

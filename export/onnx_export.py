@@ -49,6 +49,31 @@ def _load(checkpoint: str | os.PathLike):
         raise ExportError(str(exc)) from None
 
 
+# The spec fields that make two models interchangeable downstream.
+CONTRACT_FIELDS = ("labels", "input_size", "mean", "std", "crop", "num_landmarks", "au_names")
+
+
+def _load_ensemble(checkpoints: list[Path]):
+    """One checkpoint's model, or the mean of several (AffectEnsemble) under the first's spec."""
+    from dataclasses import replace
+
+    from train.models import AffectEnsemble
+
+    loaded = [_load(c) for c in checkpoints]
+    model, spec, _ = loaded[0]
+    if len(loaded) == 1:
+        return model, spec
+    for path, (_, other, _) in zip(checkpoints[1:], loaded[1:]):
+        for key in CONTRACT_FIELDS:
+            if getattr(other, key) != getattr(spec, key):
+                raise ExportError(f"{path}: {key} {getattr(other, key)!r} differs from {checkpoints[0]}'s "
+                                  f"{getattr(spec, key)!r}; an ensemble's members must share the model contract")
+    backbones = sorted({s.backbone for _, s, _ in loaded})
+    spec = replace(spec, backbone=f"mean of {len(loaded)} × {'+'.join(backbones)}",
+                   trained_on=" | ".join(dict.fromkeys(s.trained_on for _, s, _ in loaded)))
+    return AffectEnsemble([m for m, _, _ in loaded]).eval(), spec
+
+
 def _tuple_module(model, names: list[str]):
     """ONNX export wants positional outputs: the dict in the contract's order."""
     import torch
@@ -112,19 +137,21 @@ def _simplified(model_proto):
         return None
 
 
-def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, opset: int = 17,
+def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | None = None, opset: int = 17,
                 parity_data: str | os.PathLike | None = None, tolerance: float = 1e-4,
                 simplify: bool = True) -> Path:
-    """Export `checkpoint` to ONNX; the file appears only if the parity check passes."""
+    """Export `checkpoint` to ONNX; the file appears only if the parity check passes.
+    Several checkpoints export as one graph that averages their outputs."""
     import onnx
     import torch
 
-    checkpoint = Path(checkpoint)
+    checkpoints = [Path(c) for c in (checkpoint if isinstance(checkpoint, (list, tuple)) else [checkpoint])]
+    checkpoint = checkpoints[0]
     out = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
     if opset < 17:
         raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
     check_writable(out)
-    model, spec, _ = _load(checkpoint)
+    model, spec = _load_ensemble(checkpoints)
     faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
     names = spec.output_names
     size = int(spec.input_size)

@@ -323,6 +323,20 @@ class AffectModel(nn.Module):
         return out
 
 
+class AffectEnsemble(nn.Module):
+    """The mean of several trained models' outputs (same labels, input and
+    normalisation): expression logits, valence/arousal (still in [-1, 1]),
+    landmarks and action units each averaged. One graph, one file downstream."""
+
+    def __init__(self, members: list[AffectModel]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [m(x) for m in self.members]
+        return {k: torch.stack([o[k] for o in outs]).mean(0) for k in outs[0]}
+
+
 def build_model(backbone: str, num_classes: int = 8, pretrained: str | None = "auto", hidden: int = 512,
                 dropout: float = 0.3, num_landmarks: int = 0, num_aus: int = 0,
                 input_size: int | None = None) -> AffectModel:

@@ -105,3 +105,42 @@ def test_opset_below_contract_minimum_is_refused(make_ckpt, tmp_path):
     ckpt = make_ckpt(tmp_path / "m.pt", "small_cnn", size=64)
     with pytest.raises(ExportError, match="opset 13"):
         export_onnx(ckpt, opset=13)
+
+
+def test_several_checkpoints_export_as_one_graph_averaging_their_outputs(tmp_path, make_ckpt, affectnet_root):
+    from export.faces import batches, load_faces
+    from export.int8 import Int8Options, excluded_nodes, export_int8
+    from train.checkpoint import model_from_checkpoint
+
+    a = make_ckpt(tmp_path / "a.pt", "mobilenet_v2", size=64, seed=1)
+    b = make_ckpt(tmp_path / "b.pt", "mobilenet_v2", size=64, seed=2)
+    out = export_onnx([a, b], tmp_path / "ens.onnx", parity_data=affectnet_root)
+    spec = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(out)).metadata_props})
+    assert spec.backbone == "mean of 2 × mobilenet_v2"
+
+    faces = load_faces(affectnet_root, limit=8)
+    x = next(batches(faces, spec, 8))
+    session = ort_session(out)
+    got = dict(zip(spec.output_names, session.run(spec.output_names, {INPUT_NAME: x})))
+    members = [model_from_checkpoint(p)[0].eval() for p in (a, b)]
+    with torch.no_grad():
+        outs = [m(torch.from_numpy(x)) for m in members]
+    for name in spec.output_names:
+        mean = (outs[0][name] + outs[1][name]).numpy() / 2
+        assert np.allclose(got[name], mean, atol=1e-4), name
+        assert not np.allclose(got[name], outs[0][name].numpy(), atol=1e-3)  # both members count
+
+    # INT8 keeps each member's stem in float: 3 convs per branch.
+    proto = onnx.load(str(out))
+    stems = excluded_nodes(proto, ("stem",))
+    assert len(stems) == 6 and sum("members.0" in n for n in stems) == 3
+    int8 = export_int8(out, affectnet_root, options=Int8Options(num_calibration=16))
+    assert ort_session(int8).run(["expression"], {INPUT_NAME: x})[0].shape == (8, 8)
+
+
+def test_an_ensemble_of_models_with_different_contracts_is_refused(tmp_path, make_ckpt, affectnet_root):
+    a = make_ckpt(tmp_path / "a.pt", "mobilenet_v2", size=64)
+    b = make_ckpt(tmp_path / "b.pt", "mobilenet_v2", size=96)
+    with pytest.raises(ExportError, match=r"b\.pt: input_size 96 differs from .*a\.pt's 64"):
+        export_onnx([a, b], tmp_path / "ens.onnx", parity_data=affectnet_root)
+    assert not (tmp_path / "ens.onnx").exists()
