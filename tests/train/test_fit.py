@@ -33,7 +33,7 @@ def tiny_config(tmp_path: Path, affectnet_root: Path, **train) -> dict:
     cfg["data"].update(datasets=[{"type": "affectnet", "root": str(affectnet_root), "limit": 48}],
                        num_workers=0, augment=dict(NO_AUG))
     cfg["train"].update({"epochs": 3, "batch_size": 16, "warmup_epochs": 0, "eval_tta": False,
-                         "early_stopping_patience": None, "samples_per_epoch": None, **train})
+                         "early_stopping_patience": None, "samples_per_epoch": None, "ema": None, **train})
     return cfg
 
 

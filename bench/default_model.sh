@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The shipped default model, end to end and timed: the default recipe
+# (configs/default.yaml) fitted on the training + validation parts with
+# train.train_on_val (the seeded held-out 20 % of AffectNet is never seen),
+# once per seed; the fits exported as ONE ONNX graph that averages their
+# outputs; INT8 (calibrated on AffectNet training faces); both files evaluated
+# on the held-out AffectNet part and FER2013 PublicTest.
+# Usage: bash bench/default_model.sh [OUT_DIR] [extra `train fit` args…]
+#   SEEDS="0 1"   the ensemble's members (one fit each)
+#   PARALLEL=1    fit the seeds at the same time (one thread each; what the shipped model used on 2 cores)
+#   SKIP_FIT=1    reuse OUT_DIR/seedN fits and redo the steps after fitting
+#   INSTALL=1     copy the two ONNX files into realtime/models/ (the packaged default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/default_model}; shift || true
+PY=${PYTHON:-.venv/bin/python}
+SEEDS=${SEEDS:-"0 1"}
+FER_TEST=${FER_TEST:-../shared/data/fer2013/PublicTest}
+mkdir -p "$OUT"
+start=$(date +%s)
+ckpts=()
+pids=()
+for s in $SEEDS; do
+  run="$OUT/seed$s"
+  ckpts+=("$run/checkpoint.pt")
+  [ "${SKIP_FIT:-0}" = 1 ] && continue
+  fit=($PY -m train fit --config configs/default.yaml --run-dir "$run" --set seed="$s" --set train.train_on_val=true)
+  if [ "${PARALLEL:-0}" = 1 ]; then
+    "${fit[@]}" --set train.threads=1 "$@" > "$OUT/fit_seed$s.log" 2>&1 &
+    pids+=($!)
+  else
+    "${fit[@]}" "$@"
+  fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+fit_s=$(( $(date +%s) - start ))
+first="$OUT/seed${SEEDS%% *}"
+# Calibration faces: AffectNet training images of the fit (never the held-out part).
+$PY -c "import json,sys; print('\n'.join(p for p in json.load(open(sys.argv[1]))['train'] if '/affectnet/' in p))" \
+    "$first/splits.json" > "$OUT/calibration.txt"
+$PY -m export onnx "${ckpts[@]}" -o "$OUT/model.onnx" --data "$OUT/calibration.txt"
+$PY -m export int8 "$OUT/model.onnx" --data "$OUT/calibration.txt" -o "$OUT/model.int8.onnx"
+for m in model model.int8; do
+  $PY -m train eval "$OUT/$m.onnx" --run-dir "$first" --split test -o "$OUT/eval_test_${m/./_}"
+  $PY -m train eval "$OUT/$m.onnx" --data "fer2013:$FER_TEST" -o "$OUT/eval_fer_${m/./_}"
+done
+$PY -m train compare "$OUT/eval_test_model" "$OUT/eval_test_model_int8" -o "$OUT/compare"
+if [ "${INSTALL:-0}" = 1 ]; then
+  cp "$OUT/model.onnx" realtime/models/affectcam_default.onnx
+  cp "$OUT/model.int8.onnx" realtime/models/affectcam_default.int8.onnx
+fi
+echo "fits took ${fit_s}s on $(nproc) cores"
