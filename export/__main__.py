@@ -109,13 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
-        from train import missing_extra_message
+        from train import exit_for_missing_extra
 
-        message = missing_extra_message(exc, f"python -m {__package__} {args.command}")
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+        return exit_for_missing_extra(exc, f"python -m {__package__} {args.command}")
     except KeyboardInterrupt:
         print("error: interrupted; no output file was written", file=sys.stderr)
         return 130

@@ -453,6 +453,12 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     patience = tcfg.get("early_stopping_patience")
     max_steps = tcfg.get("max_steps")
     steps_done = sum(int(h.get("train_steps", 0)) for h in history)
+    def after_step() -> None:
+        if per_step:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(core)
+
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
         frozen = bool(tcfg["freeze_backbone"])
@@ -461,12 +467,6 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         _set_backbone_trainable(core, not frozen)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
-        def after_step() -> None:
-            if per_step:
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(core)
-
         stats = train_one_epoch(model, train_loader, optimizer, after_step,
                                 cfg, device, epoch, class_weight, scaler, max_steps, steps_done, frozen)
         steps_done += stats["steps"]
@@ -516,7 +516,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
                   f"acc {scores['accuracy']:.3f}, V-CCC {scores['valence_ccc']:.3f}, "
                   f"A-CCC {scores['arousal_ccc']:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)",
                   flush=True)
-        if patience is not None and bad_epochs >= int(patience) and not train_on_val:
+        if patience is not None and bad_epochs >= int(patience):  # never with train_on_val: every epoch "improves"
             if _is_main():
                 print(f"early stopping: no {stop_metric} improvement for {patience} epochs", flush=True)
             break
