@@ -19,6 +19,10 @@ PREFIX = "affect."
 
 # ONNX graph names of the model contract.
 INPUT_NAME = "image"
+# Optional second input: MediaPipe face blendshape scores [N, B] in the order of
+# `affect.blendshapes`; a row of NaN means "no blendshapes for this face" (the
+# FaceDetector path, a missed landmarker), and the model then reads the image alone.
+INPUT_BLENDSHAPES = "blendshapes"
 OUTPUT_EXPRESSION = "expression"
 OUTPUT_VA = "valence_arousal"
 OUTPUT_LANDMARKS = "landmarks"
@@ -43,6 +47,7 @@ class ModelSpec:
     trained_on: str = ""
     au_names: list[str] = field(default_factory=list)
     num_landmarks: int = 0  # K points; the `landmarks` output has 2K values
+    blendshapes: list[str] = field(default_factory=list)  # names of the `blendshapes` input; [] = image only
 
     # --- plain dict (checkpoints) -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +79,8 @@ class ModelSpec:
             meta["au_names"] = json.dumps(list(self.au_names))
         if self.num_landmarks:
             meta["num_landmarks"] = str(int(self.num_landmarks))
+        if self.blendshapes:
+            meta["blendshapes"] = json.dumps(list(self.blendshapes))
         return {PREFIX + k: v for k, v in meta.items()}
 
     @classmethod
@@ -96,6 +103,7 @@ class ModelSpec:
                 "trained_on": props.get(PREFIX + "trained_on", ""),
                 "au_names": json.loads(props.get(PREFIX + "au_names", "[]")),
                 "num_landmarks": int(props.get(PREFIX + "num_landmarks", "0")),
+                "blendshapes": json.loads(props.get(PREFIX + "blendshapes", "[]")),
             }
         except (KeyError, ValueError) as exc:
             raise SpecError(f"{source}: malformed affect.* metadata ({exc})") from None
@@ -117,6 +125,12 @@ class ModelSpec:
                 raise SpecError(f"spec {name} must have 3 values, got {values}")
         if any(float(s) <= 0 for s in self.std):
             raise SpecError(f"spec std must be positive, got {self.std}")
+        if not all(isinstance(x, str) for x in self.blendshapes) or len(set(self.blendshapes)) != len(self.blendshapes):
+            raise SpecError("spec blendshapes must be a list of distinct names")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [INPUT_NAME, INPUT_BLENDSHAPES] if self.blendshapes else [INPUT_NAME]
 
     @property
     def output_names(self) -> list[str]:

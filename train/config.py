@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "model": {
         "backbone": "mobilenet_v2", "pretrained": "auto", "input_size": None,
         "hidden": 512, "dropout": 0.3, "num_landmarks": 0, "num_aus": 0,
+        # also take MediaPipe's 52 face blendshapes as a second input (computed for every
+        # training face with the landmarker, cached); face_model: null = the camera's resolution
+        # (--face-model, $AFFECTCAM_FACE_MODEL, user cache, download)
+        "blendshapes": False, "face_model": None,
     },
     "data": {
         # each: {type, root, weight, role: auto|train|val|test, limit, usage, mapping}
@@ -37,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
                     "brightness": 0.2, "contrast": 0.2, "blur": 0.0, "noise": 0.0,
                     "erasing": 0.25, "greyscale": 0.0},
         "num_workers": 2,
+        "blendshape_dropout": 0.2,  # share of training draws shown without blendshapes
+        "blendshape_cache": None,  # default ~/.cache/affectcam/blendshapes
     },
     "train": {
         "epochs": 10, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "backbone_lr_mult": 0.1,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from affect.blendshapes import mirror_order
 from affect.labels import label_map
 from affect.metrics import MetricsError, compute_metrics, restrict_classes
 from affect.preprocess import softmax
@@ -146,6 +147,19 @@ def _create_backend(model_path: Path):
     return create_backend(str(model_path))
 
 
+def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_path: Path) -> dict[str, int]:
+    from realtime.face_model import FaceModelError, resolve_face_model
+    from train.data.blendshapes import attach_blendshapes
+
+    try:
+        path = resolve_face_model(face_model)
+    except FaceModelError as exc:
+        raise EvalError(f"{model_path}: the model takes blendshapes, which need the face model: {exc}") from None
+    counts = attach_blendshapes(samples, names, path)
+    log.info("blendshapes: faces found in %d of %d samples", counts["found"], counts["faces"])
+    return counts
+
+
 def _predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarray]:
     out: dict[str, list[np.ndarray]] = {"index": [], "logits": [], "va": [], "aus": []}
     n_bad = 0
@@ -158,9 +172,11 @@ def _predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarr
         if x.shape[0] == 0:
             continue
         x = np.ascontiguousarray(x, dtype=np.float32)
-        pred = backend.predict(x)
-        if tta:  # average with the mirrored face, as fit's eval_tta does
-            flipped = backend.predict(np.ascontiguousarray(x[..., ::-1]))
+        b = np.asarray(batch["blendshapes"], np.float32) if "blendshapes" in batch else None
+        pred = backend.predict(x, b)
+        if tta:  # average with the mirrored face (and blendshapes), as fit's eval_tta does
+            mirrored = None if b is None else b[:, mirror_order(backend.spec.blendshapes)]
+            flipped = backend.predict(np.ascontiguousarray(x[..., ::-1]), mirrored)
             pred = {k: (v + flipped[k]) / 2 if k in (OUTPUT_EXPRESSION, OUTPUT_VA) else v for k, v in pred.items()}
         idx = batch["index"]
         out["index"].append(np.asarray(idx.numpy() if hasattr(idx, "numpy") else idx, np.int64))
@@ -237,13 +253,16 @@ def _example_grids(dataset, spec: ModelSpec, rows: np.ndarray, labels: list[str]
 
 def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLike, split: str = "test",
              batch_size: int = 64, limit: int | None = None, run_dir: str | os.PathLike | None = None,
-             tta: bool = False, n_examples: int = 18, bootstrap: int = 1000, num_workers: int = 0) -> dict:
+             tta: bool = False, n_examples: int = 18, bootstrap: int = 1000, num_workers: int = 0,
+             face_model: str | os.PathLike | None = None, blendshapes: bool = True) -> dict:
     """Evaluate a checkpoint (.pt) or ONNX model and write the eval folder.
 
     `data`: a dataset config dict (`{"type": "affectnet", "root": DIR}`), a
     "TYPE:ROOT" string, a `train.data.DatasetInfo`, a list of `Sample`s, or None
     for the `split` part of the training run in `run_dir` (default: the
-    model's folder). Returns the metrics.json dict.
+    model's folder). A model that takes blendshapes gets each face's (from the
+    landmarker `face_model`, cached), or none with `blendshapes=False`.
+    Returns the metrics.json dict.
     """
     from torch.utils.data import DataLoader
 
@@ -264,8 +283,15 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
             raise EvalError(f"{dataset_name}: the dataset is empty; nothing to evaluate")
         restrict = _shared_classes(labels, dataset_classes, dataset_name)
         y_all, lacking = _true_labels(samples, label_set, labels, dataset_name)
+        blendshape_note = None
+        if spec.blendshapes:
+            blendshape_note = "none given"
+            if blendshapes:
+                counts = _attach_blendshapes(samples, list(spec.blendshapes), face_model, model_path)
+                blendshape_note = f"landmarker found {counts['found']} of {counts['faces']} faces"
         dataset = tdata.AffectDataset(samples, size=spec.input_size, mean=spec.mean, std=spec.std,
-                                      labels=label_set, augment=None)  # AUs are read from the samples
+                                      labels=label_set, augment=None,  # AUs are read from the samples
+                                      blendshapes=spec.blendshapes if blendshapes else ())
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             collate_fn=tdata.collate_skip_bad)
         raw = _predict(backend, loader, tta, model_path)
@@ -306,6 +332,8 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
         metrics["restricted_to"] = restrict
     metrics["skipped_images"] = int(raw["n_bad"])
     metrics["backbone"] = spec.backbone
+    if blendshape_note:
+        metrics["blendshapes"] = blendshape_note
     metrics["input_size"] = int(spec.input_size)
 
     # Predicted label: argmax over the classes the metrics were computed on.
@@ -367,7 +395,9 @@ def evaluate_cli(args: Any) -> dict:
     """`python -m train eval` (argparse namespace from train.__main__)."""
     metrics = evaluate(args.model, args.data, args.out, split=getattr(args, "split", "test"),
                        batch_size=getattr(args, "batch_size", 64), limit=getattr(args, "limit", None),
-                       run_dir=getattr(args, "run_dir", None), tta=bool(getattr(args, "tta", False)))
+                       run_dir=getattr(args, "run_dir", None), tta=bool(getattr(args, "tta", False)),
+                       face_model=getattr(args, "face_model", None),
+                       blendshapes=not getattr(args, "no_blendshapes", False))
     expr = metrics.get("expression") or {}
     parts = [f"{metrics['dataset']}: n={metrics['n']}"]
     if expr:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from affect.blendshapes import mirror_order
 from affect.metrics import compute_metrics
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
 from train import data as tdata
@@ -138,14 +139,45 @@ def build_splits(cfg: dict) -> Splits:
     return out
 
 
-def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: list[str], train: bool):
+def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: list[str], train: bool,
+                 blendshapes: list[str] | tuple[str, ...] = ()):
     """One AffectDataset per dataset part (each keeps its class mask), mixed."""
     aug = tdata.AugmentConfig.from_dict(cfg["data"]["augment"]) if train else None
+    dropout = float(cfg["data"].get("blendshape_dropout") or 0.0) if train else 0.0
     return tdata.MixedDataset([
         tdata.AffectDataset(p.samples, size=size, mean=mean, std=std, labels=cfg["labels"], augment=aug,
                             num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names,
-                            class_mask=p.class_mask)
+                            class_mask=p.class_mask, blendshapes=blendshapes, blendshape_dropout=dropout)
         for p in parts])
+
+
+def blendshape_names(mcfg: dict) -> tuple[str, ...]:
+    """The blendshape input's names for `model.blendshapes` (true: MediaPipe's 52)."""
+    from affect.blendshapes import MEDIAPIPE_BLENDSHAPES
+
+    value = mcfg.get("blendshapes")
+    if value in (None, False, "none"):
+        return ()
+    if value in (True, "mediapipe"):
+        return MEDIAPIPE_BLENDSHAPES
+    raise TrainError(f"model.blendshapes must be true or false, got {value!r}")
+
+
+def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...]) -> None:
+    """Compute (or read from the cache) every sample's blendshapes."""
+    from realtime.face_model import FaceModelError, resolve_face_model
+    from train.data.blendshapes import attach_blendshapes
+
+    try:
+        face_model = resolve_face_model(cfg["model"].get("face_model"))
+    except FaceModelError as exc:
+        raise TrainError(f"model.blendshapes needs the MediaPipe face model: {exc}") from None
+    samples = [s for p in parts for s in p.samples]
+    counts = attach_blendshapes(samples, names, face_model, cfg["data"].get("blendshape_cache"),
+                                progress=_is_main())
+    if _is_main():
+        print(f"blendshapes: faces found in {counts['found']} of {counts['faces']} training/validation "
+              f"samples ({counts['computed']} computed, the rest from the cache)", flush=True)
 
 
 # --- the loop --------------------------------------------------------------------------------------------
@@ -190,7 +222,7 @@ def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch
             continue
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, enabled=scaler is not None):
-            out = model(batch["image"])
+            out = model(batch["image"], batch.get("blendshapes"))
             loss, parts = compute_loss(out, batch, cfg, class_weight)
             if l1:
                 loss = loss + l1 * _l1_penalty(model)
@@ -240,9 +272,11 @@ def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.nda
         if not batch.pop("batch_size", 0):
             continue
         x = batch["image"].to(device)
-        out = model(x)
-        if tta:  # average with the mirrored face
-            flipped = model(torch.flip(x, dims=[3]))
+        b = batch["blendshapes"].to(device) if "blendshapes" in batch else None
+        out = model(x, b)
+        if tta:  # average with the mirrored face (and its mirrored blendshapes)
+            names = (model.module if hasattr(model, "module") else model).blendshape_names
+            flipped = model(torch.flip(x, dims=[3]), None if b is None else b[:, mirror_order(names)])
             out = {k: (v + flipped[k]) / 2 if k in (OUTPUT_EXPRESSION, OUTPUT_VA) else v for k, v in out.items()}
         acc["logits"].append(out[OUTPUT_EXPRESSION].float().cpu().numpy())
         acc["va_pred"].append(out[OUTPUT_VA].float().cpu().numpy())
@@ -336,10 +370,13 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     mcfg = cfg["model"]
     au_names = list(splits.au_names) if mcfg.get("num_aus", 0) else []
     num_aus = len(au_names)
+    bs_names = blendshape_names(mcfg)
+    if bs_names:
+        attach_run_blendshapes([*splits.train, *splits.val], cfg, bs_names)
     model = build_model(mcfg["backbone"], num_classes=len(labels),
                         pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
                         dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=num_aus,
-                        input_size=mcfg["input_size"])
+                        input_size=mcfg["input_size"], blendshapes=bs_names)
     if resume_state:
         model.mean, model.std = tuple(resume_state["spec"]["mean"]), tuple(resume_state["spec"]["std"])
         model.load_state_dict(drop_imagenet_classifier(resume_state["state_dict"]))
@@ -355,8 +392,10 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         if _is_main():
             print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
                   "epoch's and validation metrics are on seen data", flush=True)
-    train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True)
-    val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False)
+    train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True,
+                            blendshapes=bs_names)
+    val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False,
+                          blendshapes=bs_names)
     train_samples = train_ds.samples
     bs, workers = int(tcfg["batch_size"]), int(cfg["data"].get("num_workers", 0))
     balance = cfg["data"].get("balance", "none")

@@ -283,22 +283,48 @@ def build_backbone(name: str, pretrained: str | None = "auto") -> Backbone:
 
 # --- the multi-task model ---------------------------------------------------------------------------
 
+# Width of the blendshapes branch's output, joined to the pooled image features.
+BLENDSHAPE_FEATURES = 64
+
+
+class BlendshapeBranch(nn.Module):
+    """Blendshape scores [N, B] (NaN rows = none) → features [N, F + 1]: a small
+    MLP, zeroed for faces without blendshapes, plus the "present" flag, so the
+    shared layer learns both to use them and to do without."""
+
+    def __init__(self, num_blendshapes: int, features: int = BLENDSHAPE_FEATURES):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(num_blendshapes, features), nn.ReLU(inplace=True))
+        self.out_features = features + 1
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        present = (~torch.isnan(scores).any(dim=1, keepdim=True)).to(scores.dtype)
+        # where(), not scores * present: NaN * 0 is still NaN.
+        clean = torch.where(present.bool(), scores, torch.zeros_like(scores))
+        return torch.cat([self.net(clean) * present, present], dim=1)
+
+
 class AffectModel(nn.Module):
-    """Backbone → pooled features → shared hidden layer → task heads.
+    """Backbone → pooled features (+ blendshape features) → shared hidden layer → task heads.
 
     Outputs (by contract name): expression logits [N, C]; valence_arousal
     [N, 2] bounded by tanh; optional landmarks [N, 2K] in [0, 1] (sigmoid);
-    optional action_units logits [N, A].
+    optional action_units logits [N, A]. With `blendshapes` names, `forward`
+    also takes their scores [N, B] (NaN rows, or None for the whole batch:
+    image only).
     """
 
     def __init__(self, backbone: Backbone, num_classes: int = 8, hidden: int = 512, dropout: float = 0.3,
-                 num_landmarks: int = 0, num_aus: int = 0, input_size: int = 224, name: str = ""):
+                 num_landmarks: int = 0, num_aus: int = 0, input_size: int = 224, name: str = "",
+                 blendshapes: list[str] | tuple[str, ...] = ()):
         super().__init__()
         self.backbone = backbone.module
         self.name = name
         self.mean, self.std, self.input_size = tuple(backbone.mean), tuple(backbone.std), input_size
         self.weights_source = backbone.weights
-        width = backbone.features
+        self.blendshape_names = list(blendshapes)
+        self.blendshapes = BlendshapeBranch(len(self.blendshape_names)) if self.blendshape_names else None
+        width = backbone.features + (self.blendshapes.out_features if self.blendshapes is not None else 0)
         if hidden > 0:
             self.neck = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True),
                                       nn.Dropout(dropout))
@@ -313,8 +339,13 @@ class AffectModel(nn.Module):
     def head_parameters(self):
         return [p for n, p in self.named_parameters() if not n.startswith("backbone.")]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.neck(self.backbone(x))
+    def forward(self, x: torch.Tensor, blendshapes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        if self.blendshapes is not None:
+            if blendshapes is None:
+                blendshapes = x.new_full((x.shape[0], len(self.blendshape_names)), float("nan"))
+            features = torch.cat([features, self.blendshapes(blendshapes)], dim=1)
+        h = self.neck(features)
         out = {OUTPUT_EXPRESSION: self.expression(h), OUTPUT_VA: torch.tanh(self.valence_arousal(h))}
         if self.landmarks is not None:
             out[OUTPUT_LANDMARKS] = torch.sigmoid(self.landmarks(h))
@@ -332,18 +363,19 @@ class AffectEnsemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs = [m(x) for m in self.members]
+    def forward(self, x: torch.Tensor, blendshapes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        outs = [m(x, blendshapes) for m in self.members]
         return {k: torch.stack([o[k] for o in outs]).mean(0) for k in outs[0]}
 
 
 def build_model(backbone: str, num_classes: int = 8, pretrained: str | None = "auto", hidden: int = 512,
                 dropout: float = 0.3, num_landmarks: int = 0, num_aus: int = 0,
-                input_size: int | None = None) -> AffectModel:
+                input_size: int | None = None, blendshapes: list[str] | tuple[str, ...] = ()) -> AffectModel:
     bb = build_backbone(backbone, pretrained)
     size = int(input_size or REGISTRY[backbone].input_size)
     return AffectModel(bb, num_classes=num_classes, hidden=hidden, dropout=dropout,
-                       num_landmarks=num_landmarks, num_aus=num_aus, input_size=size, name=backbone)
+                       num_landmarks=num_landmarks, num_aus=num_aus, input_size=size, name=backbone,
+                       blendshapes=blendshapes)
 
 
 def count_parameters(model: nn.Module) -> int:

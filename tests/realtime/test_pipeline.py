@@ -138,7 +138,7 @@ def test_ten_plus_faces_in_one_frame_are_read_in_one_batch(hamilton_clip, onnx_m
     with Pipeline(opts) as p:
         calls = []
         predict = p.backend.predict
-        p.backend.predict = lambda batch: calls.append(len(batch)) or predict(batch)
+        p.backend.predict = lambda batch, *rows: calls.append(len(batch)) or predict(batch, *rows)
         results = list(p)
     assert [len(r.faces) for r in results] == [12, 12, 12]
     assert calls == [12, 12, 12]  # one inference call per frame

@@ -114,7 +114,7 @@ def test_affine_augmentation_moves_landmarks_with_the_pixels(seed):
     dot = np.full((68, 2), [18.5, 29.5], np.float32)  # pixel centres sit at i + 0.5
     cfg = AugmentConfig(hflip=0.5, rotation=25, scale=0.2, shift=0.1, brightness=0, contrast=0)
     crop = np.repeat(image[:, :, None], 3, axis=2)
-    out, pts = augment_image(crop, dot / 64, cfg, np.random.default_rng(seed))
+    out, pts, _ = augment_image(crop, dot / 64, cfg, np.random.default_rng(seed))
     y, x = np.unravel_index(out[:, :, 0].argmax(), out.shape[:2])
     assert np.hypot(x + 0.5 - pts[0, 0] * 64, y + 0.5 - pts[0, 1] * 64) < 1.5
 
@@ -122,7 +122,7 @@ def test_affine_augmentation_moves_landmarks_with_the_pixels(seed):
 def test_full_augmentation_is_valid_and_greyscale_keeps_channels_equal(affectnet_small):
     rgb = read_image(affectnet_small.samples[0])
     cfg = AugmentConfig(blur=1.0, noise=10, greyscale=1.0, erasing=1.0)
-    out, _ = augment_image(rgb[:64, :64].copy(), None, cfg, np.random.default_rng(0))
+    out, _, _ = augment_image(rgb[:64, :64].copy(), None, cfg, np.random.default_rng(0))
     assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
     assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
     torch.manual_seed(0)

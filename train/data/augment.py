@@ -80,9 +80,10 @@ def warp(image: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def augment_image(image: np.ndarray, points: np.ndarray | None, cfg: AugmentConfig,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Augment a square HxWx3 uint8 crop; `points` (K, 2) in [0, 1] crop
-    coordinates move with it (and swap left/right on a flip)."""
+    coordinates move with it (and swap left/right on a flip). Returns (image,
+    points, flipped): per-face features with a side (blendshapes) mirror too."""
     size = image.shape[0]
     m, flipped = geometric_matrix(cfg, size, rng)
     if not np.allclose(m, np.eye(3)):
@@ -109,4 +110,4 @@ def augment_image(image: np.ndarray, points: np.ndarray | None, cfg: AugmentConf
     # last, so noise and colour changes cannot bring colour back into a grey image
     if cfg.greyscale and rng.random() < cfg.greyscale:
         image = to_rgb(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-    return np.ascontiguousarray(image), points
+    return np.ascontiguousarray(image), points, flipped

@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, default_collate
 from torchvision.transforms import RandomErasing
 
+from affect.blendshapes import mirror_order
 from affect.crop import box_from_xywh, crop_face, points_to_crop
 from affect.preprocess import normalise, resize_square, to_rgb
 from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
@@ -73,8 +74,13 @@ def eval_crop(image: np.ndarray, sample: Sample, size: int) -> tuple[np.ndarray,
 
 class AffectDataset(Dataset):
     """Samples → dicts of tensors (`image`, `expression`, `class_mask`, `va`,
-    `va_mask`, `landmarks`, `landmarks_mask`, `aus`, `aus_mask`, `index`);
-    an unreadable image gives None (use `collate_skip_bad`).
+    `va_mask`, `landmarks`, `landmarks_mask`, `aus`, `aus_mask`, `index`, and
+    `blendshapes` [B] when `blendshapes` names are given: the sample's scores,
+    NaN without them); an unreadable image gives None (use `collate_skip_bad`).
+
+    In training, a flipped face's blendshapes swap left/right, and
+    `blendshape_dropout` hides them (NaN) from that share of draws so the
+    model also learns to read faces without them (the FaceDetector path).
 
     `samples[i].expression` must index `labels`; `aus` must follow `au_names`
     (see `remap_labels`, `align_aus`); `class_mask` (bool [C]) says which
@@ -83,7 +89,8 @@ class AffectDataset(Dataset):
 
     def __init__(self, samples: Sequence[Sample], size: int, mean: Sequence[float], std: Sequence[float],
                  labels: Sequence[str], augment: AugmentConfig | None = None, num_landmarks: int = 0,
-                 au_names: Sequence[str] = (), class_mask: Sequence[bool] | np.ndarray | None = None) -> None:
+                 au_names: Sequence[str] = (), class_mask: Sequence[bool] | np.ndarray | None = None,
+                 blendshapes: Sequence[str] = (), blendshape_dropout: float = 0.0) -> None:
         self.samples = list(samples)
         self.size, self.mean, self.std = int(size), list(mean), list(std)
         self.labels, self.au_names = list(labels), list(au_names)
@@ -93,6 +100,11 @@ class AffectDataset(Dataset):
         if mask.shape != (n,):
             raise DataError(f"class_mask has shape {mask.shape}, expected ({n},) for labels {self.labels}")
         self.class_mask = torch.from_numpy(mask.copy())
+        self.blendshape_names = list(blendshapes)
+        self._mirror = mirror_order(self.blendshape_names)
+        if not 0.0 <= float(blendshape_dropout) <= 1.0:
+            raise DataError(f"blendshape_dropout must be in [0, 1], got {blendshape_dropout}")
+        self.blendshape_dropout = float(blendshape_dropout)
         self._check_samples()
         if augment is not None and augment.hflip and self.num_landmarks and self.num_landmarks not in FLIP_MAPS:
             raise DataError(f"hflip with {self.num_landmarks} landmarks: no left/right map (known: 68)")
@@ -109,6 +121,9 @@ class AffectDataset(Dataset):
                 raise DataError(f"{s.path}: {np.asarray(s.landmarks).size // 2} landmarks, the model has {k}")
             if a and s.aus is not None and len(s.aus) != a:
                 raise DataError(f"{s.path}: {len(s.aus)} AU values for {a} AU names (align_aus first)")
+            b = len(self.blendshape_names)
+            if b and s.blendshapes is not None and len(s.blendshapes) != b:
+                raise DataError(f"{s.path}: {len(s.blendshapes)} blendshape scores for {b} names")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -123,16 +138,26 @@ class AffectDataset(Dataset):
             return None
         want_points = self.num_landmarks > 0 and s.landmarks is not None
         crop, points = eval_crop(image, s if want_points else _without_landmarks(s), self.size)
+        flipped, rng = False, None
         if self.augment is not None:
             # Draw from torch's generator: seeded per DataLoader worker and by torch.manual_seed.
             rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-            crop, points = augment_image(crop, points, self.augment, rng)
+            crop, points, flipped = augment_image(crop, points, self.augment, rng)
         x = torch.from_numpy(normalise(crop, self.mean, self.std)[0])
         if self._erasing is not None:
             x = self._erasing(x)
-        return {"image": x, "expression": torch.tensor(s.expression, dtype=torch.int64),
+        item = {"image": x, "expression": torch.tensor(s.expression, dtype=torch.int64),
                 "class_mask": self.class_mask.clone(), **self._targets(s, points),
                 "index": torch.tensor(index, dtype=torch.int64)}
+        if self.blendshape_names:
+            item["blendshapes"] = torch.from_numpy(self._blendshapes(s, flipped, rng))
+        return item
+
+    def _blendshapes(self, s: Sample, flipped: bool, rng: np.random.Generator | None) -> np.ndarray:
+        if s.blendshapes is None or (rng is not None and rng.random() < self.blendshape_dropout):
+            return np.full(len(self.blendshape_names), np.nan, np.float32)
+        row = np.asarray(s.blendshapes, np.float32)
+        return (row[self._mirror] if flipped else row).copy()
 
     def _targets(self, s: Sample, points: np.ndarray | None) -> dict[str, torch.Tensor]:
         va = np.array([s.valence, s.arousal], np.float32)
@@ -181,7 +206,7 @@ class MixedDataset(ConcatDataset):
         super().__init__(list(datasets))
         first = self.datasets[0]
         for d in self.datasets[1:]:
-            for attr in ("size", "labels", "num_landmarks", "au_names"):
+            for attr in ("size", "labels", "num_landmarks", "au_names", "blendshape_names"):
                 if getattr(d, attr) != getattr(first, attr):
                     raise DataError(f"cannot mix datasets with different {attr}: "
                                     f"{getattr(first, attr)} vs {getattr(d, attr)}")

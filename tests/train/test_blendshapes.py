@@ -1,0 +1,102 @@
+"""Blendshapes as a second model input on the training side: the cache of
+landmarker scores, left/right mirroring with the image, dropout, and a fit
+whose checkpoint says it takes them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from affect.blendshapes import MEDIAPIPE_BLENDSHAPES, blendshape_row, mirror_order
+from train import data as tdata
+from train.data.blendshapes import attach_blendshapes
+from train.models import build_model
+
+from test_fit import tiny_config
+
+NAMES = list(MEDIAPIPE_BLENDSHAPES)
+
+
+def test_mirror_order_swaps_left_and_right_and_keeps_the_rest():
+    m = mirror_order(NAMES)
+    assert NAMES[m[NAMES.index("mouthSmileLeft")]] == "mouthSmileRight"
+    assert NAMES[m[NAMES.index("eyeBlinkRight")]] == "eyeBlinkLeft"
+    assert NAMES[m[NAMES.index("jawOpen")]] == "jawOpen"
+    assert sorted(m) == list(range(len(NAMES)))  # a permutation
+    assert np.isnan(blendshape_row(None, NAMES)).all()
+    assert np.isnan(blendshape_row({"jawOpen": 0.5}, NAMES)).all()  # incomplete = none
+
+
+def test_cache_finds_real_faces_and_is_reused(tmp_path, affectnet_root, face_model_path):
+    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
+    counts = attach_blendshapes(info.samples, NAMES, face_model_path, tmp_path, progress=False)
+    assert counts["computed"] == 8 and counts["found"] >= 6
+    rows = np.stack([s.blendshapes for s in info.samples])
+    found = np.isfinite(rows).all(1)
+    assert ((rows[found] >= 0) & (rows[found] <= 1)).all() and rows[found].std() > 0.01
+    again = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
+    assert attach_blendshapes(again.samples, NAMES, face_model_path, tmp_path, progress=False)["computed"] == 0
+    np.testing.assert_array_equal(np.stack([s.blendshapes for s in again.samples]), rows)
+    with pytest.raises(tdata.DataError, match="face model not found"):
+        attach_blendshapes(again.samples, NAMES, tmp_path / "missing.task", tmp_path)
+
+
+def test_dataset_mirrors_blendshapes_with_a_flip_and_drops_them(affectnet_root):
+    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 2})
+    s = info.samples[0]
+    s.blendshapes = np.linspace(0, 1, len(NAMES), dtype=np.float32)
+    flip_only = tdata.AugmentConfig(hflip=1.0, rotation=0, scale=0, shift=0, brightness=0, contrast=0, erasing=0)
+    ds = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS), augment=flip_only,
+                             blendshapes=NAMES)
+    got = ds[0]["blendshapes"].numpy()
+    assert np.array_equal(got, s.blendshapes[mirror_order(NAMES)]) and not np.array_equal(got, s.blendshapes)
+    plain = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS), blendshapes=NAMES)
+    assert np.array_equal(plain[0]["blendshapes"].numpy(), s.blendshapes)  # eval: as computed
+    dropped = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS),
+                                  augment=flip_only, blendshapes=NAMES, blendshape_dropout=1.0)
+    assert torch.isnan(dropped[0]["blendshapes"]).all()
+    with pytest.raises(tdata.DataError, match="blendshape scores"):
+        s.blendshapes = np.zeros(3, np.float32)
+        tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS), blendshapes=NAMES)
+
+
+def test_model_reads_blendshapes_and_a_nan_row_means_image_only():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", pretrained=None, input_size=48, blendshapes=NAMES).eval()
+    x = torch.rand(3, 3, 48, 48)
+    scores = torch.rand(3, len(NAMES))
+    scores[2] = float("nan")
+    with torch.no_grad():
+        out = model(x, scores)["expression"]
+        alone = model(x)["expression"]
+        other = model(x, torch.rand(3, len(NAMES)))["expression"]
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[2], alone[2]) and not torch.allclose(out[:2], alone[:2])
+    assert not torch.allclose(out[:2], other[:2])  # the scores matter
+
+
+def test_fit_with_blendshapes_writes_a_model_that_takes_them(tmp_path, affectnet_root, face_model_path):
+    from train.checkpoint import model_from_checkpoint
+    from train.fit import fit
+
+    cfg = tiny_config(tmp_path, affectnet_root, epochs=1)
+    cfg["model"].update(backbone="small_cnn", pretrained="none", blendshapes=True, face_model=str(face_model_path))
+    cfg["data"]["blendshape_cache"] = str(tmp_path / "cache")
+    run = fit(cfg)
+    model, spec, _ = model_from_checkpoint(run / "checkpoint.pt")
+    assert spec.blendshapes == NAMES and model.blendshapes is not None
+    assert json.loads((run / "metrics.json").read_text())["n"] > 0
+    assert list((tmp_path / "cache").glob("blendshapes-*.npz"))
+
+    # eval gives the held-out faces their blendshapes (or, asked, none) through the same backend
+    from train.evaluate import evaluate
+
+    with_bs = evaluate(run / "checkpoint.pt", None, tmp_path / "eval", face_model=face_model_path, bootstrap=0)
+    without = evaluate(run / "checkpoint.pt", None, tmp_path / "eval_none", blendshapes=False, bootstrap=0)
+    assert with_bs["blendshapes"].startswith("landmarker found") and without["blendshapes"] == "none given"
+    a = (tmp_path / "eval" / "predictions.csv").read_text()
+    b = (tmp_path / "eval_none" / "predictions.csv").read_text()
+    assert a != b  # the scores reached the model
