@@ -9,13 +9,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_fit import tiny_config
 
 from affect.blendshapes import MEDIAPIPE_BLENDSHAPES, blendshape_row, mirror_order
 from train import data as tdata
 from train.data.blendshapes import attach_blendshapes
 from train.models import build_model
-
-from test_fit import tiny_config
 
 NAMES = list(MEDIAPIPE_BLENDSHAPES)
 
