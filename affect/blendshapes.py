@@ -29,6 +29,11 @@ MEDIAPIPE_BLENDSHAPES: tuple[str, ...] = (
     "noseSneerLeft", "noseSneerRight",
 )
 
+# Face crops go to the landmarker at this side (training caches, eval, export
+# calibration alike): its detector works at 128 px and its mesh at 256 px, so a
+# larger crop adds nothing and a model-size (160 px) one loses detail.
+LANDMARKER_CROP = 256
+
 # Tight face crops (AffectNet's, a model's input crop) get this much black
 # border on each side, as a fraction of their side: the landmarker's detector
 # misses faces that fill the whole picture.

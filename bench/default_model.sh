@@ -17,6 +17,10 @@ OUT=${1:-runs/default_model}; shift || true
 PY=${PYTHON:-.venv/bin/python}
 SEEDS=${SEEDS:-"0"}
 FER_TEST=${FER_TEST:-../shared/data/fer2013/PublicTest}
+# The recipe's model takes MediaPipe blendshapes: fit, export calibration and eval run the landmarker.
+if [ -z "${AFFECTCAM_FACE_MODEL:-}" ] && [ -f ../shared/models/face_landmarker.task ]; then
+  export AFFECTCAM_FACE_MODEL=../shared/models/face_landmarker.task
+fi
 mkdir -p "$OUT"
 start=$(date +%s)
 ckpts=()
@@ -47,7 +51,9 @@ for m in model model.int8; do
   $PY -m train eval "$OUT/$m.onnx" --run-dir "$first" --split test -o "$OUT/eval_test_${m/./_}"
   $PY -m train eval "$OUT/$m.onnx" --data "fer2013:$FER_TEST" -o "$OUT/eval_fer_${m/./_}"
 done
-$PY -m train compare "$OUT/eval_test_model" "$OUT/eval_test_model_int8" -o "$OUT/compare"
+# The same model given no blendshapes: what the FaceDetector path (--detector-only) gets.
+$PY -m train eval "$OUT/model.onnx" --run-dir "$first" --split test --no-blendshapes -o "$OUT/eval_test_model_noblend"
+$PY -m train compare "$OUT/eval_test_model" "$OUT/eval_test_model_int8" "$OUT/eval_test_model_noblend" -o "$OUT/compare"
 if [ "${INSTALL:-0}" = 1 ]; then
   cp "$OUT/model.onnx" realtime/models/affectcam_default.onnx
   cp "$OUT/model.int8.onnx" realtime/models/affectcam_default.int8.onnx

@@ -23,15 +23,15 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from affect.spec import INPUT_NAME, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec  # noqa: E402
+from affect.spec import OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec  # noqa: E402
 from export.common import ort_session  # noqa: E402
-from export.faces import batches, load_faces  # noqa: E402
+from export.faces import attach_blendshapes, feeds, load_faces, with_nan_rows  # noqa: E402
 from export.int8 import Int8Options, export_int8  # noqa: E402
 
 
-def outputs(path: Path, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def outputs(path: Path, xs: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     session = ort_session(path)
-    runs = [session.run([OUTPUT_EXPRESSION, OUTPUT_VA], {INPUT_NAME: x}) for x in xs]
+    runs = [session.run([OUTPUT_EXPRESSION, OUTPUT_VA], x) for x in xs]
     return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
 
 
@@ -42,17 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces", type=int, default=800, help="faces the agreement is measured on")
     ap.add_argument("--methods", nargs="+", default=["minmax", "percentile"])
     ap.add_argument("-o", "--out", type=Path, default=Path("runs/int8_calibration"))
+    ap.add_argument("--face-model", type=Path, help="MediaPipe face_landmarker.task, for models that take "
+                    "blendshapes (default: $AFFECTCAM_FACE_MODEL, the cache, a download)")
     args = ap.parse_args(argv)
 
     spec = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(args.model)).metadata_props})
-    xs = list(batches(load_faces(args.data, limit=args.faces, seed=7), spec, 64))
+    faces = load_faces(args.data, limit=args.faces, seed=7)
+    if spec.blendshapes:  # real scores, and every 4th face without (the detector path)
+        attach_blendshapes(faces, spec.blendshapes, args.face_model)
+        faces.blendshapes = with_nan_rows(faces.blendshapes)
+    xs = list(feeds(faces, spec, 64, args.model))
     ref_logits, ref_va = outputs(args.model, xs)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for method in args.methods:
         start = time.perf_counter()
         path = export_int8(args.model, args.data, args.out / f"{args.model.stem}.{method}.int8.onnx",
-                           Int8Options(calibrate_method=method))
+                           Int8Options(calibrate_method=method, face_model=args.face_model))
         logits, va = outputs(path, xs)
         rows.append({"calibration": method, "faces": len(ref_logits),
                      "argmax_agreement": round(float((logits.argmax(1) == ref_logits.argmax(1)).mean()), 4),

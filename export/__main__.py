@@ -9,6 +9,9 @@ from pathlib import Path
 
 from export.common import ExportError
 
+FACE_MODEL_HELP = ("MediaPipe face_landmarker.task that scores the faces' blendshapes, for models that take them "
+                   "(default: $AFFECTCAM_FACE_MODEL, the user cache, else a one-time download)")
+
 
 def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m export", description="Export affectcam models and benchmark them.")
@@ -23,6 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="face crops for the parity check (dataset or folder)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |ORT - PyTorch| per output")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    p.add_argument("--face-model", type=Path, help=FACE_MODEL_HELP)
 
     p = sub.add_parser("int8", help="ONNX → static INT8 ONNX calibrated on face crops")
     p.add_argument("model", type=Path)
@@ -36,6 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="*", choices=["first_conv", "stem", "heads"],
                    help="nodes kept in float (default: stem = the first 3 convs; give --exclude alone for none)")
     p.add_argument("--num-calibration", type=int, default=300)
+    p.add_argument("--face-model", type=Path, help=FACE_MODEL_HELP)
 
     p = sub.add_parser("fp16", help="ONNX → FP16 ONNX (float32 I/O) for GPUs")
     p.add_argument("model", type=Path)
@@ -53,6 +58,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt-batch", type=int)
     p.add_argument("--workspace-mb", type=int, default=1024)
     p.add_argument("--timing-cache", type=Path)
+    p.add_argument("--face-model", type=Path, help=FACE_MODEL_HELP + "; used with --int8")
 
     p = sub.add_parser("bench", help="latency / throughput / accuracy table over model files")
     p.add_argument("models", type=Path, nargs="+")
@@ -65,6 +71,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluation images (default: all)")
     p.add_argument("--providers", nargs="*", help="ONNX Runtime providers, e.g. cuda cpu")
     p.add_argument("-o", "--out", type=Path, default=Path("bench"), help="writes OUT.md and OUT.json")
+    p.add_argument("--face-model", type=Path, help=FACE_MODEL_HELP)
     return ap
 
 
@@ -80,21 +87,22 @@ def main(argv: list[str] | None = None) -> int:
 
             options = BenchOptions(data=args.data, batch_sizes=tuple(args.batch), threads=args.threads,
                                    warmup=args.warmup, min_iters=args.min_iters, min_seconds=args.min_seconds,
-                                   limit=args.limit, providers=tuple(args.providers) if args.providers else None)
+                                   limit=args.limit, providers=tuple(args.providers) if args.providers else None,
+                                   face_model=args.face_model)
             print(write_tables(run_bench(args.models, options), args.out, options))
             return 0
         from export.formats import run_format
 
         if args.command == "onnx":
             run_format("onnx", args.checkpoint, args.out, opset=args.opset, parity_data=args.data,
-                       tolerance=args.tolerance, simplify=not args.no_simplify)
+                       tolerance=args.tolerance, simplify=not args.no_simplify, face_model=args.face_model)
         elif args.command == "int8":
             from export.int8 import Int8Options
 
             opts = Int8Options(quant_format=args.quant_format, per_channel=not args.no_per_channel,
                                reduce_range=args.reduce_range, activation_type=args.activations,
                                calibrate_method=args.calibrate, exclude=tuple(args.exclude) if args.exclude is not None else Int8Options.exclude,
-                               num_calibration=args.num_calibration)
+                               num_calibration=args.num_calibration, face_model=args.face_model)
             run_format("int8", args.model, args.data, args.out, opts)
         elif args.command == "fp16":
             run_format("fp16", args.model, args.out)
@@ -103,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
             opts = EngineOptions(precision=args.precision or "fp16", max_batch=args.max_batch,
                                  opt_batch=args.opt_batch, workspace_mb=args.workspace_mb,
-                                 timing_cache=args.timing_cache, calibration_data=args.data)
+                                 timing_cache=args.timing_cache, calibration_data=args.data,
+                                 face_model=args.face_model)
             run_format("tensorrt", args.model, args.out, opts)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,7 @@ from affect.metrics import MetricsError, expression_metrics, regression_metrics
 from affect.preprocess import softmax
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
-from export.faces import FaceSet, batches, generated_faces, load_faces
+from export.faces import FaceSet, attach_blendshapes, batches, blendshape_input, generated_faces, load_faces
 from export.formats import format_for_path
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class BenchOptions:
     limit: int | None = None  # evaluation images (None: all)
     eval_batch: int = 16
     providers: tuple[str, ...] | None = None  # ONNX Runtime providers ("cpu", "cuda", …)
+    face_model: Path | None = None  # MediaPipe landmarker for models that take blendshapes (None: resolved)
 
 
 @dataclass
@@ -84,16 +85,21 @@ def backend_label(path: Path) -> str:
     return "ORT FP32"
 
 
-def time_batch(predict, x: np.ndarray, options: BenchOptions) -> tuple[np.ndarray, int]:
-    """Per-call latencies (seconds) after warm-up."""
+def time_batch(predict, x: np.ndarray, options: BenchOptions, blendshapes: np.ndarray | None = None
+               ) -> tuple[np.ndarray, int]:
+    """Per-call latencies (seconds) after warm-up (`blendshapes`: the second
+    input of a model that takes them, else None)."""
+    def call() -> None:
+        predict(x) if blendshapes is None else predict(x, blendshapes)
+
     for _ in range(options.warmup):
-        predict(x)
+        call()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < options.max_iters and (len(times) < options.min_iters
                                               or time.perf_counter() - start < options.min_seconds):
         t0 = time.perf_counter()
-        predict(x)
+        call()
         times.append(time.perf_counter() - t0)
     return np.asarray(times), len(times)
 
@@ -104,10 +110,13 @@ def _targets(faces: FaceSet, spec: ModelSpec) -> np.ndarray:
     return np.array([mapping.get(int(y), -1) if y >= 0 else -1 for y in faces.expression], np.int64)
 
 
-def evaluate(predict, faces: FaceSet, spec: ModelSpec, batch_size: int) -> dict[str, float | int | None]:
+def evaluate(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
+             blendshapes: np.ndarray | None = None) -> dict[str, float | int | None]:
+    """Accuracy / CCC of `predict` over `faces`; `blendshapes` [N, B] rows go
+    with the faces to a model that takes them."""
     logits, va = [], []
-    for x in batches(faces, spec, batch_size):
-        out = predict(x)
+    for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
+        out = predict(x) if blendshapes is None else predict(x, blendshapes[start:start + len(x)])
         logits.append(out["expression"])
         va.append(out["valence_arousal"])
     probs = softmax(np.concatenate(logits).astype(np.float64))
@@ -139,12 +148,14 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
     rows = []
     with backend:
         spec = backend.spec
-        scores = evaluate(backend.predict, faces, spec, options.eval_batch) if not faces.generated else {}
+        bs = _blendshapes_for(faces, spec, path, options)
+        scores = evaluate(backend.predict, faces, spec, options.eval_batch, bs) if not faces.generated else {}
         for batch in options.batch_sizes:
             pool = faces.images * (batch // len(faces) + 1)
             x = next(batches(FaceSet(pool[:batch], faces.expression, faces.valence, faces.arousal,
                                      faces.source), spec, batch))
-            times, iters = time_batch(backend.predict, x, options)
+            timed_bs = None if bs is None else np.resize(bs, (batch, bs.shape[1]))  # the same faces' rows
+            times, iters = time_batch(backend.predict, x, options, timed_bs)
             p50 = float(np.median(times))
             rows.append(BenchRow(
                 model=str(path), backend=label, runtime=backend.describe(), batch=batch,
@@ -156,6 +167,21 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
             log.info("%s %s batch %d: p50 %.2f ms, %.1f img/s", label, path.name, batch, rows[-1].p50_ms,
                      rows[-1].throughput)
     return rows
+
+
+def _blendshapes_for(faces: FaceSet, spec: ModelSpec, path: Path, options: BenchOptions) -> np.ndarray | None:
+    """The model's `blendshapes` input for `faces` (None for an image-only
+    model): the landmarker runs once over the faces, scoring all of MediaPipe's
+    names, and each model takes its own columns."""
+    if not spec.blendshapes:
+        return None
+    from affect.blendshapes import MEDIAPIPE_BLENDSHAPES
+
+    have = faces.blendshape_names or []
+    if faces.blendshapes is None or not set(spec.blendshapes) <= set(have):
+        names = list(dict.fromkeys([*MEDIAPIPE_BLENDSHAPES, *have, *spec.blendshapes]))
+        attach_blendshapes(faces, names, options.face_model)
+    return blendshape_input(faces, spec, path)
 
 
 def add_relative(rows: list[BenchRow]) -> None:

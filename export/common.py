@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from affect.spec import ModelSpec, SpecError
+from affect.spec import INPUT_BLENDSHAPES, ModelSpec, SpecError
 
 
 class ExportError(RuntimeError):
@@ -68,6 +68,38 @@ def spec_of(model, source: str) -> ModelSpec:
         return ModelSpec.from_metadata(props, source=source)
     except SpecError as exc:
         raise ExportError(str(exc)) from None
+
+
+def check_graph_inputs(model, spec: ModelSpec, source: str | os.PathLike) -> None:
+    """The graph's inputs are the ones the spec promises: `image`, plus
+    `blendshapes` [N, B] exactly when the spec lists B blendshape names."""
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = {i.name: i for i in model.graph.input if i.name not in initializers}
+    if list(inputs) != spec.input_names:
+        raise ExportError(f"{source}: the graph has inputs {list(inputs)} but its affect.* metadata promises "
+                          f"{spec.input_names}; re-export it with `python -m export onnx CHECKPOINT`")
+    if spec.blendshapes:
+        dims = inputs[INPUT_BLENDSHAPES].type.tensor_type.shape.dim
+        width = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+        if len(dims) != 2 or (width is not None and width != len(spec.blendshapes)):
+            raise ExportError(f"{source}: the graph's {INPUT_BLENDSHAPES!r} input has shape "
+                              f"{[d.dim_value or d.dim_param for d in dims]} but the metadata lists "
+                              f"{len(spec.blendshapes)} blendshape names; re-export it")
+
+
+def blendshape_branch(model) -> list[str]:
+    """Nodes that read the `blendshapes` input and not the image: the NaN test,
+    the Where that zeroes missing rows, the small MLP (one branch per ensemble member)."""
+    initializers = {i.name for i in model.graph.initializer}
+    source: dict[str, set[str]] = {i.name: {i.name} for i in model.graph.input if i.name not in initializers}
+    names = []
+    for node in model.graph.node:  # graph order is topological
+        deps = set().union(*(source.get(t, set()) for t in node.input))
+        for out in node.output:
+            source[out] = deps
+        if deps == {INPUT_BLENDSHAPES}:
+            names.append(node.name)
+    return names
 
 
 def set_metadata(model, spec: ModelSpec) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from affect.labels import EXPRESSIONS, NAME_ALIASES
 from affect.preprocess import prepare_batch, to_rgb
-from affect.spec import ModelSpec
+from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,11 @@ class FaceSet:
     skipped: int = 0
     generated: bool = False
     paths: list[str] = field(default_factory=list)
+    # float32 [N, B] MediaPipe blendshape scores (NaN row: no face found), the
+    # columns named by `blendshape_names` (None: in the model's order); None
+    # until `attach_blendshapes` runs. Only models whose spec lists blendshapes read them.
+    blendshapes: np.ndarray | None = None
+    blendshape_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -49,6 +54,15 @@ class FaceSet:
     @property
     def has_va(self) -> bool:
         return bool(np.isfinite(self.valence).any())
+
+    def subset(self, index: slice | Sequence[int]) -> FaceSet:
+        """The faces at `index` (a slice or positions), labels and blendshapes with them."""
+        pick = list(range(len(self)))[index] if isinstance(index, slice) else [int(i) for i in index]
+        return FaceSet([self.images[i] for i in pick], self.expression[pick], self.valence[pick],
+                       self.arousal[pick], self.source, generated=self.generated,
+                       paths=[self.paths[i] for i in pick] if self.paths else [],
+                       blendshapes=None if self.blendshapes is None else self.blendshapes[pick],
+                       blendshape_names=self.blendshape_names)
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
@@ -173,3 +187,93 @@ def batches(faces: FaceSet, spec: ModelSpec, batch_size: int) -> Iterator[np.nda
     """Model inputs [B, 3, S, S] via affect.preprocess, the one normalisation."""
     for start in range(0, len(faces), batch_size):
         yield prepare_batch(faces.images[start:start + batch_size], spec)
+
+
+def attach_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | os.PathLike | None = None,
+                       seed: int = 0) -> FaceSet:
+    """Set `faces.blendshapes` (float32 [N, len(names)]) and return `faces`.
+
+    Real faces get the scores of MediaPipe's FaceLandmarker on the crops the
+    set holds (`affect.blendshapes.CropBlendshapes`, the code training and the
+    camera use), NaN rows where it finds no face; the landmarker bundle is
+    `face_model`, else `realtime.face_model.resolve_face_model()` ($AFFECTCAM_FACE_MODEL,
+    the user cache, a download). Generated faces get seeded uniform scores in
+    [0, 1] (no landmarker can read a drawing).
+    """
+    names = list(names)
+    faces.blendshape_names = names
+    if faces.generated:
+        faces.blendshapes = np.random.default_rng(seed).random((len(faces), len(names)), dtype=np.float32)
+        return faces
+    from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes
+    from affect.preprocess import resize_square
+    from realtime.face_model import FaceModelError, resolve_face_model
+
+    try:
+        bundle = resolve_face_model(face_model)
+    except FaceModelError as exc:
+        raise ExportError(f"the model takes blendshapes, which need MediaPipe's face landmarker: {exc}") from None
+    try:
+        with CropBlendshapes(bundle) as landmarker:
+            faces.blendshapes = landmarker.rows([resize_square(to_rgb(im), LANDMARKER_CROP) for im in faces.images],
+                                                names)
+    except (RuntimeError, ValueError, OSError) as exc:  # MediaPipe refusing the bundle
+        raise ExportError(f"{bundle}: MediaPipe cannot run this face model ({str(exc).splitlines()[0][:160]})"
+                          ) from None
+    found = int(np.isfinite(faces.blendshapes).all(axis=1).sum())
+    log.info("%s: the face landmarker found blendshapes for %d of %d faces", faces.source, found, len(faces))
+    if found < len(faces) / 2:
+        log.warning("%s: no blendshapes for %d of %d faces; those run image-only", faces.source,
+                    len(faces) - found, len(faces))
+    return faces
+
+
+# Parity checks and INT8 calibration of a model that takes blendshapes feed
+# every NAN_EVERY-th face a NaN row ("no blendshapes", the camera's detector
+# path), so that path is compared and calibrated too.
+NAN_EVERY = 4
+
+
+def with_nan_rows(rows: np.ndarray, every: int = NAN_EVERY, offset: int = NAN_EVERY - 1) -> np.ndarray:
+    """A copy of `rows` with every `every`-th row (from `offset`) set to NaN:
+    faces without blendshapes, so checks and calibration also take that path."""
+    rows = np.array(rows, np.float32, copy=True)
+    rows[offset::every] = np.nan
+    return rows
+
+
+def blendshape_input(faces: FaceSet, spec: ModelSpec, model: str | os.PathLike) -> np.ndarray | None:
+    """`faces.blendshapes` as the model's input (`model` names its file in
+    errors): float32 [N, B], columns in the spec's order (picked by name when
+    the set names its columns); None for an image-only model."""
+    width = len(spec.blendshapes)
+    if not width:
+        return None
+    rows = faces.blendshapes
+    if rows is None:
+        raise ExportError(f"{model}: the model takes {width} blendshapes per face but none were computed for "
+                          f"{faces.source} (export.faces.attach_blendshapes)")
+    rows = np.asarray(rows)
+    names = faces.blendshape_names
+    if names is not None and list(names) != list(spec.blendshapes) and rows.ndim == 2 and rows.shape[1] == len(names):
+        missing = [n for n in spec.blendshapes if n not in names]
+        if missing:
+            raise ExportError(f"{model}: the model takes blendshapes {missing[:3]} that {faces.source} was not "
+                              "scored for")
+        rows = rows[:, [list(names).index(n) for n in spec.blendshapes]]
+    if rows.ndim != 2 or rows.shape[1] != width or rows.shape[0] != len(faces):
+        raise ExportError(f"{model}: blendshapes have shape {list(rows.shape)}, the model takes [{len(faces)}, "
+                          f"{width}] (one row per face, in the order of its affect.blendshapes names)")
+    return np.ascontiguousarray(rows, np.float32)
+
+
+def feeds(faces: FaceSet, spec: ModelSpec, batch_size: int, model: str | os.PathLike
+          ) -> Iterator[dict[str, np.ndarray]]:
+    """ONNX Runtime feeds {input name: array}: the preprocessed images, and
+    `blendshapes` rows when the model takes them (checked by `blendshape_input`)."""
+    rows = blendshape_input(faces, spec, model)
+    for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
+        feed = {INPUT_NAME: x}
+        if rows is not None:
+            feed[INPUT_BLENDSHAPES] = rows[start:start + len(x)]
+        yield feed

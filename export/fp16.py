@@ -7,13 +7,24 @@ import logging
 import os
 from pathlib import Path
 
-from export.common import ExportError, atomic_output, check_writable, load_onnx, set_metadata, spec_of
+from export.common import (
+    ExportError,
+    atomic_output,
+    blendshape_branch,
+    check_graph_inputs,
+    check_writable,
+    load_onnx,
+    set_metadata,
+    spec_of,
+)
 
 log = logging.getLogger(__name__)
 
 
 def export_fp16(onnx_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Convert weights and activations to float16, keeping float32 `image` in and outputs out."""
+    """Convert weights and activations to float16, keeping float32 inputs (`image`,
+    and `blendshapes` for models that take them) and outputs. The blendshape
+    branch stays float32 (see below), so a NaN row still means "none"."""
     import onnx
 
     try:
@@ -25,8 +36,19 @@ def export_fp16(onnx_path: str | os.PathLike, out: str | os.PathLike | None = No
     check_writable(out)
     fp32 = load_onnx(onnx_path)
     spec = spec_of(fp32, str(onnx_path))
+    check_graph_inputs(fp32, spec, onnx_path)
     # keep_io_types: Cast nodes at the edges, so the contract's float32 I/O holds.
-    half = convert_float_to_float16(fp32, keep_io_types=True, disable_shape_infer=False)
+    # The blendshape branch (NaN test, Where, a 52x64 MLP) stays float32: the
+    # converter leaves its Cast(to=float) of the "present" flag and the float
+    # zeros of ConstantOfShape as they are, so converted, the graph mixes
+    # float16 and float inputs (ORT refuses it); blocked, it gets Casts at its
+    # edges, and the value types are inferred afresh over the stale ones it leaves.
+    branch = blendshape_branch(fp32)
+    half = convert_float_to_float16(fp32, keep_io_types=True, disable_shape_infer=False,
+                                    node_block_list=branch or None)
+    if branch:
+        del half.graph.value_info[:]
+        half = onnx.shape_inference.infer_shapes(half, strict_mode=True)
     set_metadata(half, spec)
     half.producer_name = "affectcam.export.fp16"
     onnx.checker.check_model(half)

@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from affect.spec import INPUT_NAME, ModelSpec
+from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import (
     ExportError,
     atomic_output,
+    blendshape_branch,
+    check_graph_inputs,
     check_writable,
     load_onnx,
     ort_session,
     set_metadata,
     spec_of,
 )
-from export.faces import FaceSet, batches, load_faces
+from export.faces import FaceSet, attach_blendshapes, blendshape_input, feeds, load_faces, with_nan_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +47,30 @@ class Int8Options:
     exclude: tuple[str, ...] = ("stem",)
     num_calibration: int = 300
     batch_size: int = 16
+    face_model: Path | None = None  # MediaPipe landmarker for models that take blendshapes (None: resolved)
 
 
 class FaceCalibrationReader(CalibrationDataReader):
-    """Feeds onnxruntime's calibrator with batches of preprocessed face crops."""
+    """Feeds onnxruntime's calibrator with batches of preprocessed face crops
+    (and their `blendshapes` rows when the model takes them)."""
 
-    def __init__(self, faces: FaceSet, spec: ModelSpec, batch_size: int = 16) -> None:
-        self._batches = list(batches(faces, spec, batch_size))
+    def __init__(self, faces: FaceSet, spec: ModelSpec, batch_size: int = 16, model: str | os.PathLike = "model"
+                 ) -> None:
+        self._batches = list(feeds(faces, spec, batch_size, model))
         # Every batch the same size: ORT's histogram calibrators (entropy,
         # percentile) stack batches and fail on a short last one. The last is
         # topped up with faces from the first batch.
         last = self._batches[-1] if self._batches else None
-        if last is not None and len(self._batches) > 1 and len(last) < batch_size:
-            self._batches[-1] = np.concatenate([last, self._batches[0][: batch_size - len(last)]])
+        if last is not None and len(self._batches) > 1 and len(last[INPUT_NAME]) < batch_size:
+            n = batch_size - len(last[INPUT_NAME])
+            self._batches[-1] = {k: np.concatenate([v, self._batches[0][k][:n]]) for k, v in last.items()}
         self._iter = iter(self._batches)
 
     def __len__(self) -> int:
         return len(self._batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._iter, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        return next(self._iter, None)
 
     def rewind(self) -> None:
         self._iter = iter(self._batches)
@@ -96,6 +101,29 @@ def excluded_nodes(model, exclude: tuple[str, ...]) -> list[str]:
             if after_pool:
                 names.append(node.name)
     return names
+
+
+def _blendshape_quant_settings(model) -> tuple[list[str], list[str] | None]:
+    """(nodes kept in float, op types to quantise) for a graph with a `blendshapes` input.
+
+    The branch stays float: it is a 52x64 Gemm (nothing to gain in speed), and
+    its inputs are scores in [0, 1] where small values matter (an eye blink at
+    0.01 vs 0.003), which one 8-bit scale over [0, 1] rounds away. And no op
+    type that reads the raw input is given to the quantiser: the calibrator
+    collects ranges of every input of every op type it quantises, and the raw
+    input holds the NaN rows of faces without blendshapes, which turn the
+    histogram calibrators' (entropy, percentile) ranges into NaN and make them
+    fail. Its consumers are IsNaN, Shape and Where; IsNaN and Shape are not
+    quantisable anyway, so only Where (the zeroing of missing rows, in the
+    branch) drops out of ORT's default op list.
+    """
+    if INPUT_BLENDSHAPES not in {i.name for i in model.graph.input}:
+        return [], None
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    readers = {n.op_type for n in model.graph.node if INPUT_BLENDSHAPES in n.input}
+    op_types = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - readers)
+    return blendshape_branch(model), op_types
 
 
 def _stem_convs(graph, convs) -> list[str]:
@@ -147,21 +175,30 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
     check_writable(out)
     fp32 = load_onnx(onnx_path)
     spec = spec_of(fp32, str(onnx_path))
+    check_graph_inputs(fp32, spec, onnx_path)
     fmt, act, method = _quant_enums(options)
     faces = load_faces(calibration_data, limit=options.num_calibration)
     if len(faces) < 32:
         log.warning("%s: only %d calibration images; a few hundred give steadier INT8 ranges",
                     calibration_data, len(faces))
-    reader = FaceCalibrationReader(faces, spec, options.batch_size)
+    if spec.blendshapes:
+        attach_blendshapes(faces, spec.blendshapes, options.face_model)
+        # Every 4th face without them: the ranges after the blendshape branch (the
+        # neck, the heads) then also cover faces the camera's detector path sends.
+        faces.blendshapes = with_nan_rows(faces.blendshapes)
+    reader = FaceCalibrationReader(faces, spec, options.batch_size, onnx_path)
 
     with tempfile.TemporaryDirectory(prefix="affectcam-int8-") as work, atomic_output(out) as tmp:
         pre = Path(work) / "pre.onnx"
         # Shape inference + graph optimisation first (what ORT recommends before
         # quantising): fuses BatchNorm into Conv so ranges are those of the fused ops.
         quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+        pre_proto = load_onnx(pre)
+        branch, op_types = _blendshape_quant_settings(pre_proto)
         quantize_static(str(pre), str(tmp), reader, quant_format=fmt, per_channel=options.per_channel,
                         reduce_range=options.reduce_range, activation_type=act, weight_type=QuantType.QInt8,
-                        calibrate_method=method, nodes_to_exclude=excluded_nodes(load_onnx(pre), options.exclude),
+                        calibrate_method=method, op_types_to_quantize=op_types,
+                        nodes_to_exclude=excluded_nodes(pre_proto, options.exclude) + branch,
                         extra_options={"ActivationSymmetric": act == QuantType.QInt8})
         quantised = load_onnx(tmp)
         set_metadata(quantised, spec)
@@ -179,14 +216,14 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
 
 def argmax_agreement(reference: str | os.PathLike, candidate: str | os.PathLike, faces: FaceSet,
                      spec: ModelSpec, limit: int = 64) -> float:
-    """Share of images where both ONNX files pick the same expression."""
+    """Share of images where both ONNX files pick the same expression (fed
+    `faces.blendshapes` too when the model takes them)."""
+    blendshape_input(faces, spec, reference)  # a wrong width fails here, naming the file, not inside ORT
     a, b = ort_session(reference, threads=2), ort_session(candidate, threads=2)
-    subset = FaceSet(faces.images[:limit], faces.expression[:limit], faces.valence[:limit],
-                     faces.arousal[:limit], faces.source)
     same = total = 0
-    for x in batches(subset, spec, 16):
-        ya = a.run(["expression"], {INPUT_NAME: x})[0].argmax(1)
-        yb = b.run(["expression"], {INPUT_NAME: x})[0].argmax(1)
+    for feed in feeds(faces.subset(slice(0, limit)), spec, 16, reference):
+        ya = a.run(["expression"], feed)[0].argmax(1)
+        yb = b.run(["expression"], feed)[0].argmax(1)
         same += int((ya == yb).sum())
-        total += len(x)
+        total += len(ya)
     return same / max(total, 1)

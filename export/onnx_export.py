@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from affect.spec import INPUT_NAME, ModelSpec
+from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
-from export.faces import FaceSet, batches, faces_or_generated
+from export.faces import FaceSet, attach_blendshapes, faces_or_generated, feeds, with_nan_rows
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class ParityReport:
     source: str
     tolerance: float
     failing: list[str] = field(default_factory=list)
+    with_blendshapes: int | None = None  # faces fed real scores (None: an image-only model)
 
     @property
     def ok(self) -> bool:
@@ -36,7 +37,9 @@ class ParityReport:
 
     def summary(self) -> str:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items())
-        return (f"parity on {self.n} images from {self.source}: max |diff| {diffs} "
+        bs = ("" if self.with_blendshapes is None else
+              f" ({self.with_blendshapes} with blendshapes, {self.n - self.with_blendshapes} without)")
+        return (f"parity on {self.n} images{bs} from {self.source}: max |diff| {diffs} "
                 f"(tolerance {self.tolerance:g}); argmax agreement {self.argmax_agreement:.1%}")
 
 
@@ -50,7 +53,7 @@ def _load(checkpoint: str | os.PathLike):
 
 
 # The spec fields that make two models interchangeable downstream.
-CONTRACT_FIELDS = ("labels", "input_size", "mean", "std", "crop", "num_landmarks", "au_names")
+CONTRACT_FIELDS = ("labels", "input_size", "mean", "std", "crop", "num_landmarks", "au_names", "blendshapes")
 
 
 def _load_ensemble(checkpoints: list[Path]):
@@ -75,7 +78,9 @@ def _load_ensemble(checkpoints: list[Path]):
 
 
 def _tuple_module(model, names: list[str]):
-    """ONNX export wants positional outputs: the dict in the contract's order."""
+    """ONNX export wants positional outputs: the dict in the contract's order.
+    The optional `blendshapes` argument becomes the graph's second input when
+    the export passes it (models whose spec lists blendshapes)."""
     import torch
 
     class ContractOutputs(torch.nn.Module):
@@ -83,8 +88,8 @@ def _tuple_module(model, names: list[str]):
             super().__init__()
             self.model = model
 
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = self.model(image)
+        def forward(self, image: torch.Tensor, blendshapes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            out = self.model(image) if blendshapes is None else self.model(image, blendshapes)
             return tuple(out[n] for n in names)
 
     # eval() here, not just on the inner model: the TorchScript exporter traces
@@ -92,11 +97,15 @@ def _tuple_module(model, names: list[str]):
     return ContractOutputs().eval()
 
 
-def torch_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
+def torch_outputs(model, x: np.ndarray, blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     import torch
 
     with torch.inference_mode():
-        return {k: v.numpy() for k, v in model(torch.from_numpy(x)).items()}
+        if blendshapes is None:
+            out = model(torch.from_numpy(x))
+        else:
+            out = model(torch.from_numpy(x), torch.from_numpy(blendshapes))
+        return {k: v.numpy() for k, v in out.items()}
 
 
 def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], tolerance: float,
@@ -109,19 +118,24 @@ def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.nd
 
 
 def run_parity(onnx_path: str | os.PathLike, model, spec: ModelSpec, faces: FaceSet,
-               tolerance: float, batch_size: int = 8) -> ParityReport:
+               tolerance: float, batch_size: int = 8, label: str | os.PathLike | None = None) -> ParityReport:
+    """ORT vs PyTorch on `faces` (and their `blendshapes` rows, NaN rows
+    included, when the model takes them); `label` names the model in errors."""
     session = ort_session(onnx_path, threads=2)
     names = [o.name for o in session.get_outputs()]
     ref: dict[str, list[np.ndarray]] = {n: [] for n in names}
     got: dict[str, list[np.ndarray]] = {n: [] for n in names}
     # Batches of several sizes also exercise the dynamic batch axis.
-    for x in batches(faces, spec, batch_size):
-        t = torch_outputs(model, x)
-        for name, value in zip(names, session.run(names, {INPUT_NAME: x}), strict=True):
+    for feed in feeds(faces, spec, batch_size, label or onnx_path):
+        t = torch_outputs(model, feed[INPUT_NAME], feed.get(INPUT_BLENDSHAPES))
+        for name, value in zip(names, session.run(names, feed), strict=True):
             ref[name].append(t[name])
             got[name].append(value)
-    return compare_outputs({k: np.concatenate(v) for k, v in ref.items()},
-                           {k: np.concatenate(v) for k, v in got.items()}, tolerance, len(faces), faces.source)
+    report = compare_outputs({k: np.concatenate(v) for k, v in ref.items()},
+                             {k: np.concatenate(v) for k, v in got.items()}, tolerance, len(faces), faces.source)
+    if spec.blendshapes:
+        report.with_blendshapes = int(np.isfinite(faces.blendshapes).all(axis=1).sum())
+    return report
 
 
 def _simplified(model_proto):
@@ -139,9 +153,14 @@ def _simplified(model_proto):
 
 def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | None = None, opset: int = 17,
                 parity_data: str | os.PathLike | None = None, tolerance: float = 1e-4,
-                simplify: bool = True) -> Path:
+                simplify: bool = True, face_model: str | os.PathLike | None = None) -> Path:
     """Export `checkpoint` to ONNX; the file appears only if the parity check passes.
-    Several checkpoints export as one graph that averages their outputs."""
+    Several checkpoints export as one graph that averages their outputs.
+
+    A model whose spec lists blendshapes gets a second input `blendshapes`
+    [N, B]; its parity faces are scored by the MediaPipe landmarker
+    `face_model` (default: `realtime.face_model.resolve_face_model()`), and
+    every 4th of them is fed a NaN row, the no-blendshapes path."""
     import onnx
     import torch
 
@@ -153,10 +172,15 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
     check_writable(out)
     model, spec = _load_ensemble(checkpoints)
     faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
+    if spec.blendshapes:
+        attach_blendshapes(faces, spec.blendshapes, face_model)
+        faces.blendshapes = with_nan_rows(faces.blendshapes)  # both paths of the graph are compared
     names = spec.output_names
+    inputs = spec.input_names
     size = int(spec.input_size)
-    dummy = torch.from_numpy(next(batches(faces, spec, 2)))
-    dynamic = {n: {0: "N"} for n in [INPUT_NAME, *names]}
+    first = next(feeds(faces, spec, 2, checkpoint))
+    dummy = tuple(torch.from_numpy(first[n]) for n in inputs)
+    dynamic = {n: {0: "N"} for n in [*inputs, *names]}
 
     with atomic_output(out) as tmp:
         with warnings.catch_warnings():
@@ -165,7 +189,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
             # that it is legacy.
             warnings.simplefilter("ignore")
             try:
-                torch.onnx.export(_tuple_module(model, names), (dummy,), str(tmp), input_names=[INPUT_NAME],
+                torch.onnx.export(_tuple_module(model, names), dummy, str(tmp), input_names=inputs,
                                   output_names=names, dynamic_axes=dynamic, opset_version=opset,
                                   do_constant_folding=True, dynamo=False)
             except Exception as exc:
@@ -183,7 +207,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
             proto.producer_name = "affectcam.export"
             onnx.checker.check_model(proto, full_check=True)
             onnx.save(proto, str(tmp))
-            report = run_parity(tmp, model, spec, faces, tolerance)
+            report = run_parity(tmp, model, spec, faces, tolerance, label=out)
             if report.ok:
                 log.info("%s graph: %s", label, report.summary())
                 break
@@ -194,5 +218,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
                               "(widen --tolerance only if this difference is acceptable)")
         if faces.generated:
             log.warning("%s: parity was checked on generated images only; rerun with --data FACES", out)
-        log.info("%s: input %s [N,3,%d,%d], outputs %s, opset %d", out, INPUT_NAME, size, size, names, opset)
+        extra = f", {INPUT_BLENDSHAPES} [N,{len(spec.blendshapes)}]" if spec.blendshapes else ""
+        log.info("%s: input %s [N,3,%d,%d]%s, outputs %s, opset %d", out, INPUT_NAME, size, size, extra, names,
+                 opset)
     return out

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from affect.preprocess import prepare_batch
-from affect.spec import INPUT_NAME, ModelSpec
-from export.common import ExportError, atomic_output, check_writable, load_onnx, spec_of
-from export.faces import FaceSet, load_faces
+from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
+from export.common import ExportError, atomic_output, check_graph_inputs, check_writable, load_onnx, spec_of
+from export.faces import FaceSet, attach_blendshapes, blendshape_input, load_faces, with_nan_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class EngineOptions:
     num_calibration: int = 300
     calibration_batch: int = 8
     calibration_cache: Path | None = None  # None: <engine>.calib.cache
+    face_model: Path | None = None  # MediaPipe landmarker for --int8 of a model that takes blendshapes
 
 
 def profile_shapes(spec: ModelSpec, options: EngineOptions) -> dict[str, tuple[int, int, int, int]]:
@@ -53,6 +54,16 @@ def profile_shapes(spec: ModelSpec, options: EngineOptions) -> dict[str, tuple[i
         raise ExportError(f"batch profile must satisfy 1 <= min <= opt <= max, got {lo}, {opt}, {hi}")
     s = int(spec.input_size)
     return {"min": (lo, 3, s, s), "opt": (opt, 3, s, s), "max": (hi, 3, s, s)}
+
+
+def input_profiles(spec: ModelSpec, options: EngineOptions) -> dict[str, dict[str, tuple[int, ...]]]:
+    """{input name: min/opt/max shapes}: `image` as in `profile_shapes`, and
+    `blendshapes` [N, B] over the same batch range when the model takes them."""
+    shapes = profile_shapes(spec, options)
+    profiles: dict[str, dict[str, tuple[int, ...]]] = {INPUT_NAME: dict(shapes)}
+    if spec.blendshapes:
+        profiles[INPUT_BLENDSHAPES] = {k: (v[0], len(spec.blendshapes)) for k, v in shapes.items()}
+    return profiles
 
 
 def engine_spec_path(engine: str | os.PathLike) -> Path:
@@ -77,12 +88,15 @@ def trtexec_command(onnx_path: str | os.PathLike, engine: str | os.PathLike, spe
     """The trtexec line that builds the same engine (what Jetson users often prefer)."""
     if options.precision not in PRECISIONS:
         raise ExportError(f"unknown precision {options.precision!r}; choose one of {list(PRECISIONS)}")
-    shapes = profile_shapes(spec, options)
-    dims = {k: "x".join(str(d) for d in v) for k, v in shapes.items()}
+    profiles = input_profiles(spec, options)
+
+    def dims(key: str) -> str:
+        return ",".join(f"{name}:{'x'.join(str(d) for d in p[key])}" for name, p in profiles.items())
+
     engine = Path(engine)
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}",
-            f"--minShapes={INPUT_NAME}:{dims['min']}", f"--optShapes={INPUT_NAME}:{dims['opt']}",
-            f"--maxShapes={INPUT_NAME}:{dims['max']}", f"--memPoolSize=workspace:{int(options.workspace_mb)}M",
+            f"--minShapes={dims('min')}", f"--optShapes={dims('opt')}",
+            f"--maxShapes={dims('max')}", f"--memPoolSize=workspace:{int(options.workspace_mb)}M",
             f"--timingCacheFile={_side_file(engine, options.timing_cache, '.timing.cache')}"]
     if options.precision == "fp16":
         args.append("--fp16")
@@ -92,17 +106,35 @@ def trtexec_command(onnx_path: str | os.PathLike, engine: str | os.PathLike, spe
     return shlex.join(args)
 
 
+def _full_batch_index(n_faces: int, batch_size: int) -> list[np.ndarray]:
+    """Face indices per full batch: a last partial batch is dropped unless it is
+    the only one, which is then padded by repetition."""
+    index = np.arange(n_faces)
+    if n_faces < batch_size:
+        index = np.resize(index, batch_size)
+    n = len(index) // batch_size * batch_size
+    return [index[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
 def calibration_batches(faces: FaceSet, spec: ModelSpec, batch_size: int) -> list[np.ndarray]:
     """Full batches [B, 3, S, S] (TensorRT's calibrator has one fixed batch size),
     preprocessed by affect.preprocess exactly as at run time; a last partial
     batch is dropped unless it is the only one, which is then padded by repetition."""
     if len(faces) == 0:
         raise ExportError(f"{faces.source}: no calibration images")
-    images = list(faces.images)
-    if len(images) < batch_size:
-        images = (images * (batch_size // len(images) + 1))[:batch_size]
-    n = len(images) // batch_size * batch_size
-    return [prepare_batch(images[i:i + batch_size], spec) for i in range(0, n, batch_size)]
+    return [prepare_batch([faces.images[i] for i in idx], spec) for idx in _full_batch_index(len(faces), batch_size)]
+
+
+def calibration_feeds(faces: FaceSet, spec: ModelSpec, batch_size: int, model: str | os.PathLike = "model"
+                      ) -> list[dict[str, np.ndarray]]:
+    """`calibration_batches` as {input name: batch}, with the faces' `blendshapes`
+    rows (same faces, same order) when the model takes them."""
+    rows = blendshape_input(faces, spec, model)
+    feeds = [{INPUT_NAME: x} for x in calibration_batches(faces, spec, batch_size)]
+    if rows is not None:
+        for feed, idx in zip(feeds, _full_batch_index(len(faces), batch_size), strict=True):
+            feed[INPUT_BLENDSHAPES] = np.ascontiguousarray(rows[idx])
+    return feeds
 
 
 def require_tensorrt():
@@ -125,26 +157,26 @@ def require_tensorrt():
     return trt
 
 
-def _entropy_calibrator(trt, batches: list[np.ndarray], cache: Path):
-    """An IInt8EntropyCalibrator2 over our batches (torch holds the device memory,
-    so no pycuda is needed)."""
+def _entropy_calibrator(trt, batches: list[dict[str, np.ndarray]], cache: Path):
+    """An IInt8EntropyCalibrator2 over our {input name: batch} feeds (torch holds
+    the device memory, so no pycuda is needed)."""
     import torch
 
     class FaceEntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             super().__init__()
             self._batches = iter(batches)
-            self._device: torch.Tensor | None = None
+            self._device: dict[str, torch.Tensor] = {}
 
         def get_batch_size(self) -> int:
-            return int(batches[0].shape[0])
+            return int(batches[0][INPUT_NAME].shape[0])
 
-        def get_batch(self, names):  # noqa: ARG002 — one input
-            batch = next(self._batches, None)
-            if batch is None:
+        def get_batch(self, names):
+            feed = next(self._batches, None)
+            if feed is None:
                 return None
-            self._device = torch.from_numpy(batch).cuda().contiguous()
-            return [int(self._device.data_ptr())]
+            self._device = {n: torch.from_numpy(feed[n]).cuda().contiguous() for n in names}
+            return [int(self._device[n].data_ptr()) for n in names]
 
         def read_calibration_cache(self):
             return cache.read_bytes() if cache.is_file() else None
@@ -161,17 +193,22 @@ def build_engine(onnx_path: str | os.PathLike, out: str | os.PathLike | None = N
     options = options or EngineOptions()
     onnx_path = Path(onnx_path)
     out = Path(out) if out is not None else onnx_path.with_suffix(".engine")
-    spec = spec_of(load_onnx(onnx_path), str(onnx_path))
+    proto = load_onnx(onnx_path)
+    spec = spec_of(proto, str(onnx_path))
+    check_graph_inputs(proto, spec, onnx_path)
     command = trtexec_command(onnx_path, out, spec, options)
     print(f"equivalent trtexec command:\n  {command}", flush=True)
     check_writable(out)
-    shapes = profile_shapes(spec, options)
-    batches: list[np.ndarray] = []
+    profiles = input_profiles(spec, options)
+    batches: list[dict[str, np.ndarray]] = []
     if options.precision == "int8":
         if options.calibration_data is None:
             raise ExportError(f"{onnx_path}: --int8 needs calibration face crops (--data DIR)")
         faces = load_faces(options.calibration_data, limit=options.num_calibration)
-        batches = calibration_batches(faces, spec, options.calibration_batch)
+        if spec.blendshapes:
+            attach_blendshapes(faces, spec.blendshapes, options.face_model)
+            faces.blendshapes = with_nan_rows(faces.blendshapes)  # the no-blendshapes path calibrated too
+        batches = calibration_feeds(faces, spec, options.calibration_batch, onnx_path)
     trt = require_tensorrt()
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -186,15 +223,16 @@ def build_engine(onnx_path: str | os.PathLike, out: str | os.PathLike | None = N
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
+    for name, p in profiles.items():
+        profile.set_shape(name, p["min"], p["opt"], p["max"])
     config.add_optimization_profile(profile)
     if options.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
     if options.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         calib_profile = builder.create_optimization_profile()
-        b = batches[0].shape
-        calib_profile.set_shape(INPUT_NAME, b, b, b)
+        for name, x in batches[0].items():
+            calib_profile.set_shape(name, x.shape, x.shape, x.shape)
         config.set_calibration_profile(calib_profile)
         config.int8_calibrator = _entropy_calibrator(
             trt, batches, _side_file(out, options.calibration_cache, ".calib.cache"))

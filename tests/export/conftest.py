@@ -14,10 +14,11 @@ from train.models import build_model
 
 
 def make_checkpoint(path: Path, backbone: str, size: int = 64, pretrained: str = "none", hidden: int = 32,
-                    num_landmarks: int = 0, au_names: list[str] | None = None, seed: int = 0) -> Path:
+                    num_landmarks: int = 0, au_names: list[str] | None = None, seed: int = 0,
+                    blendshapes: list[str] | tuple[str, ...] = ()) -> Path:
     torch.manual_seed(seed)
     model = build_model(backbone, pretrained=pretrained, input_size=size, hidden=hidden, dropout=0.1,
-                        num_landmarks=num_landmarks, num_aus=len(au_names or []))
+                        num_landmarks=num_landmarks, num_aus=len(au_names or []), blendshapes=list(blendshapes))
     spec = spec_for(model.eval(), list(EXPRESSIONS), trained_on="test", au_names=au_names)
     return save_checkpoint(path, model=model, spec=spec, model_args=model_args(model, hidden, 0.1))
 
@@ -57,7 +58,7 @@ def fitted_mv2(tmp_path_factory, affectnet_root, mobilenet_weights) -> Path:
     return save_checkpoint(path, model=model, spec=spec, model_args=model_args(model, 64, 0.1))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_ckpt():
     """`make_checkpoint` as a fixture (test modules here are not importable as a package)."""
     return make_checkpoint

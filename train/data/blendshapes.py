@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from affect.blendshapes import CropBlendshapes
+from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes
 from train.data.dataset import UnreadableImage, eval_crop, read_image
 from train.data.records import DataError, Sample
 
 log = logging.getLogger(__name__)
-
-# Crops go to the landmarker at this side: its detector works at 128 px and its
-# mesh at 256 px, so a larger crop adds nothing and a model-size (160) one loses detail.
-LANDMARKER_CROP = 256
 
 
 def default_cache_dir() -> Path:
