@@ -29,7 +29,7 @@ NO_AUG = {"hflip": 0.0, "rotation": 0.0, "scale": 0.0, "shift": 0.0, "brightness
 def tiny_config(tmp_path: Path, affectnet_root: Path, **train) -> dict:
     cfg = load_config(REPO / "configs" / "default.yaml")
     cfg["run_dir"] = str(tmp_path / "run")
-    cfg["model"].update(input_size=64, dropout=0.0)
+    cfg["model"].update(input_size=64, dropout=0.0, blendshapes=False)
     cfg["data"].update(datasets=[{"type": "affectnet", "root": str(affectnet_root), "limit": 48}],
                        num_workers=0, augment=dict(NO_AUG))
     cfg["train"].update({"epochs": 3, "batch_size": 16, "warmup_epochs": 0, "eval_tta": False,
