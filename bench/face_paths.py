@@ -25,6 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes, blendshape_row  # noqa: E402
 from affect.crop import crop_face  # noqa: E402
 from affect.metrics import expression_metrics, regression_metrics  # noqa: E402
 from affect.preprocess import prepare_batch, resize_square, softmax, to_rgb  # noqa: E402
@@ -68,18 +69,28 @@ def main(argv: list[str] | None = None) -> int:
     spec = backend.spec
     finders = {name: FaceFinder(opts) for name, opts in paths.items()}
     crops: dict[str, list] = {"original image": [], **{name: [] for name in paths}}
+    # A model that takes blendshapes gets what each path gives: the training cache's scores of the
+    # crop for the original image, the landmarker's for the mesh path, none (NaN) for the detector.
+    names = list(spec.blendshapes)
+    scores: dict[str, list] = {name: [] for name in crops}
+    training_scores = CropBlendshapes(face_model) if names else None
     try:
         for s in samples:
             rgb = to_rgb(cv2.cvtColor(cv2.imread(s.path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
             crops["original image"].append(resize_square(rgb, spec.input_size))  # as in training
+            if training_scores is not None:
+                scores["original image"].append(training_scores(resize_square(rgb, LANDMARKER_CROP)))
             pad = int(PAD * max(rgb.shape[:2]))
             canvas = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
             for name, finder in finders.items():
                 faces = finder.find(canvas)
                 crops[name].append(crop_face(canvas, faces[0].crop_box(spec.crop), spec.input_size) if faces else None)
+                scores[name].append(faces[0].blendshapes if faces else None)
     finally:
         for finder in finders.values():
             finder.close()
+        if training_scores is not None:
+            training_scores.close()
 
     y = np.array([s.expression for s in samples])
     va = np.array([[s.valence, s.arousal] for s in samples], np.float64)
@@ -88,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, items in crops.items():
         found = np.array([c is not None for c in items])
         keep = found_all  # the same images for every row
-        out = backend.predict(prepare_batch([items[i] for i in np.flatnonzero(keep)], spec))
+        picked = np.flatnonzero(keep)
+        rows_b = np.stack([blendshape_row(scores[name][i], names) for i in picked]) if names else None
+        out = backend.predict(prepare_batch([items[i] for i in picked], spec), rows_b)
         probs = softmax(out["expression"].astype(np.float64))
         exp = expression_metrics(spec.labels, y[keep], probs)
         v = regression_metrics(va[keep, 0], out["valence_arousal"][:, 0], "valence")
