@@ -9,6 +9,8 @@
 #   SEEDS="0 1"   one fit per seed; several export as one graph averaging them (the shipped default is
 #                 the mean of seeds 0 and 1; SEEDS=0 gives one model, half the time per face)
 #   PARALLEL=1    fit the seeds at the same time, one thread each (the default; 0: one after another)
+#   FUSION=0.5    also mix the graph's expression log-probabilities with a logistic regression over the
+#                 blendshapes (export --blendshape-fusion); default none: measured, not shipped (BENCHMARKS)
 #   SKIP_FIT=1    reuse OUT_DIR/seedN fits and redo the steps after fitting
 #   INSTALL=1     copy the two ONNX files into realtime/models/ (the packaged default)
 set -euo pipefail
@@ -43,7 +45,9 @@ first="$OUT/seed${SEEDS%% *}"
 # Calibration faces: AffectNet training images of the fit (never the held-out part).
 $PY -c "import json,sys; print('\n'.join(p for p in json.load(open(sys.argv[1]))['train'] if '/affectnet/' in p))" \
     "$first/splits.json" > "$OUT/calibration.txt"
-$PY -m export onnx "${ckpts[@]}" -o "$OUT/model.onnx" --data "$OUT/calibration.txt"
+fusion=()
+[ "${FUSION:-none}" = none ] || fusion=(--blendshape-fusion "$FUSION")
+$PY -m export onnx "${ckpts[@]}" -o "$OUT/model.onnx" --data "$OUT/calibration.txt" "${fusion[@]}"
 # Percentile calibration: 97.9 % argmax agreement with FP32 on 800 training faces vs 96.8 % for minmax
 # (the ensemble; docs/BENCHMARKS.md).
 $PY -m export int8 "$OUT/model.onnx" --data "$OUT/calibration.txt" --calibrate percentile -o "$OUT/model.int8.onnx"

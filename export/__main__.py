@@ -27,6 +27,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |ORT - PyTorch| per output")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--face-model", type=Path, help=FACE_MODEL_HELP)
+    p.add_argument("--blendshape-fusion", type=float, nargs="?", const=0.5, metavar="WEIGHT",
+                   help="models that take blendshapes: mix their expression log-probabilities with a "
+                        "logistic regression over the blendshapes (fitted on the first checkpoint's run, its "
+                        "training faces), WEIGHT 0.5 if not given; faces without blendshapes are unchanged")
 
     p = sub.add_parser("int8", help="ONNX → static INT8 ONNX calibrated on face crops")
     p.add_argument("model", type=Path)
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "onnx":
             run_format("onnx", args.checkpoint, args.out, opset=args.opset, parity_data=args.data,
-                       tolerance=args.tolerance, simplify=not args.no_simplify, face_model=args.face_model)
+                       tolerance=args.tolerance, simplify=not args.no_simplify, face_model=args.face_model,
+                       blendshape_fusion=args.blendshape_fusion)
         elif args.command == "int8":
             from export.int8 import Int8Options
 

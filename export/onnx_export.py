@@ -77,6 +77,29 @@ def _load_ensemble(checkpoints: list[Path]):
     return AffectEnsemble([m for m, _, _ in loaded]).eval(), spec
 
 
+def _with_blendshape_fusion(model, spec: ModelSpec, checkpoint: Path, weight: float, face_model):
+    from dataclasses import replace
+
+    from train.blendshape_fusion import (
+        BlendshapeFusion,
+        FusionError,
+        fit_blendshape_classifier,
+        run_training_faces,
+    )
+
+    if not spec.blendshapes:
+        raise ExportError(f"{checkpoint}: --blendshape-fusion needs a model that takes blendshapes "
+                          "(train it with model.blendshapes: true)")
+    try:
+        scores, labels, n_classes = run_training_faces(checkpoint.parent, spec.blendshapes, face_model)
+        fused = BlendshapeFusion(model, fit_blendshape_classifier(scores, labels, n_classes), weight).eval()
+    except FusionError as exc:
+        raise ExportError(f"{checkpoint}: {exc}") from None
+    log.info("%s: blendshape classifier fitted on %d training faces, fusion weight %.2f", checkpoint,
+             int(np.isfinite(scores).all(axis=1).sum()), weight)
+    return fused, replace(spec, backbone=f"{spec.backbone} + blendshape classifier (weight {weight:g})")
+
+
 def _tuple_module(model, names: list[str]):
     """ONNX export wants positional outputs: the dict in the contract's order.
     The optional `blendshapes` argument becomes the graph's second input when
@@ -153,14 +176,18 @@ def _simplified(model_proto):
 
 def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | None = None, opset: int = 17,
                 parity_data: str | os.PathLike | None = None, tolerance: float = 1e-4,
-                simplify: bool = True, face_model: str | os.PathLike | None = None) -> Path:
+                simplify: bool = True, face_model: str | os.PathLike | None = None,
+                blendshape_fusion: float | None = None) -> Path:
     """Export `checkpoint` to ONNX; the file appears only if the parity check passes.
     Several checkpoints export as one graph that averages their outputs.
 
     A model whose spec lists blendshapes gets a second input `blendshapes`
     [N, B]; its parity faces are scored by the MediaPipe landmarker
     `face_model` (default: `realtime.face_model.resolve_face_model()`), and
-    every 4th of them is fed a NaN row, the no-blendshapes path."""
+    every 4th of them is fed a NaN row, the no-blendshapes path.
+    `blendshape_fusion` (a weight in (0, 1)) adds a logistic regression over
+    the blendshapes, fitted on the first checkpoint's run, to the graph
+    (`train.blendshape_fusion`)."""
     import onnx
     import torch
 
@@ -171,6 +198,8 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
         raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
     check_writable(out)
     model, spec = _load_ensemble(checkpoints)
+    if blendshape_fusion is not None:
+        model, spec = _with_blendshape_fusion(model, spec, checkpoint, blendshape_fusion, face_model)
     faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
     if spec.blendshapes:
         attach_blendshapes(faces, spec.blendshapes, face_model)

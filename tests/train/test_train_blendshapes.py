@@ -99,3 +99,52 @@ def test_fit_with_blendshapes_writes_a_model_that_takes_them(tmp_path, affectnet
     a = (tmp_path / "eval" / "predictions.csv").read_text()
     b = (tmp_path / "eval_none" / "predictions.csv").read_text()
     assert a != b  # the scores reached the model
+
+    # export can add a blendshape classifier fitted on this run's training faces to the graph
+    from export.onnx_export import export_onnx
+    from realtime.backends import create_backend
+
+    plain = export_onnx(run / "checkpoint.pt", tmp_path / "plain.onnx", face_model=face_model_path)
+    fused = export_onnx(run / "checkpoint.pt", tmp_path / "fused.onnx", face_model=face_model_path,
+                        blendshape_fusion=0.5)
+    x = np.random.default_rng(0).random((3, 3, 64, 64), dtype=np.float32)
+    b = np.random.default_rng(1).random((3, len(NAMES)), dtype=np.float32)
+    b[2] = np.nan
+    with create_backend(plain) as p, create_backend(fused) as f:
+        assert "blendshape classifier" in f.spec.backbone
+        e_plain, e_fused = p.predict(x, b)["expression"], f.predict(x, b)["expression"]
+    assert not np.allclose(e_plain[:2], e_fused[:2]) and np.allclose(e_plain[2], e_fused[2], atol=1e-5)
+
+
+def test_fusion_classifier_matches_sklearn_and_leaves_faces_without_blendshapes_alone(affectnet_root,
+                                                                                      face_model_path, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from train.blendshape_fusion import BlendshapeFusion, FusionError, fit_blendshape_classifier
+
+    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 40})
+    attach_blendshapes(info.samples, NAMES, face_model_path, tmp_path, progress=False)
+    x = np.stack([s.blendshapes for s in info.samples])
+    y = np.array([s.expression for s in info.samples])
+    clf = fit_blendshape_classifier(x, y, 8, c=0.1)
+    ok = np.isfinite(x).all(1)
+    z = (x[ok] - x[ok].mean(0)) / np.maximum(x[ok].std(0), 0.01)  # standardised, with the scale floor
+    ref = LogisticRegression(C=0.1, max_iter=5000).fit(z, y[ok])
+    with torch.no_grad():
+        ours = torch.softmax(clf(torch.from_numpy(x[ok])), 1).numpy()
+    np.testing.assert_allclose(ours, ref.predict_proba(z), atol=1e-4)
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", pretrained=None, input_size=48, blendshapes=NAMES).eval()
+    fused = BlendshapeFusion(model, clf, 0.5).eval()
+    images = torch.rand(3, 3, 48, 48)
+    scores = torch.from_numpy(x[np.flatnonzero(ok)[:3]].copy())
+    scores[2] = float("nan")
+    with torch.no_grad():
+        own, mixed = model(images, scores), fused(images, scores)
+    expected = 0.5 * torch.log_softmax(own["expression"][:2], 1) + 0.5 * torch.log_softmax(clf(scores[:2]), 1)
+    assert torch.allclose(mixed["expression"][:2], expected, atol=1e-5)
+    assert torch.equal(mixed["expression"][2], own["expression"][2])  # no blendshapes: the model alone
+    assert torch.equal(mixed["valence_arousal"], own["valence_arousal"])
+    with pytest.raises(FusionError, match="classes"):
+        fit_blendshape_classifier(x, np.where(y == 7, 0, y), 8)  # no Contempt face
