@@ -171,7 +171,8 @@ def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...])
     try:
         face_model = resolve_face_model(cfg["model"].get("face_model"))
     except FaceModelError as exc:
-        raise TrainError(f"model.blendshapes needs the MediaPipe face model: {exc}") from None
+        raise TrainError(f"model.blendshapes needs the MediaPipe face model (--set model.face_model=PATH): {exc}"
+                         ) from None
     samples = [s for p in parts for s in p.samples]
     counts = attach_blendshapes(samples, names, face_model, cfg["data"].get("blendshape_cache"),
                                 progress=_is_main())

@@ -39,6 +39,10 @@ def test_cache_finds_real_faces_and_is_reused(tmp_path, affectnet_root, face_mod
     again = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
     assert attach_blendshapes(again.samples, NAMES, face_model_path, tmp_path, progress=False)["computed"] == 0
     np.testing.assert_array_equal(np.stack([s.blendshapes for s in again.samples]), rows)
+    cache = next(tmp_path.glob("blendshapes-*.npz"))
+    cache.write_bytes(b"not a zip")  # a cache cut short by a kill: recomputed, not a crash
+    assert attach_blendshapes(again.samples, NAMES, face_model_path, tmp_path, progress=False)["computed"] == 8
+    np.testing.assert_array_equal(np.stack([s.blendshapes for s in again.samples]), rows)
     with pytest.raises(tdata.DataError, match="face model not found"):
         attach_blendshapes(again.samples, NAMES, tmp_path / "missing.task", tmp_path)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,11 +57,19 @@ def _read_cache(path: Path) -> dict[str, np.ndarray]:
 
 def _write_cache(path: Path, table: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
     keys = list(table)
-    np.savez(tmp, keys=np.array(keys, dtype=str),
-             rows=np.stack([table[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, 0), np.float32))
-    os.replace(tmp, path)
+    # A temporary file of its own, then an atomic rename: two fits started together
+    # (bench/default_model.sh) may both write the cache, and readers never see half a file.
+    fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, keys=np.array(keys, dtype=str),
+                     rows=np.stack([table[k] for k in keys]).astype(np.float32) if keys
+                     else np.zeros((0, 0), np.float32))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def attach_blendshapes(samples: Sequence[Sample], names: Sequence[str], face_model: str | os.PathLike,
