@@ -43,6 +43,8 @@ def model_args(model: AffectModel, hidden: int, dropout: float) -> dict[str, Any
         "dropout": dropout, "num_landmarks": (model.landmarks.out_features // 2) if model.landmarks is not None else 0,
         "num_aus": model.action_units.out_features if model.action_units is not None else 0,
         "input_size": int(model.input_size), "blendshapes": list(model.blendshape_names),
+        **({"blendshape_standardise": True} if model.blendshapes is not None and model.blendshapes.standardise
+           else {}),
     }
 
 

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
         # training face with the landmarker, cached); face_model: null = the camera's resolution
         # (--face-model, $AFFECTCAM_FACE_MODEL, user cache, download)
         "blendshapes": False, "face_model": None,
+        "blendshape_standardise": False,  # scale each score by the training faces' mean and spread
     },
     "data": {
         # each: {type, root, weight, role: auto|train|val|test, limit, usage, mapping}

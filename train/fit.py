@@ -377,7 +377,10 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     model = build_model(mcfg["backbone"], num_classes=len(labels),
                         pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
                         dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=num_aus,
-                        input_size=mcfg["input_size"], blendshapes=bs_names)
+                        input_size=mcfg["input_size"], blendshapes=bs_names,
+                        blendshape_standardise=bool(bs_names and mcfg.get("blendshape_standardise")))
+    if model.blendshapes is not None and model.blendshapes.standardise and not resume_state:
+        model.blendshapes.set_statistics(np.stack([s.blendshapes for p in splits.train for s in p.samples]))
     if resume_state:
         model.mean, model.std = tuple(resume_state["spec"]["mean"]), tuple(resume_state["spec"]["std"])
         model.load_state_dict(drop_imagenet_classifier(resume_state["state_dict"]))

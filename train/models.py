@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision import models as tvm
@@ -292,13 +293,26 @@ class BlendshapeBranch(nn.Module):
     MLP, zeroed for faces without blendshapes, plus the "present" flag, so the
     shared layer learns both to use them and to do without."""
 
-    def __init__(self, num_blendshapes: int, features: int = BLENDSHAPE_FEATURES):
+    def __init__(self, num_blendshapes: int, features: int = BLENDSHAPE_FEATURES, standardise: bool = False):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(num_blendshapes, features), nn.ReLU(inplace=True))
         self.out_features = features + 1
+        self.standardise = standardise
+        if standardise:  # fixed training statistics (set_statistics), saved with the weights
+            self.register_buffer("mean", torch.zeros(num_blendshapes))
+            self.register_buffer("scale", torch.ones(num_blendshapes))
+
+    def set_statistics(self, scores: np.ndarray, min_scale: float = 0.01) -> None:
+        """Standardise by the training faces' mean and spread (floored: some scores
+        hardly vary, and a tiny divisor would blow up an unusual face)."""
+        rows = scores[np.isfinite(scores).all(axis=1)]
+        self.mean.copy_(torch.as_tensor(rows.mean(axis=0), dtype=torch.float32))
+        self.scale.copy_(torch.as_tensor(np.maximum(rows.std(axis=0), min_scale), dtype=torch.float32))
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         present = (~torch.isnan(scores).any(dim=1, keepdim=True)).to(scores.dtype)
+        if self.standardise:
+            scores = (scores - self.mean) / self.scale
         # where(), not scores * present: NaN * 0 is still NaN.
         clean = torch.where(present.bool(), scores, torch.zeros_like(scores))
         return torch.cat([self.net(clean) * present, present], dim=1)
@@ -316,14 +330,15 @@ class AffectModel(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int = 8, hidden: int = 512, dropout: float = 0.3,
                  num_landmarks: int = 0, num_aus: int = 0, input_size: int = 224, name: str = "",
-                 blendshapes: list[str] | tuple[str, ...] = ()):
+                 blendshapes: list[str] | tuple[str, ...] = (), blendshape_standardise: bool = False):
         super().__init__()
         self.backbone = backbone.module
         self.name = name
         self.mean, self.std, self.input_size = tuple(backbone.mean), tuple(backbone.std), input_size
         self.weights_source = backbone.weights
         self.blendshape_names = list(blendshapes)
-        self.blendshapes = BlendshapeBranch(len(self.blendshape_names)) if self.blendshape_names else None
+        self.blendshapes = (BlendshapeBranch(len(self.blendshape_names), standardise=blendshape_standardise)
+                            if self.blendshape_names else None)
         width = backbone.features + (self.blendshapes.out_features if self.blendshapes is not None else 0)
         if hidden > 0:
             self.neck = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True),
@@ -370,12 +385,13 @@ class AffectEnsemble(nn.Module):
 
 def build_model(backbone: str, num_classes: int = 8, pretrained: str | None = "auto", hidden: int = 512,
                 dropout: float = 0.3, num_landmarks: int = 0, num_aus: int = 0,
-                input_size: int | None = None, blendshapes: list[str] | tuple[str, ...] = ()) -> AffectModel:
+                input_size: int | None = None, blendshapes: list[str] | tuple[str, ...] = (),
+                blendshape_standardise: bool = False) -> AffectModel:
     bb = build_backbone(backbone, pretrained)
     size = int(input_size or REGISTRY[backbone].input_size)
     return AffectModel(bb, num_classes=num_classes, hidden=hidden, dropout=dropout,
                        num_landmarks=num_landmarks, num_aus=num_aus, input_size=size, name=backbone,
-                       blendshapes=blendshapes)
+                       blendshapes=blendshapes, blendshape_standardise=blendshape_standardise)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,6 +12,7 @@ import torch
 from test_fit import tiny_config
 
 from affect.blendshapes import MEDIAPIPE_BLENDSHAPES, blendshape_row, mirror_order
+from affect.labels import EXPRESSIONS as EXPRESSIONS_8
 from train import data as tdata
 from train.data.blendshapes import attach_blendshapes
 from train.models import build_model
@@ -152,3 +153,26 @@ def test_fusion_classifier_matches_sklearn_and_leaves_faces_without_blendshapes_
     assert torch.equal(mixed["valence_arousal"], own["valence_arousal"])
     with pytest.raises(FusionError, match="classes"):
         fit_blendshape_classifier(x, np.where(y == 7, 0, y), 8)  # no Contempt face
+
+
+def test_standardised_branch_uses_training_statistics_and_round_trips(tmp_path):
+    from train.checkpoint import model_args, model_from_checkpoint, save_checkpoint, spec_for
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", pretrained=None, input_size=48, blendshapes=NAMES,
+                        blendshape_standardise=True).eval()
+    rows = np.random.default_rng(0).random((30, len(NAMES))).astype(np.float32) * 0.2
+    rows[:, 6] = 1e-5  # a score that never varies: its scale is floored, not ~0
+    rows[3] = np.nan  # faces without blendshapes do not count
+    model.blendshapes.set_statistics(rows)
+    assert np.allclose(model.blendshapes.mean.numpy(), np.nanmean(rows, 0), atol=1e-6)
+    assert model.blendshapes.scale[6] == pytest.approx(0.01)
+    x, b = torch.rand(2, 3, 48, 48), torch.from_numpy(rows[:2].copy())
+    with torch.no_grad():
+        before = model(x, b)["expression"]
+    path = save_checkpoint(tmp_path / "m.pt", model=model, spec=spec_for(model, list(EXPRESSIONS_8)),
+                           model_args=model_args(model, 512, 0.3))
+    loaded, _, ckpt = model_from_checkpoint(path)
+    assert ckpt["model_args"]["blendshape_standardise"] is True
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, b)["expression"], before, atol=1e-6)
