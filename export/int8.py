@@ -121,7 +121,15 @@ def _blendshape_quant_settings(model) -> tuple[list[str], list[str] | None]:
         return [], None
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-    readers = {n.op_type for n in model.graph.node if INPUT_BLENDSHAPES in n.input}
+    # Tensors that can hold NaN: the input, and what is computed from it (a
+    # standardising Sub/Div, say) until a Where replaces the NaN rows or IsNaN
+    # turns them into booleans.
+    nan_tensors, readers = {INPUT_BLENDSHAPES}, set()
+    for node in model.graph.node:  # topological order
+        if nan_tensors & set(node.input):
+            readers.add(node.op_type)
+            if node.op_type not in ("Where", "IsNaN"):
+                nan_tensors |= set(node.output)
     op_types = sorted((set(QLinearOpsRegistry) | set(QDQRegistry)) - readers)
     return blendshape_branch(model), op_types
 

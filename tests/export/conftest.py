@@ -15,10 +15,13 @@ from train.models import build_model
 
 def make_checkpoint(path: Path, backbone: str, size: int = 64, pretrained: str = "none", hidden: int = 32,
                     num_landmarks: int = 0, au_names: list[str] | None = None, seed: int = 0,
-                    blendshapes: list[str] | tuple[str, ...] = ()) -> Path:
+                    blendshapes: list[str] | tuple[str, ...] = (), standardise: bool = False) -> Path:
     torch.manual_seed(seed)
     model = build_model(backbone, pretrained=pretrained, input_size=size, hidden=hidden, dropout=0.1,
-                        num_landmarks=num_landmarks, num_aus=len(au_names or []), blendshapes=list(blendshapes))
+                        num_landmarks=num_landmarks, num_aus=len(au_names or []), blendshapes=list(blendshapes),
+                        blendshape_standardise=standardise)
+    if standardise:
+        model.blendshapes.set_statistics(np.random.default_rng(seed).random((40, len(blendshapes)), np.float32) * 0.3)
     spec = spec_for(model.eval(), list(EXPRESSIONS), trained_on="test", au_names=au_names)
     return save_checkpoint(path, model=model, spec=spec, model_args=model_args(model, hidden, 0.1))
 

@@ -167,9 +167,16 @@ def test_int8_calibrates_with_blendshapes_and_keeps_the_branch_in_float(tmp_path
         np.testing.assert_allclose(yb[0][rows_nan], b.run(None, nan_feed)[0][rows_nan], atol=1e-5)
 
 
-def test_int8_histogram_calibration_survives_nan_rows(tmp_path, bs_onnx, affectnet_root, face_model_path):
-    # The NaN rows must not reach the calibrator's histograms ("range of [nan, nan] is not finite").
-    out = export_int8(bs_onnx, affectnet_root, tmp_path / "p.int8.onnx",
+@pytest.mark.parametrize("standardise", [False, True])
+def test_int8_histogram_calibration_survives_nan_rows(tmp_path, bs_onnx, affectnet_root, face_model_path, make_ckpt,
+                                                      standardise):
+    # The NaN rows must not reach the calibrator's histograms ("range of [nan, nan] is not finite"),
+    # neither straight from the input nor through a standardising Sub/Div before the Where.
+    model = bs_onnx
+    if standardise:
+        ckpt = make_ckpt(tmp_path / "std.pt", "small_cnn", size=64, blendshapes=NAMES, standardise=True)
+        model = export_onnx(ckpt, tmp_path / "std.onnx", parity_data=affectnet_root, face_model=face_model_path)
+    out = export_int8(model, affectnet_root, tmp_path / "p.int8.onnx",
                       Int8Options(calibrate_method="percentile", num_calibration=16, batch_size=8,
                                   face_model=face_model_path))
     rows = np.full((2, 52), 0.2, np.float32)
