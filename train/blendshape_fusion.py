@@ -14,7 +14,6 @@ CCC, so it is not done).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,30 +95,24 @@ def run_training_faces(run_dir: str | Path, names: Sequence[str], face_model=Non
     """(scores [N, B], labels [N], number of run labels) of the faces a run trained on:
     its train part (and val part with train.train_on_val), datasets that can have
     every run class only (FER2013 lacks Contempt and is 48-px greyscale)."""
-    import yaml
-
     from realtime.face_model import resolve_face_model
     from train import data as tdata
     from train.data.blendshapes import attach_blendshapes
+    from train.evaluate import EvalError, read_run
 
     run = Path(run_dir)
-    cfg_path, splits_path = run / "config.yaml", run / "splits.json"
-    for p in (cfg_path, splits_path):
-        if not p.is_file():
-            raise FusionError(f"{p}: not found; the classifier is fitted on the checkpoint's own training run")
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-    splits = json.loads(splits_path.read_text(encoding="utf-8"))
+    try:
+        cfg, splits, infos = read_run(run)
+    except EvalError as exc:
+        raise FusionError(f"{exc} (the classifier is fitted on the checkpoint's own training run)") from None
     seen = set(splits.get("train", []))
     if (cfg.get("train") or {}).get("train_on_val"):
         seen |= set(splits.get("val", []))
     labels = list(cfg.get("labels") or [])
     samples = []
-    for dcfg in (cfg.get("data") or {}).get("datasets", []):
-        info = tdata.load_dataset({k: v for k, v in dcfg.items() if k not in ("role", "labels")})
-        if not info.class_mask(labels).all():
-            continue
-        picked = [s for s in tdata.remap_labels(info.samples, info.label_set, labels) if s.path in seen]
-        samples += picked
+    for info in infos:
+        if info.class_mask(labels).all():
+            samples += [s for s in tdata.remap_labels(info.samples, info.label_set, labels) if s.path in seen]
     if not samples:
         raise FusionError(f"{run}: no training faces from a dataset with every class {labels}")
     attach_blendshapes(samples, names, resolve_face_model(face_model),

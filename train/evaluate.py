@@ -48,25 +48,32 @@ def _parse_data_arg(data: str) -> dict[str, Any]:
     return {"type": kind, "root": root}
 
 
-def _run_dir_samples(model_path: Path, run_dir: str | os.PathLike | None, split: str):
-    """The held-out part of a training run (its config.yaml + splits.json)."""
+def read_run(run: Path) -> tuple[dict, dict, list]:
+    """A training run's (config, splits, DatasetInfo per configured dataset), read
+    from its config.yaml + splits.json; EvalError naming a missing file."""
     import yaml
 
     from train import data as tdata
 
-    run = Path(run_dir) if run_dir else model_path.parent
     cfg_path, splits_path = run / "config.yaml", run / "splits.json"
     for p in (cfg_path, splits_path):
         if not p.is_file():
             raise EvalError(f"{p}: not found; pass --data TYPE:ROOT or --run-dir of the training run")
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     splits = json.loads(splits_path.read_text(encoding="utf-8"))
-    wanted = None if split == "all" else set(splits.get(split, []))
-    if wanted is not None and not wanted:
-        raise EvalError(f"{splits_path}: the {split!r} split is empty")
     # `role` is about training; a dataset entry is otherwise what load_dataset takes.
     infos = [tdata.load_dataset({k: v for k, v in d.items() if k not in ("role", "labels")})
              for d in cfg.get("data", {}).get("datasets", [])]
+    return cfg, splits, infos
+
+
+def _run_dir_samples(model_path: Path, run_dir: str | os.PathLike | None, split: str):
+    """The held-out part of a training run (its config.yaml + splits.json)."""
+    run = Path(run_dir) if run_dir else model_path.parent
+    _, splits, infos = read_run(run)
+    wanted = None if split == "all" else set(splits.get(split, []))
+    if wanted is not None and not wanted:
+        raise EvalError(f"{run / 'splits.json'}: the {split!r} split is empty")
     return infos, wanted
 
 
