@@ -20,7 +20,9 @@ FIT_EPILOG = textwrap.dedent("""\
       {type: ckplus,        root: DIR, facs: DIR}     CK+ class folders (+ FACS files → action units)
       {type: folders,       root: DIR, mapping: {folder: Label}}
     Each dataset takes weight: W (sampling weight when mixing), role: auto|train|val|test
-    (auto = split it; train/val/test = all of it to that part) and limit: N.
+    (auto = split it; train/val/test = all of it to that part), limit: N, and train_fraction: F
+    (train on a stratified fraction F of its training faces, drawn as often; val/test parts unchanged:
+    learning curves, e.g. --set 'data.datasets=[{type: affectnet, root: DIR, train_fraction: 0.25}]').
     Missing classes/targets are masked in the loss (FER2013: no Contempt, no valence/arousal).
     Splits: data.split.method stratified|subject, fractions [0.64, 0.16, 0.20], seed. The test
     part is never trained on; its file list is in the run's splits.json for `train eval`.

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "blendshape_standardise": False,  # scale each score by the training faces' mean and spread
     },
     "data": {
-        # each: {type, root, weight, role: auto|train|val|test, limit, usage, mapping}
+        # each: {type, root, weight, role: auto|train|val|test, limit, train_fraction, usage, mapping}
         "datasets": [{"type": "affectnet", "root": "../shared/data/affectnet"}],
         "split": {"method": "stratified", "fractions": [0.64, 0.16, 0.20], "seed": 0},
         "balance": "none",  # none | loss_weights | oversample

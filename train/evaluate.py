@@ -61,8 +61,7 @@ def read_run(run: Path) -> tuple[dict, dict, list]:
             raise EvalError(f"{p}: not found; pass --data TYPE:ROOT or --run-dir of the training run")
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     splits = json.loads(splits_path.read_text(encoding="utf-8"))
-    # `role` is about training; a dataset entry is otherwise what load_dataset takes.
-    infos = [tdata.load_dataset({k: v for k, v in d.items() if k not in ("role", "labels")})
+    infos = [tdata.load_dataset({k: v for k, v in d.items() if k != "labels"})
              for d in cfg.get("data", {}).get("datasets", [])]
     return cfg, splits, infos
 

@@ -15,7 +15,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,26 @@ def _device() -> torch.device:
 
 @dataclass
 class Part:
-    """One dataset's share of one split, already in the run's label order."""
+    """One dataset's share of one split, already in the run's label order.
+
+    `draw_weight` is this share's part of its dataset's sampling weight, fixed
+    before any `train_fraction` thinning, so a thinned dataset is still drawn
+    as often (from fewer distinct faces). `train_fraction` is what to keep of
+    it when it is trained on (1 = all)."""
     samples: list
     class_mask: np.ndarray
     info: Any
+    draw_weight: float = 1.0
+    train_fraction: float = 1.0
+    seed: int = 0
+
+    def thinned(self) -> Part:
+        """The share to train on: a stratified, seeded `train_fraction` of it."""
+        if self.train_fraction >= 1.0:
+            return self
+        keep = tdata.split_stratified(self.samples, fractions=(self.train_fraction, 1.0 - self.train_fraction),
+                                      seed=self.seed)[0]
+        return replace(self, samples=list(keep))
 
 
 @dataclass
@@ -88,6 +104,13 @@ class Splits:
 
     def count(self, split: str) -> int:
         return sum(len(p.samples) for p in getattr(self, split))
+
+
+def _train_fraction(dcfg: dict) -> float:
+    value = dcfg.get("train_fraction", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise TrainError(f"dataset {dcfg.get('root')}: train_fraction must be a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 def build_splits(cfg: dict) -> Splits:
@@ -104,8 +127,7 @@ def build_splits(cfg: dict) -> Splits:
     split_cfg = cfg["data"]["split"]
     out = Splits()
     for dcfg in cfg["data"]["datasets"]:
-        role = dcfg.get("role", "auto")
-        info = tdata.load_dataset({k: v for k, v in dcfg.items() if k != "role"})
+        info = tdata.load_dataset(dcfg)
         out.infos.append(info)
         for name in info.au_names:
             if name not in out.au_names:
@@ -118,6 +140,7 @@ def build_splits(cfg: dict) -> Splits:
         if not samples:
             raise TrainError(f"{dcfg.get('root')}: no samples with the run's labels {labels}")
         mask = info.class_mask(labels)
+        keep = _train_fraction(dcfg)
         if role == "auto":
             fractions = tuple(split_cfg.get("fractions", (0.64, 0.16, 0.20)))
             seed = int(split_cfg.get("seed", cfg["seed"]))
@@ -129,9 +152,12 @@ def build_splits(cfg: dict) -> Splits:
             parts = tuple(samples if role == r else [] for r in ("train", "val", "test"))
         else:
             raise TrainError(f"dataset {dcfg.get('root')}: role must be auto/train/val/test, not {role!r}")
+        seed = int(split_cfg.get("seed", cfg["seed"]))
         for split, part in zip(("train", "val", "test"), parts):
             if part:
-                getattr(out, split).append(Part(list(part), mask, info))
+                share = Part(list(part), mask, info, draw_weight=float(info.weight) * len(part) / len(info.samples),
+                             train_fraction=keep if split in ("train", "val") else 1.0, seed=seed)
+                getattr(out, split).append(share.thinned() if split == "train" else share)
     if not out.train:
         raise TrainError("the training split is empty: check data.datasets roots and roles")
     if not out.val:
@@ -392,7 +418,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     train_on_val = bool(tcfg.get("train_on_val"))
     if train_on_val:
         # Each dataset's val share joins its train share; sampling weights stay per dataset.
-        splits.train = list(splits.train) + list(splits.val)
+        splits.train = list(splits.train) + [p.thinned() for p in splits.val]
         if _is_main():
             print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
                   "epoch's and validation metrics are on seen data", flush=True)
@@ -414,7 +440,7 @@ def fit(cfg: dict, resume: bool = False) -> Path:
     if world > 1:
         sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
     elif balance == "oversample" or len(set(dataset_weights)) > 1 or tcfg.get("samples_per_epoch"):
-        part_weights = [float(p.info.weight) * len(p.samples) / len(p.info.samples) for p in splits.train]
+        part_weights = [p.draw_weight for p in splits.train]
         sampler = tdata.build_sampler(train_ds.datasets, part_weights,
                                       balance="oversample" if balance == "oversample" else None,
                                       num_samples=tcfg.get("samples_per_epoch"),

@@ -241,3 +241,36 @@ def test_torchrun_trains_data_parallel_on_cpu(tmp_path, affectnet_root):
     per_rank = -(-info["n_train"] // 2)  # DistributedSampler pads to equal halves
     assert [int(r["train_steps"]) for r in read_history(run)] == [per_rank // 4]
     assert torch.load(run / "checkpoint.pt", weights_only=True)["spec"]["input_size"] == 64
+
+
+def test_train_fraction_thins_the_training_faces_only(tmp_path, affectnet_root):
+    from collections import Counter
+
+    from train.fit import build_splits
+
+    cfg = tiny_config(tmp_path, affectnet_root)
+    cfg["data"]["datasets"][0]["limit"] = 200
+    full = build_splits(cfg)
+    cfg["data"]["datasets"][0]["train_fraction"] = 0.5
+    half = build_splits(cfg)
+    paths = {split: [[s.path for s in p.samples] for p in getattr(half, split)] for split in ("train", "val", "test")}
+    assert paths["test"] == [[s.path for s in p.samples] for p in full.test]  # held-out part untouched
+    assert paths["val"] == [[s.path for s in p.samples] for p in full.val]
+    kept, everything = half.train[0].samples, full.train[0].samples
+    assert {s.path for s in kept} < {s.path for s in everything}
+    assert abs(len(kept) - len(everything) / 2) <= 1
+    by_class_kept, by_class_all = Counter(s.expression for s in kept), Counter(s.expression for s in everything)
+    assert all(abs(by_class_kept[c] - n / 2) <= 1.5 for c, n in by_class_all.items())  # stratified
+    assert half.train[0].draw_weight == full.train[0].draw_weight  # drawn as often, from fewer faces
+    # with train_on_val the val share joins training thinned the same way
+    cfg["train"].update(epochs=1, max_steps=1, train_on_val=True)
+    info = json.loads((fit(cfg) / "run.json").read_text())
+    assert info["n_train"] == len(kept) + len(half.val[0].thinned().samples) < len(everything) + len(full.val[0].samples)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "half", True])
+def test_train_fraction_out_of_range_is_a_one_line_error(tmp_path, affectnet_root, bad):
+    cfg = tiny_config(tmp_path, affectnet_root)
+    cfg["data"]["datasets"][0]["train_fraction"] = bad
+    with pytest.raises(TrainError, match="train_fraction must be a number in"):
+        fit(cfg)

@@ -444,6 +444,9 @@ def load_class_folders(root: str | os.PathLike, mapping: Mapping[str, str | None
 # --- front door ----------------------------------------------------------------------
 CONFIG_KEYS = frozenset({"type", "root", "csv", "usage", "mapping", "groups", "limit", "weight",
                          "name", "facs", "crop"})
+# Keys of a run's dataset entry that shape its splits (train.fit.build_splits), not the loading:
+# load_dataset accepts and ignores them, so a run's entries load as they are.
+RUN_KEYS = frozenset({"role", "train_fraction"})
 
 
 def _load_affectnet_csv_cfg(cfg: Mapping[str, Any], root: Path, **kw: Any) -> DatasetInfo:
@@ -473,9 +476,9 @@ def load_dataset(cfg: Mapping[str, Any]) -> DatasetInfo:
     kind = cfg.get("type")
     if kind not in LOADERS:
         raise DataError(f"dataset type {kind!r} is unknown; known: {sorted(LOADERS)}")
-    unknown = sorted(set(cfg) - CONFIG_KEYS)
+    unknown = sorted(set(cfg) - CONFIG_KEYS - RUN_KEYS)
     if unknown:
-        raise DataError(f"dataset {kind}: unknown key(s) {unknown}; known: {sorted(CONFIG_KEYS)}")
+        raise DataError(f"dataset {kind}: unknown key(s) {unknown}; known: {sorted(CONFIG_KEYS | RUN_KEYS)}")
     if not cfg.get("root"):
         raise DataError(f"dataset {kind}: 'root' is missing")
     root = Path(os.path.expanduser(str(cfg["root"])))
