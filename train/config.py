@@ -63,6 +63,11 @@ DEFAULTS: dict[str, Any] = {
         "train_on_val": False,
         "stop_when": {},  # e.g. {accuracy: 0.9}: stop once a validation metric reaches a target
     },
+    # learn also from a trained model's outputs (train.distill): teacher = an .onnx/.pt with the
+    # run's labels (e.g. the graph averaging several fits); weight: soft-label KL at temperature;
+    # va_weight: its valence/arousal on faces that have none (FER2013). cache: default
+    # ~/.cache/affectcam/teacher
+    "distill": {"teacher": None, "weight": 1.0, "temperature": 2.0, "va_weight": 0.5, "cache": None},
     "loss": {
         "expression": 1.0, "va": 1.0, "va_loss": "ccc+mse", "landmarks": 1.0, "landmark_loss": "l1",
         "aus": 1.0,

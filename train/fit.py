@@ -32,6 +32,7 @@ from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_
 from train import data as tdata
 from train.checkpoint import load_checkpoint, model_args, save_checkpoint, spec_for
 from train.config import dump_config
+from train.distill import distillation_loss
 from train.io import atomic_write_json, atomic_write_text
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
 from train.models import AffectModel, build_model, count_parameters, drop_imagenet_classifier
@@ -167,13 +168,16 @@ def build_splits(cfg: dict) -> Splits:
 
 def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: list[str], train: bool,
                  blendshapes: list[str] | tuple[str, ...] = ()):
-    """One AffectDataset per dataset part (each keeps its class mask), mixed."""
+    """One AffectDataset per dataset part (each keeps its class mask), mixed;
+    training items carry the teacher's outputs when `distill.teacher` is set."""
+    teacher = train and bool((cfg.get("distill") or {}).get("teacher"))
     aug = tdata.AugmentConfig.from_dict(cfg["data"]["augment"]) if train else None
     dropout = float(cfg["data"].get("blendshape_dropout") or 0.0) if train else 0.0
     return tdata.MixedDataset([
         tdata.AffectDataset(p.samples, size=size, mean=mean, std=std, labels=cfg["labels"], augment=aug,
                             num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names,
-                            class_mask=p.class_mask, blendshapes=blendshapes, blendshape_dropout=dropout)
+                            class_mask=p.class_mask, blendshapes=blendshapes, blendshape_dropout=dropout,
+                            teacher=teacher)
         for p in parts])
 
 
@@ -207,6 +211,27 @@ def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...])
               f"samples ({counts['computed']} computed, the rest from the cache)", flush=True)
 
 
+def attach_run_teacher(parts: list[Part], cfg: dict, bs_names: tuple[str, ...]) -> None:
+    """The teacher's outputs for every training sample (computed once, cached)."""
+    from train.distill import DistillError, attach_teacher
+
+    dcfg = cfg["distill"]
+    for key in ("weight", "temperature", "va_weight"):
+        value = dcfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                key == "temperature" and value == 0):
+            raise TrainError(f"distill.{key} must be a {'positive' if key == 'temperature' else 'non-negative'} "
+                             f"number, got {value!r}")
+    try:
+        counts = attach_teacher([s for p in parts for s in p.samples], dcfg["teacher"], cfg["labels"],
+                                blendshapes=bs_names, cache_dir=dcfg.get("cache"))
+    except DistillError as exc:
+        raise TrainError(f"distill.teacher: {exc}") from None
+    if _is_main():
+        print(f"distill: teacher {dcfg['teacher']} labelled {counts['faces']} training faces "
+              f"({counts['computed']} computed, the rest from the cache)", flush=True)
+
+
 # --- the loop --------------------------------------------------------------------------------------------
 
 def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: dict,
@@ -224,6 +249,12 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], c
             out[OUTPUT_LANDMARKS], batch["landmarks"], batch["landmarks_mask"], lcfg["landmark_loss"])
     if OUTPUT_AUS in out and lcfg["aus"]:
         parts["aus"] = lcfg["aus"] * au_loss(out[OUTPUT_AUS], batch["aus"], batch["aus_mask"])
+    if "teacher" in batch:
+        dcfg = cfg["distill"]
+        kl, va = distillation_loss(out[OUTPUT_EXPRESSION], out[OUTPUT_VA], batch["teacher"], batch["va_mask"],
+                                   dcfg["temperature"], lcfg["va_loss"])
+        parts["distill"] = float(dcfg["weight"]) * kl
+        parts["distill_va"] = float(dcfg["va_weight"]) * va
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -422,6 +453,8 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         if _is_main():
             print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
                   "epoch's and validation metrics are on seen data", flush=True)
+    if (cfg.get("distill") or {}).get("teacher"):
+        attach_run_teacher(splits.train, cfg, bs_names)
     train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True,
                             blendshapes=bs_names)
     val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False,

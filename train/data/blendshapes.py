@@ -44,18 +44,20 @@ def _cache_file(cache_dir: Path, names: Sequence[str], face_model: Path) -> Path
     return cache_dir / f"blendshapes-{tag}.npz"
 
 
-def _read_cache(path: Path) -> dict[str, np.ndarray]:
+def read_rows(path: Path) -> dict[str, np.ndarray]:
+    """A per-sample table {sample_key: float32 row} written by `write_rows`; {} when
+    absent or unreadable (then it is recomputed)."""
     if not path.is_file():
         return {}
     try:
         with np.load(path, allow_pickle=False) as data:
             return dict(zip(data["keys"].tolist(), data["rows"]))
     except (OSError, ValueError, KeyError) as exc:
-        log.warning("%s: unreadable blendshape cache (%s); recomputing", path, exc)
+        log.warning("%s: unreadable cache (%s); recomputing", path, exc)
         return {}
 
 
-def _write_cache(path: Path, table: dict[str, np.ndarray]) -> None:
+def write_rows(path: Path, table: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(table)
     # A temporary file of its own, then an atomic rename: two fits started together
@@ -80,7 +82,7 @@ def attach_blendshapes(samples: Sequence[Sample], names: Sequence[str], face_mod
     if not face_model.is_file():
         raise DataError(f"{face_model}: MediaPipe face model not found (needed for blendshapes)")
     cache = _cache_file(Path(cache_dir) if cache_dir else default_cache_dir(), names, face_model)
-    table = _read_cache(cache)
+    table = read_rows(cache)
     todo = [s for s in samples if sample_key(s) not in table]
     if todo:
         with CropBlendshapes(face_model) as landmarker:
@@ -91,8 +93,8 @@ def attach_blendshapes(samples: Sequence[Sample], names: Sequence[str], face_mod
                 except UnreadableImage:
                     table[sample_key(s)] = np.full(len(names), np.nan, np.float32)
                 if (i + 1) % 5000 == 0:  # a kill loses at most a few minutes of work
-                    _write_cache(cache, table)
-        _write_cache(cache, table)
+                    write_rows(cache, table)
+        write_rows(cache, table)
     found = 0
     for s in samples:
         s.blendshapes = np.asarray(table[sample_key(s)], np.float32)

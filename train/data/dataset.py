@@ -78,6 +78,9 @@ class AffectDataset(Dataset):
     `blendshapes` [B] when `blendshapes` names are given: the sample's scores,
     NaN without them); an unreadable image gives None (use `collate_skip_bad`).
 
+    With `teacher`, items also carry `teacher` [C + 2]: the sample's
+    `Sample.teacher` row (train.distill), NaN without one.
+
     In training, a flipped face's blendshapes swap left/right, and
     `blendshape_dropout` hides them (NaN) from that share of draws so the
     model also learns to read faces without them (the FaceDetector path).
@@ -90,8 +93,10 @@ class AffectDataset(Dataset):
     def __init__(self, samples: Sequence[Sample], size: int, mean: Sequence[float], std: Sequence[float],
                  labels: Sequence[str], augment: AugmentConfig | None = None, num_landmarks: int = 0,
                  au_names: Sequence[str] = (), class_mask: Sequence[bool] | np.ndarray | None = None,
-                 blendshapes: Sequence[str] = (), blendshape_dropout: float = 0.0) -> None:
+                 blendshapes: Sequence[str] = (), blendshape_dropout: float = 0.0,
+                 teacher: bool = False) -> None:
         self.samples = list(samples)
+        self.teacher = bool(teacher)
         self.size, self.mean, self.std = int(size), list(mean), list(std)
         self.labels, self.au_names = list(labels), list(au_names)
         self.augment, self.num_landmarks = augment, int(num_landmarks)
@@ -151,6 +156,9 @@ class AffectDataset(Dataset):
                 "index": torch.tensor(index, dtype=torch.int64)}
         if self.blendshape_names:
             item["blendshapes"] = torch.from_numpy(self._blendshapes(s, flipped, rng))
+        if self.teacher:  # class probabilities and valence/arousal are the same for the mirrored face
+            row = s.teacher if s.teacher is not None else np.full(len(self.labels) + 2, np.nan, np.float32)
+            item["teacher"] = torch.from_numpy(np.asarray(row, np.float32).copy())
         return item
 
     def _blendshapes(self, s: Sample, flipped: bool, rng: np.random.Generator | None) -> np.ndarray:

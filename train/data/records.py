@@ -41,6 +41,7 @@ class Sample:
     angle: float = 0.0  # roll (degrees) of `box`, from an aligned crop rule
     pixels: np.ndarray | None = None  # HxW(x3) uint8 held in memory (FER2013 CSV rows)
     blendshapes: np.ndarray | None = None  # (B,) MediaPipe scores (train.data.blendshapes); NaN = no face
+    teacher: np.ndarray | None = None  # (C + 2,) a teacher's class probabilities + valence/arousal (train.distill)
 
 
 @dataclass
