@@ -11,6 +11,9 @@
 #   PARALLEL=1    fit the seeds at the same time, one thread each (the default; 0: one after another)
 #   FUSION=0.5    also mix the graph's expression log-probabilities with a logistic regression over the
 #                 blendshapes (export --blendshape-fusion); default none: measured, not shipped (BENCHMARKS)
+#   TEACHER=PATH  distil every fit from this model (distill.teacher; e.g. the model.onnx of a first run
+#                 of this script): `bash bench/default_model.sh runs/teachers` then
+#                 `TEACHER=runs/teachers/model.onnx bash bench/default_model.sh runs/default_model`
 #   SKIP_FIT=1    reuse OUT_DIR/seedN fits and redo the steps after fitting
 #   INSTALL=1     copy the two ONNX files into realtime/models/ (the packaged default)
 set -euo pipefail
@@ -32,6 +35,7 @@ for s in $SEEDS; do
   ckpts+=("$run/checkpoint.pt")
   [ "${SKIP_FIT:-0}" = 1 ] && continue
   fit=($PY -m train fit --config configs/default.yaml --run-dir "$run" --set seed="$s" --set train.train_on_val=true)
+  [ -z "${TEACHER:-}" ] || fit+=(--set distill.teacher="$TEACHER")
   if [ "${PARALLEL:-1}" = 1 ] && [ "$(wc -w <<< "$SEEDS")" -gt 1 ]; then
     "${fit[@]}" --set train.threads=1 "$@" > "$OUT/fit_seed$s.log" 2>&1 &
     pids+=($!)

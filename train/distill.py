@@ -49,13 +49,14 @@ def _file_digest(path: Path) -> str:
 
 def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels: Sequence[str],
                    blendshapes: Sequence[str] = (), cache_dir: str | os.PathLike | None = None,
-                   batch_size: int = 64) -> dict[str, int]:
+                   batch_size: int = 64, progress: bool = True) -> dict[str, int]:
     """Set `sample.teacher` = [p_1..p_C, valence, arousal] (float32; NaN for an
     unreadable image) on every sample from the teacher model (.onnx or .pt,
     any backend `train eval` can run). Its labels must be the run's `labels`;
     a teacher that takes blendshapes needs them on the samples, in
     `blendshapes` order. Returns {faces, computed}."""
     from torch.utils.data import DataLoader
+    from tqdm import tqdm
 
     from train import data as tdata
     from train.evaluate import _create_backend, _predict
@@ -80,7 +81,8 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
                                      blendshapes=spec.blendshapes)
             loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=tdata.collate_skip_bad)
             log.info("teacher %s: labelling %d faces", path, len(todo))
-            raw = _predict(backend, loader, tta=False, model_path=path)
+            raw = _predict(backend, tqdm(loader, desc="teacher", disable=not progress, leave=False), tta=False,
+                           model_path=path)
         finally:
             close = getattr(backend, "close", None)
             if close:

@@ -224,7 +224,7 @@ def attach_run_teacher(parts: list[Part], cfg: dict, bs_names: tuple[str, ...]) 
                              f"number, got {value!r}")
     try:
         counts = attach_teacher([s for p in parts for s in p.samples], dcfg["teacher"], cfg["labels"],
-                                blendshapes=bs_names, cache_dir=dcfg.get("cache"))
+                                blendshapes=bs_names, cache_dir=dcfg.get("cache"), progress=_is_main())
     except DistillError as exc:
         raise TrainError(f"distill.teacher: {exc}") from None
     if _is_main():
