@@ -48,6 +48,10 @@ FIT_EPILOG = textwrap.dedent("""\
     train_on_val (a final model: train on train+val once the recipe is chosen; keeps the last epoch).
     Losses: loss.expression, loss.va (weights), loss.va_loss ccc|mse|ccc+mse, loss.landmarks,
     loss.landmark_loss l1|l2, loss.aus.
+    Distillation: distill.teacher PATH (.onnx or .pt with the run's labels, e.g. the graph averaging
+    several fits) labels every training face once (cached in distill.cache); the loss adds
+    distill.weight × its class probabilities softened at distill.temperature, and distill.va_weight ×
+    its valence/arousal on faces without their own (FER2013).
 
     Outputs (run dir): config.yaml, checkpoint.pt (best), last.pt, history.csv, tb/,
     metrics.json (validation), curves.png, splits.json, run.json.
@@ -60,6 +64,7 @@ FIT_EPILOG = textwrap.dedent("""\
       python -m train fit --run-dir runs/default --resume          # after a kill
       python -m train fit --set data.balance=oversample --set train.lr=3e-4
       python -m train fit --config configs/default.yaml --set train.train_on_val=true --run-dir runs/final
+      python -m train fit --config configs/default.yaml --set distill.teacher=runs/ensemble/model.onnx
     """)
 
 
