@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from affect.spec import OUTPUT_EXPRESSION
+from train.models import blendshape_statistics
 
 # The mixing weight of the classifier's log-probabilities: chosen on the
 # validation part in session 2's probe (bench/blendshape_probe.py), before any
@@ -29,7 +30,6 @@ from affect.spec import OUTPUT_EXPRESSION
 DEFAULT_WEIGHT = 0.5
 # Inverse regularisation of the logistic regression (the probe's choice on val).
 DEFAULT_C = 0.1
-MIN_SCALE = 0.01  # blendshape scores are in [0, 1]
 
 
 class FusionError(ValueError):
@@ -59,10 +59,8 @@ def fit_blendshape_classifier(scores: np.ndarray, labels: np.ndarray, num_classe
     missing = sorted(set(range(num_classes)) - set(y.tolist()))
     if missing:
         raise FusionError(f"no training face with blendshapes for classes {missing}; cannot fit the classifier")
-    # Standardised as scikit-learn's StandardScaler does, but with a floor on the
-    # scale: some scores hardly vary on training faces (cheekPuff ~1e-5), and
-    # dividing by that would blow up any face that does puff its cheeks.
-    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), MIN_SCALE)
+    # Standardised as scikit-learn's StandardScaler does, with the model branch's floor on the scale.
+    mean, scale = blendshape_statistics(x)
     reg = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
     return BlendshapeClassifier(mean, scale, reg.coef_, reg.intercept_)
 

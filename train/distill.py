@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.blendshapes import read_rows, sample_key, write_rows
+from affect.preprocess import softmax
+from train.data.blendshapes import default_cache_dir, read_rows, sample_key, write_rows
 from train.data.records import Sample
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,6 @@ log = logging.getLogger(__name__)
 
 class DistillError(ValueError):
     """A teacher that cannot label this run's faces; one line naming the file."""
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "affectcam" / "teacher"
 
 
 def _file_digest(path: Path) -> str:
@@ -59,16 +55,16 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
     from tqdm import tqdm
 
     from train import data as tdata
-    from train.evaluate import _create_backend, _predict
+    from train.evaluate import create_backend, predict
 
     path = Path(teacher)
     if not path.is_file():
         raise DistillError(f"{path}: teacher model not found")
-    cache = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"teacher-{_file_digest(path)}.npz"
+    cache = (Path(cache_dir) if cache_dir else default_cache_dir("teacher")) / f"teacher-{_file_digest(path)}.npz"
     table = read_rows(cache)
     todo = [s for s in samples if sample_key(s) not in table]
     if todo:
-        backend = _create_backend(path)
+        backend = create_backend(path)
         try:
             spec = backend.spec
             if list(spec.labels) != list(labels):
@@ -81,14 +77,13 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
                                      blendshapes=spec.blendshapes)
             loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=tdata.collate_skip_bad)
             log.info("teacher %s: labelling %d faces", path, len(todo))
-            raw = _predict(backend, tqdm(loader, desc="teacher", disable=not progress, leave=False), tta=False,
+            raw = predict(backend, tqdm(loader, desc="teacher", disable=not progress, leave=False), tta=False,
                            model_path=path)
         finally:
             close = getattr(backend, "close", None)
             if close:
                 close()
-        logits = raw["logits"] - raw["logits"].max(axis=1, keepdims=True)
-        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        probs = softmax(raw["logits"])
         rows = np.full((len(todo), len(labels) + 2), np.nan, np.float32)
         rows[raw["index"]] = np.concatenate([probs, raw["va"]], axis=1)
         for s, row in zip(todo, rows):

@@ -145,12 +145,13 @@ def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | No
 
 # --- running the model ---------------------------------------------------------------------------
 
-def _create_backend(model_path: Path):
+def create_backend(model_path: Path):
+    """The model's inference backend (realtime.backends); EvalError if that room is missing."""
     try:
-        from realtime.backends import create_backend
+        from realtime.backends import create_backend as realtime_backend
     except ImportError as exc:  # the realtime room missing from this install
         raise EvalError(f"{model_path}: cannot load a model backend ({exc})") from None
-    return create_backend(str(model_path))
+    return realtime_backend(str(model_path))
 
 
 def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_path: Path) -> dict[str, int]:
@@ -166,7 +167,8 @@ def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_
     return counts
 
 
-def _predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarray]:
+def predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarray]:
+    """Run `backend` over a loader of AffectDataset batches: {index, logits, va[, aus], n_bad}."""
     out: dict[str, list[np.ndarray]] = {"index": [], "logits": [], "va": [], "aus": []}
     n_bad = 0
     for batch in loader:
@@ -278,7 +280,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     out_dir = Path(out_dir)
     if not model_path.is_file():
         raise EvalError(f"{model_path}: model file not found")
-    backend = _create_backend(model_path)
+    backend = create_backend(model_path)
     try:
         spec: ModelSpec = backend.spec
         labels = list(spec.labels)
@@ -300,7 +302,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
                                       blendshapes=spec.blendshapes if blendshapes else ())
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             collate_fn=tdata.collate_skip_bad)
-        raw = _predict(backend, loader, tta, model_path)
+        raw = predict(backend, loader, tta, model_path)
     finally:
         close = getattr(backend, "close", None)
         if close:

@@ -288,6 +288,18 @@ def build_backbone(name: str, pretrained: str | None = "auto") -> Backbone:
 BLENDSHAPE_FEATURES = 64
 
 
+MIN_BLENDSHAPE_SCALE = 0.01  # blendshape scores are in [0, 1]
+
+
+def blendshape_statistics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) of the finite rows of `scores` [N, B], for standardising them:
+    the scale is the spread floored at MIN_BLENDSHAPE_SCALE, because some scores
+    hardly vary on training faces (cheekPuff ~1e-5) and dividing by that would
+    blow up any face that does puff its cheeks."""
+    rows = scores[np.isfinite(scores).all(axis=1)]
+    return rows.mean(axis=0), np.maximum(rows.std(axis=0), MIN_BLENDSHAPE_SCALE)
+
+
 class BlendshapeBranch(nn.Module):
     """Blendshape scores [N, B] (NaN rows = none) → features [N, F + 1]: a small
     MLP, zeroed for faces without blendshapes, plus the "present" flag, so the
@@ -302,12 +314,11 @@ class BlendshapeBranch(nn.Module):
             self.register_buffer("mean", torch.zeros(num_blendshapes))
             self.register_buffer("scale", torch.ones(num_blendshapes))
 
-    def set_statistics(self, scores: np.ndarray, min_scale: float = 0.01) -> None:
-        """Standardise by the training faces' mean and spread (floored: some scores
-        hardly vary, and a tiny divisor would blow up an unusual face)."""
-        rows = scores[np.isfinite(scores).all(axis=1)]
-        self.mean.copy_(torch.as_tensor(rows.mean(axis=0), dtype=torch.float32))
-        self.scale.copy_(torch.as_tensor(np.maximum(rows.std(axis=0), min_scale), dtype=torch.float32))
+    def set_statistics(self, scores: np.ndarray) -> None:
+        """Standardise by the training faces' mean and spread (`blendshape_statistics`)."""
+        mean, scale = blendshape_statistics(scores)
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         present = (~torch.isnan(scores).any(dim=1, keepdim=True)).to(scores.dtype)

@@ -27,9 +27,11 @@ from train.data.records import DataError, Sample
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Path:
+def default_cache_dir(kind: str = "blendshapes") -> Path:
+    """~/.cache/affectcam/<kind> (or under $XDG_CACHE_HOME): per-sample tables of
+    blendshapes, and of teacher outputs (train.distill)."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "affectcam" / "blendshapes"
+    return Path(root) / "affectcam" / kind
 
 
 def sample_key(sample: Sample) -> str:
