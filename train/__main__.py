@@ -125,12 +125,15 @@ def _eval_parser(sub) -> None:
                            Examples:
                              python -m train eval runs/default/checkpoint.pt --split test -o runs/default/eval_test
                              python -m train eval model.onnx --data fer2013:../shared/data/fer2013/PublicTest -o eval_fer
+                             python -m train eval runs/default/model.onnx --run-dir runs/default --source rafdb -o eval_rafdb
                            """))
     p.add_argument("model", help="checkpoint.pt or model.onnx")
     p.add_argument("--data", metavar="TYPE:ROOT", help="dataset to evaluate on (default: the run's own split)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="with a run's checkpoint and no --data: which part of its split (default test)")
     p.add_argument("--run-dir", help="run whose config/split to use (default: the model's folder)")
+    p.add_argument("--source", help="with a run's split: only the dataset of this name (e.g. rafdb, "
+                                    "ferplus_test); each held-out part is reported on its own")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=64)

@@ -34,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
         "blendshape_standardise": False,  # scale each score by the training faces' mean and spread
     },
     "data": {
-        # each: {type, root, weight, role: auto|train|val|test, limit, train_fraction, usage, mapping}
+        # each: {type, root, weight, role: auto|train|val|test, fractions (its own split), limit,
+        # train_fraction, usage, mapping, ferplus, label_smoothing (its own; noisy labels)}
         "datasets": [{"type": "affectnet", "root": "../shared/data/affectnet"}],
         "split": {"method": "stratified", "fractions": [0.64, 0.16, 0.20], "seed": 0},
         "balance": "none",  # none | loss_weights | oversample
@@ -44,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 2,
         "blendshape_dropout": 0.2,  # share of training draws shown without blendshapes
         "blendshape_cache": None,  # default ~/.cache/affectcam/blendshapes
+        # decode + crop + resize every face once into a uint8 array (invalidated when a source
+        # file changes); epochs then read it instead of the JPEGs
+        "cache": False, "cache_dir": None,  # default ~/.cache/affectcam/crops
     },
     "train": {
         "epochs": 10, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "backbone_lr_mult": 0.1,

@@ -76,12 +76,18 @@ def _run_dir_samples(model_path: Path, run_dir: str | os.PathLike | None, split:
     return infos, wanted
 
 
-def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list[str], limit: int | None):
+def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list[str], limit: int | None,
+             source: str | None = None):
     """→ (samples, label list Sample.expression indexes, dataset's classes or None, dataset name)."""
     from train import data as tdata
 
     if data is None:
         infos, wanted = _run_dir_samples(model_path, run_dir, split)
+        if source is not None:
+            known = [i.name for i in infos]
+            if source not in known:
+                raise EvalError(f"--source {source!r}: the run has no dataset of that name (it has {known})")
+            infos = [i for i in infos if i.name == source]
         samples, classes, names = [], set(), []
         for info in infos:
             picked = [s for s in info.samples if wanted is None or s.path in wanted]
@@ -101,12 +107,12 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
     if hasattr(data, "samples") and hasattr(data, "label_set"):  # a DatasetInfo
         return list(data.samples), list(data.label_set), list(data.labels), data.name
     samples = list(data)
-    source = samples[0].source if samples and getattr(samples[0], "source", "") else "samples"
+    origin = samples[0].source if samples and getattr(samples[0], "source", "") else "samples"
     # Built-in loaders index the canonical order; with bare samples the dataset's
     # class set is unknown, so no classes are left out.
     from affect.labels import EXPRESSIONS
 
-    return samples, list(EXPRESSIONS), None, source
+    return samples, list(EXPRESSIONS), None, origin
 
 
 def _true_labels(samples: Sequence[Any], label_set: list[str], model_labels: list[str],
@@ -262,7 +268,8 @@ def _example_grids(dataset, spec: ModelSpec, rows: np.ndarray, labels: list[str]
 def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLike, split: str = "test",
              batch_size: int = 64, limit: int | None = None, run_dir: str | os.PathLike | None = None,
              tta: bool = False, n_examples: int = 18, bootstrap: int = 1000, num_workers: int = 0,
-             face_model: str | os.PathLike | None = None, blendshapes: bool = True) -> dict:
+             face_model: str | os.PathLike | None = None, blendshapes: bool = True,
+             source: str | None = None) -> dict:
     """Evaluate a checkpoint (.pt) or ONNX model and write the eval folder.
 
     `data`: a dataset config dict (`{"type": "affectnet", "root": DIR}`), a
@@ -284,7 +291,8 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     try:
         spec: ModelSpec = backend.spec
         labels = list(spec.labels)
-        samples, label_set, dataset_classes, dataset_name = _collect(model_path, data, split, run_dir, labels, limit)
+        samples, label_set, dataset_classes, dataset_name = _collect(model_path, data, split, run_dir, labels, limit,
+                                                                     source)
         if limit is not None:
             samples = samples[: int(limit)]
         if not samples:
@@ -405,7 +413,8 @@ def evaluate_cli(args: Any) -> dict:
                        batch_size=getattr(args, "batch_size", 64), limit=getattr(args, "limit", None),
                        run_dir=getattr(args, "run_dir", None), tta=bool(getattr(args, "tta", False)),
                        face_model=getattr(args, "face_model", None),
-                       blendshapes=not getattr(args, "no_blendshapes", False))
+                       blendshapes=not getattr(args, "no_blendshapes", False),
+                       source=getattr(args, "source", None))
     expr = metrics.get("expression") or {}
     parts = [f"{metrics['dataset']}: n={metrics['n']}"]
     if expr:

@@ -85,6 +85,8 @@ class Part:
     draw_weight: float = 1.0
     train_fraction: float = 1.0
     seed: int = 0
+    split: str = "train"
+    label_smoothing: float | None = None  # the dataset's own (data.datasets[i].label_smoothing)
 
     def thinned(self) -> Part:
         """The share to train on: a stratified, seeded `train_fraction` of it."""
@@ -111,6 +113,15 @@ def _train_fraction(dcfg: dict) -> float:
     value = dcfg.get("train_fraction", 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
         raise TrainError(f"dataset {dcfg.get('root')}: train_fraction must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _label_smoothing(dcfg: dict) -> float | None:
+    value = dcfg.get("label_smoothing")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise TrainError(f"dataset {dcfg.get('root')}: label_smoothing must be a number in [0, 1), got {value!r}")
     return float(value)
 
 
@@ -143,7 +154,7 @@ def build_splits(cfg: dict) -> Splits:
         mask = info.class_mask(labels)
         keep = _train_fraction(dcfg)
         if role == "auto":
-            fractions = tuple(split_cfg.get("fractions", (0.64, 0.16, 0.20)))
+            fractions = tuple(dcfg.get("fractions") or split_cfg.get("fractions", (0.64, 0.16, 0.20)))
             seed = int(split_cfg.get("seed", cfg["seed"]))
             if split_cfg.get("method", "stratified") == "subject" and any(s.subject for s in samples):
                 parts = tdata.split_by_subject(samples, fractions=fractions, seed=seed)
@@ -154,10 +165,12 @@ def build_splits(cfg: dict) -> Splits:
         else:
             raise TrainError(f"dataset {dcfg.get('root')}: role must be auto/train/val/test, not {role!r}")
         seed = int(split_cfg.get("seed", cfg["seed"]))
+        smoothing = _label_smoothing(dcfg)
         for split, part in zip(("train", "val", "test"), parts):
             if part:
                 share = Part(list(part), mask, info, draw_weight=float(info.weight) * len(part) / len(info.samples),
-                             train_fraction=keep if split in ("train", "val") else 1.0, seed=seed)
+                             train_fraction=keep if split in ("train", "val") else 1.0, seed=seed, split=split,
+                             label_smoothing=smoothing)
                 getattr(out, split).append(share.thinned() if split == "train" else share)
     if not out.train:
         raise TrainError("the training split is empty: check data.datasets roots and roles")
@@ -177,8 +190,21 @@ def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: l
         tdata.AffectDataset(p.samples, size=size, mean=mean, std=std, labels=cfg["labels"], augment=aug,
                             num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names,
                             class_mask=p.class_mask, blendshapes=blendshapes, blendshape_dropout=dropout,
-                            teacher=teacher)
+                            teacher=teacher, label_smoothing=p.label_smoothing,
+                            cache=_crop_cache(p, cfg, size))
         for p in parts])
+
+
+def _crop_cache(part: Part, cfg: dict, size: int):
+    """The part's decoded crops (train.data.crop_cache) when `data.cache` is on, else None."""
+    dcfg = cfg["data"]
+    if not dcfg.get("cache"):
+        return None
+    from train.data.blendshapes import default_cache_dir
+    from train.data.crop_cache import build_crop_cache
+
+    root = dcfg.get("cache_dir") or default_cache_dir("crops")
+    return build_crop_cache(part.samples, size, root, f"{part.info.name}-{part.split}", progress=_is_main())
 
 
 def blendshape_names(mcfg: dict) -> tuple[str, ...]:
@@ -241,7 +267,7 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], c
     if lcfg["expression"]:
         parts["expression"] = lcfg["expression"] * masked_cross_entropy(
             out[OUTPUT_EXPRESSION], batch["expression"], batch.get("class_mask"), class_weight,
-            cfg["train"]["label_smoothing"])
+            cfg["train"]["label_smoothing"], soft=batch.get("soft"), sample_smoothing=batch.get("smoothing"))
     if lcfg["va"]:
         parts["va"] = lcfg["va"] * va_loss(out[OUTPUT_VA], batch["va"], batch["va_mask"], lcfg["va_loss"])
     if OUTPUT_LANDMARKS in out and lcfg["landmarks"]:

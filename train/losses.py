@@ -8,12 +8,17 @@ import torch.nn.functional as F
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_mask: torch.Tensor | None = None,
-                         weight: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:
+                         weight: torch.Tensor | None = None, smoothing: float = 0.0,
+                         soft: torch.Tensor | None = None,
+                         sample_smoothing: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over each sample's allowed classes; target -1 = no label.
 
     Logits of classes a sample's dataset cannot have are removed from its
     softmax (not pushed down), and label smoothing spreads only over the
-    allowed classes.
+    allowed classes. `soft` [N, C]: a label distribution per sample (FER+
+    votes) used instead of the one-hot target where its row is finite;
+    `sample_smoothing` [N]: a per-sample smoothing (its dataset's) where
+    finite, else `smoothing`.
     """
     valid = target >= 0
     if not valid.any():
@@ -23,9 +28,19 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_mask:
     logp = torch.log_softmax(logits.masked_fill(~allowed, -1e9), dim=1)
     logp = logp.masked_fill(~allowed, 0.0)
     one_hot = F.one_hot(target, logits.shape[1]).to(logp.dtype)
-    if smoothing > 0:
+    if soft is not None:
+        soft = soft[valid].to(logp.dtype)
+        has = torch.isfinite(soft).all(1, keepdim=True)
+        dist = torch.where(has, soft.nan_to_num(0.0), 0.0) * allowed.to(logp.dtype)
+        dist = dist / dist.sum(1, keepdim=True).clamp(min=1e-8)
+        one_hot = torch.where(has & (dist.sum(1, keepdim=True) > 0), dist, one_hot)
+    eps = torch.full((len(target), 1), float(smoothing), dtype=logp.dtype, device=logp.device)
+    if sample_smoothing is not None:
+        own = sample_smoothing[valid].to(logp.dtype).reshape(-1, 1)
+        eps = torch.where(torch.isfinite(own), own, eps)
+    if (eps > 0).any():
         spread = allowed.to(logp.dtype) / allowed.sum(1, keepdim=True).clamp(min=1)
-        one_hot = (1 - smoothing) * one_hot + smoothing * spread
+        one_hot = (1 - eps) * one_hot + eps * spread
     per_sample = -(one_hot * logp).sum(1)
     if weight is not None:
         w = weight.to(logp.dtype)[target]

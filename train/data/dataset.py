@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from affect.blendshapes import mirror_order
 from affect.crop import box_from_xywh, crop_face, points_to_crop
 from affect.preprocess import normalise, resize_square, to_rgb
 from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
+from train.data.crop_cache import CropCache
 from train.data.records import DataError, Sample
 
 log = logging.getLogger(__name__)
@@ -58,18 +60,24 @@ def read_image(sample: Sample) -> np.ndarray:
 def eval_crop(image: np.ndarray, sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Deterministic S x S RGB crop and the sample's landmarks in [0, 1] crop coordinates."""
     rgb = to_rgb(image)
-    points = sample.landmarks
     if sample.box is not None:
         box = box_from_xywh(*sample.box, rule=_AS_GIVEN, angle=sample.angle)
         crop = resize_square(crop_face(rgb, box, size), size)
-        if points is not None:
-            points = points_to_crop(points, box, 1)
     else:
-        h, w = rgb.shape[:2]
         crop = resize_square(rgb, size)
-        if points is not None:
-            points = np.asarray(points, np.float64).reshape(-1, 2) / np.array([w, h], np.float64)
-    return crop, None if points is None else np.asarray(points, np.float32)
+    return crop, crop_points(sample, rgb.shape[0], rgb.shape[1])
+
+
+def crop_points(sample: Sample, height: int, width: int) -> np.ndarray | None:
+    """The sample's landmarks in [0, 1] coordinates of its eval crop, from an image of that size."""
+    points = sample.landmarks
+    if points is None:
+        return None
+    if sample.box is not None:
+        points = points_to_crop(points, box_from_xywh(*sample.box, rule=_AS_GIVEN, angle=sample.angle), 1)
+    else:
+        points = np.asarray(points, np.float64).reshape(-1, 2) / np.array([width, height], np.float64)
+    return np.asarray(points, np.float32)
 
 
 class AffectDataset(Dataset):
@@ -94,8 +102,14 @@ class AffectDataset(Dataset):
                  labels: Sequence[str], augment: AugmentConfig | None = None, num_landmarks: int = 0,
                  au_names: Sequence[str] = (), class_mask: Sequence[bool] | np.ndarray | None = None,
                  blendshapes: Sequence[str] = (), blendshape_dropout: float = 0.0,
-                 teacher: bool = False) -> None:
+                 teacher: bool = False, label_smoothing: float | None = None,
+                 cache: CropCache | None = None) -> None:
         self.samples = list(samples)
+        if cache is not None and len(cache.ok) != len(self.samples):
+            raise DataError(f"crop cache {cache.path} holds {len(cache.ok)} faces for {len(self.samples)} samples")
+        self.cache = cache
+        # This dataset's label smoothing (noisy labels smoothed more); None = the run's.
+        self.label_smoothing = math.nan if label_smoothing is None else float(label_smoothing)
         self.teacher = bool(teacher)
         self.size, self.mean, self.std = int(size), list(mean), list(std)
         self.labels, self.au_names = list(labels), list(au_names)
@@ -124,6 +138,8 @@ class AffectDataset(Dataset):
                                 "(remap_labels first)")
             if k and s.landmarks is not None and np.asarray(s.landmarks).reshape(-1, 2).shape[0] != k:
                 raise DataError(f"{s.path}: {np.asarray(s.landmarks).size // 2} landmarks, the model has {k}")
+            if s.soft is not None and len(s.soft) != n:
+                raise DataError(f"{s.path}: a label distribution of {len(s.soft)} classes for {n} run labels")
             if a and s.aus is not None and len(s.aus) != a:
                 raise DataError(f"{s.path}: {len(s.aus)} AU values for {a} AU names (align_aus first)")
             b = len(self.blendshape_names)
@@ -135,14 +151,22 @@ class AffectDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
         s = self.samples[index]
-        try:
-            image = read_image(s)
-        except UnreadableImage as exc:
-            self.n_bad += 1
-            log.warning("skipping %s", exc)
-            return None
         want_points = self.num_landmarks > 0 and s.landmarks is not None
-        crop, points = eval_crop(image, s if want_points else _without_landmarks(s), self.size)
+        if self.cache is not None:  # decoded once (train.data.crop_cache)
+            if not self.cache.ok[index]:
+                self.n_bad += 1
+                return None
+            crop = np.array(self.cache.crops[index])
+            h, w = (int(v) for v in self.cache.shapes[index])
+            points = crop_points(s, h, w) if want_points else None
+        else:
+            try:
+                image = read_image(s)
+            except UnreadableImage as exc:
+                self.n_bad += 1
+                log.warning("skipping %s", exc)
+                return None
+            crop, points = eval_crop(image, s if want_points else _without_landmarks(s), self.size)
         flipped, rng = False, None
         if self.augment is not None:
             # Draw from torch's generator: seeded per DataLoader worker and by torch.manual_seed.
@@ -151,8 +175,12 @@ class AffectDataset(Dataset):
         x = torch.from_numpy(normalise(crop, self.mean, self.std)[0])
         if self._erasing is not None:
             x = self._erasing(x)
+        soft = (np.asarray(s.soft, np.float32) if s.soft is not None
+                else np.full(len(self.labels), np.nan, np.float32))
         item = {"image": x, "expression": torch.tensor(s.expression, dtype=torch.int64),
                 "class_mask": self.class_mask.clone(), **self._targets(s, points),
+                "soft": torch.from_numpy(soft.copy()),
+                "smoothing": torch.tensor(self.label_smoothing, dtype=torch.float32),
                 "index": torch.tensor(index, dtype=torch.int64)}
         if self.blendshape_names:
             item["blendshapes"] = torch.from_numpy(self._blendshapes(s, flipped, rng))

@@ -299,23 +299,134 @@ def load_fer2013_csv(csv_path: str | os.PathLike, usage: str | Sequence[str] | N
 
 
 def load_fer2013_folders(root: str | os.PathLike, usage: str | Sequence[str] | None = "Training",
-                         limit: int | None = None, name: str = "fer2013") -> DatasetInfo:
+                         limit: int | None = None, name: str = "fer2013",
+                         ferplus: str | os.PathLike | bool | None = None) -> DatasetInfo:
     """FER2013 as `root/<usage>/<class>/*.jpg` (usage None: `root/<class>/`;
     "auto": `root/Training/` if it exists, else `root` is one usage folder).
 
     Two Training file names appear under two classes; they are different
     pictures, so both are kept (paths stay unique; never key samples by file name).
+
+    `ferplus` (a ferplus.csv path, or true for `root/ferplus.csv`): labels come from the
+    FER+ votes instead of the folders (see `apply_ferplus`): 8 classes, Contempt included.
     """
     root = _existing_dir(root)
     if usage == "auto":  # a root that holds the usage folders, or one usage folder itself
         usage = "Training" if (root / "Training").is_dir() else None
     bases = [root / u for u in _usages(usage)] if usage is not None else [root]
     samples: list[Sample] = []
+    skipped: dict[str, int] = {}
+    votes_csv = None
+    if ferplus:
+        votes_csv = root / "ferplus.csv" if ferplus is True else Path(os.path.expanduser(str(ferplus)))
+        if usage is None:
+            raise DataError(f"{root}: FER+ votes need the usage folder (Training or PublicTest) to match "
+                            "ferplus.csv's split column")
     for base in bases:
         if not base.is_dir():
             raise DataError(f"{base}: FER2013 usage folder not found")
-        samples += load_class_folders(base, name=name).samples
+        part = load_class_folders(base, name=name).samples
+        if votes_csv is not None:
+            part, counts = apply_ferplus(part, base, votes_csv, base.name, name)
+            for k, v in counts.items():
+                skipped[k] = skipped.get(k, 0) + v
+        samples += part
+    if votes_csv is not None:
+        if not samples:
+            raise DataError(f"{votes_csv}: no FER+ votes match the images under {bases[0]}")
+        return _info(name, _spread(samples, limit), FERPLUS_EMOTIONS, skipped=skipped)
     return _info(name, _spread(samples, limit), FER2013_CLASSES)
+
+
+# --- FER+ votes ----------------------------------------------------------------------
+# ferplus.csv columns: split, file, then vote counts in this order (10 annotators per face).
+FERPLUS_EMOTIONS: tuple[str, ...] = ("Neutral", "Happy", "Surprise", "Sad", "Anger", "Disgust", "Fear", "Contempt")
+FERPLUS_COLUMNS: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
+                                    "contempt", "unknown", "not_face")
+
+
+def read_ferplus_votes(csv_path: str | os.PathLike, split: str) -> tuple[dict[str, np.ndarray], int]:
+    """{file under the split folder ("angry/Training_1.jpg"): 10 vote counts} for one split of
+    ferplus.csv, and the number of unreadable rows skipped (votes not numbers)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: FER+ votes file (ferplus.csv) not found")
+    votes: dict[str, np.ndarray] = {}
+    bad = 0
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        absent = [c for c in ("split", "file", *FERPLUS_COLUMNS) if c not in (reader.fieldnames or [])]
+        if absent:
+            raise DataError(f"{csv_path}: not a FER+ votes file, missing column(s) {absent}")
+        for row in reader:
+            if row["split"] != split:
+                continue
+            try:
+                counts = np.array([float(row[c]) for c in FERPLUS_COLUMNS], np.float64)
+            except (TypeError, ValueError):
+                bad += 1
+                continue
+            if not np.isfinite(counts).all() or (counts < 0).any():
+                bad += 1
+                continue
+            votes[row["file"].replace("\\", "/")] = counts
+    return votes, bad
+
+
+def apply_ferplus(samples: list[Sample], base: Path, csv_path: str | os.PathLike, split: str,
+                  name: str) -> tuple[list[Sample], dict[str, int]]:
+    """FER2013 folder samples relabelled by their FER+ votes: `expression` is the majority
+    (argmax of the 10 counts; ties go to the first column), `soft` the vote distribution
+    over the 8 emotions. Faces whose majority is unknown / not-a-face, and faces FER+
+    does not list, are left out; rows naming no file of the folder, rows with no votes
+    and unreadable rows are skipped and counted (never fatal)."""
+    votes, unreadable = read_ferplus_votes(csv_path, split)
+    by_file = {Path(s.path).relative_to(base).as_posix(): s for s in samples}
+    order = [EXPRESSIONS.index(c) for c in FERPLUS_EMOTIONS]
+    kept: list[Sample] = []
+    skipped = {"ferplus_unreadable_row": unreadable, "ferplus_unknown_file": 0, "ferplus_no_votes": 0,
+               "ferplus_not_an_expression": 0, "ferplus_unlisted": 0}
+    for file, counts in votes.items():
+        s = by_file.get(file)
+        if s is None:
+            skipped["ferplus_unknown_file"] += 1
+            continue
+        if counts.sum() <= 0:
+            skipped["ferplus_no_votes"] += 1
+            continue
+        top = int(np.argmax(counts))
+        if top >= len(FERPLUS_EMOTIONS):  # majority says unknown or not a face
+            skipped["ferplus_not_an_expression"] += 1
+            continue
+        soft = np.zeros(len(EXPRESSIONS), np.float32)
+        soft[order] = counts[: len(FERPLUS_EMOTIONS)] / counts[: len(FERPLUS_EMOTIONS)].sum()
+        kept.append(Sample(path=s.path, expression=order[top], source=name, soft=soft))
+    skipped["ferplus_unlisted"] = len(by_file) - len({f for f in votes if f in by_file})
+    kept.sort(key=lambda s: s.path)
+    for reason, count in skipped.items():
+        if count and reason != "ferplus_unlisted":
+            _warn_skipped(name, count, reason.removeprefix("ferplus_").replace("_", " "), csv_path)
+    return kept, skipped
+
+
+# --- AffectNet-96 and RAF-DB class folders --------------------------------------------
+def load_affectnet96(root: str | os.PathLike, limit: int | None = None, name: str = "affectnet96") -> DatasetInfo:
+    """AffectNet/FFHQ 96-px crops in class folders (anger, contempt, …, surprise): expression
+    only (valence/arousal masked); the labels are model-predicted, so noisy."""
+    return load_class_folders(root, limit=limit, name=name)
+
+
+def load_rafdb(root: str | os.PathLike, usage: str | None = "auto", limit: int | None = None,
+               name: str = "rafdb") -> DatasetInfo:
+    """RAF-DB basic emotions as class folders (`root/train/<class>/` or `root/<class>/`): 7
+    classes, no Contempt (masked in the loss), no valence/arousal."""
+    root = _existing_dir(root)
+    if usage == "auto":
+        usage = "train" if (root / "train").is_dir() else None
+    base = root / usage if usage else root
+    if not base.is_dir():
+        raise DataError(f"{base}: RAF-DB usage folder not found")
+    return load_class_folders(base, limit=limit, name=name)
 
 
 # --- CK+ -----------------------------------------------------------------------------
@@ -443,10 +554,10 @@ def load_class_folders(root: str | os.PathLike, mapping: Mapping[str, str | None
 
 # --- front door ----------------------------------------------------------------------
 CONFIG_KEYS = frozenset({"type", "root", "csv", "usage", "mapping", "groups", "limit", "weight",
-                         "name", "facs", "crop"})
-# Keys of a run's dataset entry that shape its splits (train.fit.build_splits), not the loading:
+                         "name", "facs", "crop", "ferplus"})
+# Keys of a run's dataset entry that shape its splits and training (train.fit), not the loading:
 # load_dataset accepts and ignores them, so a run's entries load as they are.
-RUN_KEYS = frozenset({"role", "train_fraction"})
+RUN_KEYS = frozenset({"role", "train_fraction", "fractions", "label_smoothing"})
 
 
 def _load_affectnet_csv_cfg(cfg: Mapping[str, Any], root: Path, **kw: Any) -> DatasetInfo:
@@ -462,7 +573,10 @@ def _load_affectnet_csv_cfg(cfg: Mapping[str, Any], root: Path, **kw: Any) -> Da
 LOADERS: dict[str, Callable[..., DatasetInfo]] = {
     "affectnet": lambda cfg, root, **kw: load_affectnet(root, **kw),
     "affectnet_csv": _load_affectnet_csv_cfg,
-    "fer2013": lambda cfg, root, **kw: load_fer2013_folders(root, usage=cfg.get("usage", "auto"), **kw),
+    "fer2013": lambda cfg, root, **kw: load_fer2013_folders(root, usage=cfg.get("usage", "auto"),
+                                                            ferplus=cfg.get("ferplus"), **kw),
+    "affectnet96": lambda cfg, root, **kw: load_affectnet96(root, **kw),
+    "rafdb": lambda cfg, root, **kw: load_rafdb(root, usage=cfg.get("usage", "auto"), **kw),
     "fer2013_csv": lambda cfg, root, **kw: load_fer2013_csv(root, usage=cfg.get("usage"), **kw),
     "ckplus": lambda cfg, root, **kw: load_ckplus(root, facs_root=cfg.get("facs"), **kw),
     "folders": lambda cfg, root, **kw: load_class_folders(root, mapping=cfg.get("mapping"),

@@ -42,6 +42,9 @@ class Sample:
     pixels: np.ndarray | None = None  # HxW(x3) uint8 held in memory (FER2013 CSV rows)
     blendshapes: np.ndarray | None = None  # (B,) MediaPipe scores (train.data.blendshapes); NaN = no face
     teacher: np.ndarray | None = None  # (C + 2,) a teacher's class probabilities + valence/arousal (train.distill)
+    # (C,) a label distribution over the DatasetInfo's label_set (FER+ votes), summing to 1; the
+    # loss trains on it instead of the one-hot `expression` (which stays the majority, for metrics).
+    soft: np.ndarray | None = None
 
 
 @dataclass

@@ -61,8 +61,23 @@ def remap_labels(samples: Sequence[Sample], from_labels: Sequence[str], to_label
         new = mapping.get(s.expression, -1)
         if new < 0 and drop_unmapped:
             continue
-        out.append(dataclasses.replace(s, expression=new))
+        out.append(dataclasses.replace(s, expression=new, soft=_remap_soft(s.soft, mapping, len(to_labels))))
     return out
+
+
+def _remap_soft(soft: np.ndarray | None, mapping: dict[int, int], n: int) -> np.ndarray | None:
+    """A label distribution moved onto the run's labels (mass of unmapped classes dropped, the
+    rest renormalised); None when nothing maps."""
+    if soft is None:
+        return None
+    if len(soft) == n and all(mapping.get(i) == i for i in range(n)):
+        return soft
+    out = np.zeros(n, np.float32)
+    for i, j in mapping.items():
+        if i < len(soft):
+            out[j] += soft[i]
+    total = out.sum()
+    return out / total if total > 0 else None
 
 
 def align_aus(samples: Sequence[Sample], from_names: Sequence[str], to_names: Sequence[str]) -> list[Sample]:
