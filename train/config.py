@@ -100,15 +100,35 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def set_path(cfg: dict, keys: list[str], value: Any) -> None:
-    node = cfg
-    for k in keys[:-1]:
-        if not isinstance(node.get(k), dict):
+    """Set `cfg[k0][k1]…` to `value`; a number indexes a list (`data.datasets.1.weight=0.5`)."""
+    node: Any = cfg
+    for depth, k in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, k, keys)
+            continue
+        if not isinstance(node.get(k), (dict, list)) or (
+                isinstance(node.get(k), list) and depth == len(keys) - 2):
             raise ConfigError(f"override {'.'.join(keys)}: {k!r} is not a section")
         node = node[k]
-    if keys[-1] not in node and node is not cfg:
+    if isinstance(node, list):
+        raise ConfigError(f"override {'.'.join(keys)}: name a key of the list item, e.g. "
+                          f"{'.'.join(keys)}.weight")
+    if keys[-1] not in node and node is not cfg and not _is_dataset_entry(node):
         known = ", ".join(sorted(node))
         raise ConfigError(f"unknown config key {'.'.join(keys)!r} (known here: {known})")
     node[keys[-1]] = value
+
+
+def _list_item(items: list, key: str, keys: list[str]) -> dict:
+    if not key.isdigit() or int(key) >= len(items) or not isinstance(items[int(key)], dict):
+        raise ConfigError(f"override {'.'.join(keys)}: {key!r} is not an entry of that list "
+                          f"(0-{len(items) - 1})")
+    return items[int(key)]
+
+
+def _is_dataset_entry(node: dict) -> bool:
+    """A data.datasets entry takes any of the loader's keys, checked when it is loaded."""
+    return "type" in node and "root" in node
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:

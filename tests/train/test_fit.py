@@ -31,9 +31,10 @@ def tiny_config(tmp_path: Path, affectnet_root: Path, **train) -> dict:
     cfg["run_dir"] = str(tmp_path / "run")
     cfg["model"].update(input_size=64, dropout=0.0, blendshapes=False)
     cfg["data"].update(datasets=[{"type": "affectnet", "root": str(affectnet_root), "limit": 48}],
-                       num_workers=0, augment=dict(NO_AUG))
+                       num_workers=0, augment=dict(NO_AUG), cache=False)
     cfg["train"].update({"epochs": 3, "batch_size": 16, "warmup_epochs": 0, "eval_tta": False,
-                         "early_stopping_patience": None, "samples_per_epoch": None, "ema": None, **train})
+                         "early_stopping_patience": None, "samples_per_epoch": None, "ema": None,
+                         "train_on_val": False, "threads": None, **train})
     return cfg
 
 
