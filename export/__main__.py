@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from affect.face_model import FaceModelError
 from export.common import ExportError
 
 FACE_MODEL_HELP = ("MediaPipe face_landmarker.task that scores the faces' blendshapes, for models that take them "
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                  timing_cache=args.timing_cache, calibration_data=args.data,
                                  face_model=args.face_model)
             run_format("tensorrt", args.model, args.out, opts)
-    except ExportError as exc:
+    except (ExportError, FaceModelError) as exc:  # a face model not found is the user's to fix, like a file
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:

@@ -183,7 +183,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
 
     A model whose spec lists blendshapes gets a second input `blendshapes`
     [N, B]; its parity faces are scored by the MediaPipe landmarker
-    `face_model` (default: `realtime.face_model.resolve_face_model()`), and
+    `face_model` (default: `affect.face_model.resolve_face_model()`), and
     every 4th of them is fed a NaN row, the no-blendshapes path.
     `blendshape_fusion` (a weight in (0, 1)) adds a logistic regression over
     the blendshapes, fitted on the first checkpoint's run, to the graph

@@ -2,7 +2,7 @@
 `affect.recording`), an annotated video, and the end-of-run summary.
 
 Files are written to a temporary name next to the target and moved into
-place with `os.replace` on close, so a reader never sees half a file; closing
+place on close (`affect.files.PendingFile`), so a reader never sees half a file; closing
 on Ctrl-C flushes everything and finishes the video container (mp4v), so the
 recording and the video stay usable.
 """
@@ -20,19 +20,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affect.files import PendingFile
 from affect.recording import FaceRow, write_csv_header
-
-
-def _tmp_name(path: Path) -> Path:
-    # keep the suffix last: cv2.VideoWriter picks the container from it
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 class _AtomicText:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _tmp_name(self.path)
+        self.pending = PendingFile(self.path)
+        self.tmp = self.pending.tmp
         self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
 
     def close(self) -> None:
@@ -42,7 +38,7 @@ class _AtomicText:
         os.fsync(self.fh.fileno())
         self.fh.close()
         self.fh = None
-        os.replace(self.tmp, self.path)
+        self.pending.commit()
 
 
 class CsvSink(_AtomicText):
@@ -92,8 +88,8 @@ class VideoSink:
 
     def __init__(self, path: str | os.PathLike, fps: float):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _tmp_name(self.path)
+        self.pending = PendingFile(self.path)  # its name keeps the suffix last: cv2 picks the container from it
+        self.tmp = self.pending.tmp
         self.fps = fps if fps and fps > 0 else 30.0
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
@@ -115,7 +111,7 @@ class VideoSink:
         if self.writer is not None:
             self.writer.release()  # writes the moov atom: the file is playable
             self.writer = None
-            os.replace(self.tmp, self.path)
+            self.pending.commit()
 
 
 class LatencyStats:

@@ -7,6 +7,8 @@ import logging
 import sys
 import textwrap
 
+from affect.face_model import FaceModelError
+
 FIT_EPILOG = textwrap.dedent("""\
     Config: a YAML file (see configs/default.yaml and configs/reference/) whose
     sections are model, data, train and loss; every key can be overridden with
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, FileNotFoundError, OSError, FaceModelError) as exc:
         # Our error classes subclass ValueError and carry one line naming the file and the problem.
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from affect.files import atomic_write_bytes
 from affect.spec import ModelSpec, SpecError
-from train.io import atomic_write_bytes
 from train.models import AffectModel, ModelError, build_model, drop_imagenet_classifier
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from affect.files import atomic_write_text
 from affect.labels import NAME_ALIASES, canonical_name
 from affect.metrics import HEADLINE
-from train.io import atomic_write_text
 
 BENCH_FILES = ("bench.json", "benchmark.json", "latency.json")
 LATENCY_KEYS = ("latency_ms", "mean_ms", "median_ms", "p50_ms")

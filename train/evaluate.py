@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from affect.blendshapes import mirror_order
+from affect.files import atomic_write_json, atomic_write_text
 from affect.labels import label_map
 from affect.metrics import MetricsError, compute_metrics, restrict_classes
 from affect.preprocess import softmax
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
-from train.io import atomic_write_json, atomic_write_text
 from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
 
 __all__ = ["EvalError", "evaluate", "evaluate_cli", "predictions_to_metrics", "write_curves"]
@@ -155,7 +155,7 @@ def create_backend(model_path: Path):
 
 
 def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_path: Path) -> dict[str, int]:
-    from realtime.face_model import FaceModelError, resolve_face_model
+    from affect.face_model import FaceModelError, resolve_face_model
     from train.data.blendshapes import attach_blendshapes
 
     try:

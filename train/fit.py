@@ -27,13 +27,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from affect.blendshapes import mirror_order
+from affect.files import atomic_write_json, atomic_write_text
 from affect.metrics import compute_metrics
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
 from train import data as tdata
 from train.checkpoint import load_checkpoint, model_args, save_checkpoint, spec_for
 from train.config import dump_config
 from train.distill import distillation_loss
-from train.io import atomic_write_json, atomic_write_text
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
 from train.models import AffectModel, build_model, count_parameters, drop_imagenet_classifier
 
@@ -195,7 +195,7 @@ def blendshape_names(mcfg: dict) -> tuple[str, ...]:
 
 def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...]) -> None:
     """Compute (or read from the cache) every sample's blendshapes."""
-    from realtime.face_model import FaceModelError, resolve_face_model
+    from affect.face_model import FaceModelError, resolve_face_model
     from train.data.blendshapes import attach_blendshapes
 
     try:

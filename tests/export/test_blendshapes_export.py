@@ -286,3 +286,58 @@ def test_bench_feeds_blendshapes_to_pytorch_and_onnx(tmp_path, bs_ckpt, bs_onnx,
     assert [(r.backend, r.batch) for r in rows] == [("PyTorch eager", 3), ("ORT FP32", 3)]
     assert rows[0].accuracy == pytest.approx(rows[1].accuracy)
     assert rows[0].valence_ccc == pytest.approx(rows[1].valence_ccc, abs=1e-4)
+
+
+def _offline_without_a_face_model(monkeypatch, tmp_path):
+    import urllib.request
+
+    monkeypatch.delenv("AFFECTCAM_FACE_MODEL", raising=False)
+    monkeypatch.setenv("AFFECTCAM_CACHE", str(tmp_path / "empty-cache"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+def _run_dir(tmp_path, make_ckpt, affectnet_root):
+    """A checkpoint that takes blendshapes in a run folder with the config and splits fusion reads."""
+    import yaml
+
+    from affect.labels import EXPRESSIONS
+    from train import data as tdata
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = make_ckpt(run / "checkpoint.pt", "small_cnn", size=64, blendshapes=NAMES)
+    dataset = {"type": "affectnet", "root": str(affectnet_root), "limit": 16}
+    (run / "config.yaml").write_text(yaml.safe_dump({"labels": list(EXPRESSIONS), "data": {"datasets": [dataset]}}))
+    paths = [s.path for s in tdata.load_dataset(dataset).samples]
+    (run / "splits.json").write_text(json.dumps({"train": paths, "val": [], "test": []}))
+    return ckpt
+
+
+def test_blendshape_fusion_without_a_face_model_is_one_line(tmp_path, make_ckpt, affectnet_root, monkeypatch,
+                                                           capsys):
+    from export.__main__ import main
+
+    ckpt = _run_dir(tmp_path, make_ckpt, affectnet_root)
+    _offline_without_a_face_model(monkeypatch, tmp_path)
+    out = tmp_path / "fused.onnx"
+    assert main(["onnx", str(ckpt), "-o", str(out), "--blendshape-fusion"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert "face landmarker" in err[0] and str(tmp_path / "empty-cache" / "face_landmarker.task") in err[0]
+    assert not out.exists()
+
+
+def test_training_faces_without_a_face_model_are_a_fusion_error(tmp_path, make_ckpt, affectnet_root, monkeypatch):
+    """train's own path to the run's training faces: a FusionError (a ValueError,
+    which `python -m train` prints as one line), not MediaPipe's lookup error."""
+    from train.blendshape_fusion import FusionError, run_training_faces
+
+    ckpt = _run_dir(tmp_path, make_ckpt, affectnet_root)
+    _offline_without_a_face_model(monkeypatch, tmp_path)
+    with pytest.raises(FusionError, match="--face-model") as info:
+        run_training_faces(ckpt.parent, NAMES)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
