@@ -24,6 +24,12 @@ from affect.files import PendingFile
 from affect.recording import FaceRow, write_csv_header
 
 
+def _face_row(result: Any, face: Any) -> FaceRow:
+    x, y, w, h = face.box
+    return FaceRow(result.index, result.t_ms, face.track_id, x, y, w, h, face.det_score, face.expression,
+                   face.confidence, list(face.probabilities), face.valence, face.arousal)
+
+
 class _AtomicText:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -50,10 +56,7 @@ class CsvSink(_AtomicText):
 
     def write(self, result: Any) -> None:
         for f in result.faces:
-            x, y, w, h = f.box
-            self.writer.writerow(FaceRow(result.index, result.t_ms, f.track_id, x, y, w, h, f.det_score,
-                                         f.expression, f.confidence, list(f.probabilities),
-                                         f.valence, f.arousal).as_csv_row())
+            self.writer.writerow(_face_row(result, f).as_csv_row())
 
 
 class JsonlSink(_AtomicText):
@@ -67,19 +70,8 @@ class JsonlSink(_AtomicText):
 
     def write(self, result: Any) -> None:
         for f in result.faces:
-            x, y, w, h = f.box
-            obj: dict[str, Any] = {
-                "frame": result.index, "t_ms": round(result.t_ms, 1), "track_id": f.track_id,
-                "x": round(x, 1), "y": round(y, 1), "w": round(w, 1), "h": round(h, 1),
-                "det_score": round(f.det_score, 4), "expression": f.expression,
-                "confidence": round(f.confidence, 4),
-                **{f"p_{label}": round(float(p), 4) for label, p in zip(self.labels, f.probabilities)},
-                "valence": round(f.valence, 4), "arousal": round(f.arousal, 4),
-            }
-            if self.landmarks and f.landmarks is not None:
-                obj["landmarks"] = np.round(f.landmarks, 2).tolist()
-            if self.blendshapes and f.blendshapes is not None:
-                obj["blendshapes"] = {k: round(v, 4) for k, v in f.blendshapes.items()}
+            obj = _face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
+                                               f.blendshapes if self.blendshapes else None)
             self.fh.write(json.dumps(obj) + "\n")
 
 
