@@ -2,6 +2,8 @@
 
 Each model file runs through `realtime.backends.create_backend` (the same code
 the live pipeline uses); its row's format comes from the export FORMATS table.
+`--all-formats` first walks that table from one checkpoint (each format made
+from its source row with default options), one status row per format.
 Latency is per call of a fixed batch of real preprocessed faces, after warm-up,
 over at least `min_iters` calls and `min_seconds`; accuracy and valence/arousal
 CCC come from `affect.metrics` over the whole evaluation folder.
@@ -25,7 +27,7 @@ from affect.preprocess import softmax
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
 from export.faces import FaceSet, attach_blendshapes, batches, blendshape_input, generated_faces, load_faces
-from export.formats import format_for_path
+from export.formats import SkipFormat, exportable, format_for_path, run_format
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,67 @@ class BenchRow:
     speedup_vs_ort_fp32: float | None = None
     accuracy_delta_points: float | None = None  # vs ORT FP32, percentage points
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class FormatStatus:
+    """One row of the table walk: `ok` (file made), `skipped` (why) or `failed` (the error line)."""
+    format: str
+    status: str
+    file: str | None = None
+    detail: str = ""
+
+
+def cuda_available() -> bool:
+    """A CUDA GPU torch can see (the GPU-only rows need one to build their file)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def export_all_formats(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, options: BenchOptions
+                       ) -> tuple[list[Path], list[FormatStatus]]:
+    """Make every format of `export.formats.FORMATS` from `checkpoint` into `out_dir`:
+    (the files made, checkpoint first; one status per format). A failed or skipped
+    row is reported, not raised, and the rows made from it are skipped too."""
+    from affect.face_model import FaceModelError
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if format_for_path(checkpoint).argument != "-":
+        raise ExportError(f"{checkpoint}: --all-formats starts from a PyTorch checkpoint (.pt)")
+    if not checkpoint.is_file():
+        raise ExportError(f"{checkpoint}: checkpoint not found")
+    made: dict[str, Path] = {"-": checkpoint}
+    statuses = [FormatStatus("PyTorch", "ok", str(checkpoint), "the checkpoint")]
+    for fmt in exportable():
+        source = made.get(fmt.source or "")
+        if source is None:
+            statuses.append(FormatStatus(fmt.name, "skipped", detail=f"its source ({fmt.source}) was not made"))
+            continue
+        if fmt.needs_gpu and not cuda_available():
+            statuses.append(FormatStatus(fmt.name, "skipped", detail="needs a CUDA GPU"))
+            continue
+        out = out_dir / fmt.default_output(source).name
+        try:
+            args, kwargs = fmt.default_arguments(source, out, options.data, options.face_model)
+            made[fmt.argument] = run_format(fmt.argument, *args, **kwargs)
+        except SkipFormat as exc:
+            statuses.append(FormatStatus(fmt.name, "skipped", detail=str(exc)))
+        except (ExportError, FaceModelError) as exc:
+            statuses.append(FormatStatus(fmt.name, "failed", detail=str(exc).splitlines()[0]))
+        else:
+            statuses.append(FormatStatus(fmt.name, "ok", str(made[fmt.argument])))
+    for s in statuses:
+        log.info("%-10s %-7s %s", s.format, s.status, s.file or s.detail)
+    return list(made.values()), statuses
+
+
+def status_table(statuses: list[FormatStatus]) -> str:
+    lines = ["| format | status | file / reason |", "|---|---|---|"]
+    lines += [f"| {s.format} | {s.status} | {s.file or s.detail} |" for s in statuses]
+    return "\n".join(lines)
 
 
 def backend_label(path: Path) -> str:
@@ -237,17 +300,23 @@ def environment(options: BenchOptions) -> dict:
             "python": platform.python_version(), "data": str(options.data) if options.data else None}
 
 
-def write_tables(rows: list[BenchRow], stem: str | os.PathLike, options: BenchOptions | None = None) -> str:
-    """Write `<stem>.md` and `<stem>.json`; return the markdown."""
+def write_tables(rows: list[BenchRow], stem: str | os.PathLike, options: BenchOptions | None = None,
+                 statuses: list[FormatStatus] | None = None) -> str:
+    """Write `<stem>.md` and `<stem>.json` (with the format walk's status rows when
+    given); return the markdown."""
     options = options or BenchOptions()
     stem = Path(stem)
     env = environment(options)
     md = (markdown_table(rows) + f"\n\nThreads: {options.threads} (intra-op); warm-up {options.warmup} calls; "
           f"median of ≥{options.min_iters} calls and ≥{options.min_seconds:g} s per row; "
           f"ONNX Runtime {env['onnxruntime']}; data: {env['data'] or 'generated images'}.\n")
+    if statuses is not None:
+        md = status_table(statuses) + "\n\n" + md
     with atomic_output(stem.with_suffix(".md")) as tmp:
         tmp.write_text(md, encoding="utf-8")
     with atomic_output(stem.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"environment": env, "rows": [asdict(r) for r in rows]}, indent=2),
-                       encoding="utf-8")
+        doc = {"environment": env, "rows": [asdict(r) for r in rows]}
+        if statuses is not None:
+            doc["formats"] = [asdict(s) for s in statuses]
+        tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return md

@@ -25,6 +25,7 @@ from export.common import (
     spec_of,
 )
 from export.faces import FaceSet, attach_blendshapes, blendshape_input, feeds, load_faces, with_nan_rows
+from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
 
     options = options or Int8Options()
     onnx_path = Path(onnx_path)
-    out = Path(out) if out is not None else onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    out = Path(out) if out is not None else format_by_argument("int8").default_output(onnx_path)
     check_writable(out)
     fp32 = load_onnx(onnx_path)
     spec = spec_of(fp32, str(onnx_path))

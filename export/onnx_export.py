@@ -14,6 +14,7 @@ import numpy as np
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
 from export.faces import FaceSet, attach_blendshapes, faces_or_generated, feeds, with_nan_rows
+from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
 
     checkpoints = [Path(c) for c in (checkpoint if isinstance(checkpoint, (list, tuple)) else [checkpoint])]
     checkpoint = checkpoints[0]
-    out = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
+    out = Path(out) if out is not None else format_by_argument("onnx").default_output(checkpoint)
     if opset < 17:
         raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
     check_writable(out)
