@@ -26,7 +26,7 @@ from affect.metrics import MetricsError, expression_metrics, regression_metrics
 from affect.preprocess import softmax
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
-from export.faces import FaceSet, attach_blendshapes, batches, blendshape_input, generated_faces, load_faces
+from export.faces import FaceSet, batches, blendshape_input, generated_faces, load_faces, score_blendshapes
 from export.formats import SkipFormat, exportable, format_for_path, run_format
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _targets(faces: FaceSet, spec: ModelSpec) -> np.ndarray:
     return np.array([mapping.get(int(y), -1) if y >= 0 else -1 for y in faces.expression], np.int64)
 
 
-def evaluate(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
+def score_faces(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
              blendshapes: np.ndarray | None = None) -> dict[str, float | int | None]:
     """Accuracy / CCC of `predict` over `faces`; `blendshapes` [N, B] rows go
     with the faces to a model that takes them."""
@@ -212,7 +212,7 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
     with backend:
         spec = backend.spec
         bs = _blendshapes_for(faces, spec, path, options)
-        scores = evaluate(backend.predict, faces, spec, options.eval_batch, bs) if not faces.generated else {}
+        scores = score_faces(backend.predict, faces, spec, options.eval_batch, bs) if not faces.generated else {}
         for batch in options.batch_sizes:
             pool = faces.images * (batch // len(faces) + 1)
             x = next(batches(FaceSet(pool[:batch], faces.expression, faces.valence, faces.arousal,
@@ -243,7 +243,7 @@ def _blendshapes_for(faces: FaceSet, spec: ModelSpec, path: Path, options: Bench
     have = faces.blendshape_names or []
     if faces.blendshapes is None or not set(spec.blendshapes) <= set(have):
         names = list(dict.fromkeys([*MEDIAPIPE_BLENDSHAPES, *have, *spec.blendshapes]))
-        attach_blendshapes(faces, names, options.face_model)
+        score_blendshapes(faces, names, options.face_model)
     return blendshape_input(faces, spec, path)
 
 

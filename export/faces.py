@@ -39,16 +39,12 @@ class FaceSet:
     paths: list[str] = field(default_factory=list)
     # float32 [N, B] MediaPipe blendshape scores (NaN row: no face found), the
     # columns named by `blendshape_names` (None: in the model's order); None
-    # until `attach_blendshapes` runs. Only models whose spec lists blendshapes read them.
+    # until `score_blendshapes` runs. Only models whose spec lists blendshapes read them.
     blendshapes: np.ndarray | None = None
     blendshape_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
-
-    @property
-    def has_expression(self) -> bool:
-        return bool((self.expression >= 0).any())
 
     @property
     def has_va(self) -> bool:
@@ -185,7 +181,7 @@ def batches(faces: FaceSet, spec: ModelSpec, batch_size: int) -> Iterator[np.nda
         yield prepare_batch(faces.images[start:start + batch_size], spec)
 
 
-def attach_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | os.PathLike | None = None,
+def score_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | os.PathLike | None = None,
                        seed: int = 0) -> FaceSet:
     """Set `faces.blendshapes` (float32 [N, len(names)]) and return `faces`.
 
@@ -248,7 +244,7 @@ def blendshape_input(faces: FaceSet, spec: ModelSpec, model: str | os.PathLike) 
     rows = faces.blendshapes
     if rows is None:
         raise ExportError(f"{model}: the model takes {width} blendshapes per face but none were computed for "
-                          f"{faces.source} (export.faces.attach_blendshapes)")
+                          f"{faces.source} (export.faces.score_blendshapes)")
     rows = np.asarray(rows)
     names = faces.blendshape_names
     if names is not None and list(names) != list(spec.blendshapes) and rows.ndim == 2 and rows.shape[1] == len(names):

@@ -24,7 +24,7 @@ from export.common import (
     set_metadata,
     spec_of,
 )
-from export.faces import FaceSet, attach_blendshapes, blendshape_input, feeds, load_faces, with_nan_rows
+from export.faces import FaceSet, blendshape_input, feeds, load_faces, score_blendshapes, with_nan_rows
 from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
         log.warning("%s: only %d calibration images; a few hundred give steadier INT8 ranges",
                     calibration_data, len(faces))
     if spec.blendshapes:
-        attach_blendshapes(faces, spec.blendshapes, options.face_model)
+        score_blendshapes(faces, spec.blendshapes, options.face_model)
         # Every 4th face without them: the ranges after the blendshape branch (the
         # neck, the heads) then also cover faces the camera's detector path sends.
         faces.blendshapes = with_nan_rows(faces.blendshapes)

@@ -13,7 +13,7 @@ import numpy as np
 
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
-from export.faces import FaceSet, attach_blendshapes, faces_or_generated, feeds, with_nan_rows
+from export.faces import FaceSet, faces_or_generated, feeds, score_blendshapes, with_nan_rows
 from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
         model, spec = _with_blendshape_fusion(model, spec, checkpoint, blendshape_fusion, face_model)
     faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
     if spec.blendshapes:
-        attach_blendshapes(faces, spec.blendshapes, face_model)
+        score_blendshapes(faces, spec.blendshapes, face_model)
         faces.blendshapes = with_nan_rows(faces.blendshapes)  # both paths of the graph are compared
     names = spec.output_names
     inputs = spec.input_names

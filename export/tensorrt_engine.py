@@ -20,7 +20,7 @@ import numpy as np
 from affect.preprocess import prepare_batch
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, atomic_output, check_graph_inputs, check_writable, load_onnx, spec_of
-from export.faces import FaceSet, attach_blendshapes, blendshape_input, load_faces, with_nan_rows
+from export.faces import FaceSet, blendshape_input, load_faces, score_blendshapes, with_nan_rows
 from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def build_engine(onnx_path: str | os.PathLike, out: str | os.PathLike | None = N
             raise ExportError(f"{onnx_path}: --int8 needs calibration face crops (--data DIR)")
         faces = load_faces(options.calibration_data, limit=options.num_calibration)
         if spec.blendshapes:
-            attach_blendshapes(faces, spec.blendshapes, options.face_model)
+            score_blendshapes(faces, spec.blendshapes, options.face_model)
             faces.blendshapes = with_nan_rows(faces.blendshapes)  # the no-blendshapes path calibrated too
         batches = calibration_feeds(faces, spec, options.calibration_batch, onnx_path)
     trt = require_tensorrt()

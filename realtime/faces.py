@@ -35,7 +35,6 @@ from affect.face_model import detector_model
 # their midpoints give the roll, and do not move with gaze as the iris points do.
 LEFT_EYE_CORNERS = (33, 133)
 RIGHT_EYE_CORNERS = (362, 263)
-NUM_LANDMARKS = 478
 
 
 @dataclass

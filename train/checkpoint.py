@@ -25,16 +25,13 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or not one of ours."""
 
 
-def spec_for(model: AffectModel, labels: list[str], trained_on: str = "", crop: dict | None = None,
+def spec_for(model: AffectModel, labels: list[str], trained_on: str = "",
              au_names: list[str] | None = None) -> ModelSpec:
-    spec = ModelSpec(labels=list(labels), input_size=int(model.input_size), mean=list(model.mean),
+    return ModelSpec(labels=list(labels), input_size=int(model.input_size), mean=list(model.mean),
                      std=list(model.std), backbone=model.name, trained_on=trained_on,
                      au_names=list(au_names or []),
                      num_landmarks=(model.landmarks.out_features // 2) if model.landmarks is not None else 0,
                      blendshapes=list(model.blendshape_names))
-    if crop is not None:
-        spec.crop = dict(crop)
-    return spec
 
 
 def model_args(model: AffectModel, hidden: int, dropout: float) -> dict[str, Any]:

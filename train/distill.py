@@ -56,7 +56,7 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
     from tqdm import tqdm
 
     from train import data as tdata
-    from train.evaluate import create_backend, predict
+    from train.evaluate import open_backend, predict
 
     path = Path(teacher)
     if not path.is_file():
@@ -65,7 +65,7 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
     table = read_rows(cache)
     todo = [s for s in samples if sample_key(s) not in table]
     if todo:
-        backend = create_backend(path)
+        backend = open_backend(path)
         try:
             spec = backend.spec
             if list(spec.labels) != list(labels):

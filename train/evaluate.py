@@ -145,13 +145,13 @@ def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | No
 
 # --- running the model ---------------------------------------------------------------------------
 
-def create_backend(model_path: Path):
-    """The model's inference backend (realtime.backends); EvalError if that room is missing."""
+def open_backend(model_path: Path):
+    """The model's inference backend (`realtime.backends.create_backend`); EvalError if that room is missing."""
     try:
-        from realtime.backends import create_backend as realtime_backend
+        from realtime.backends import create_backend
     except ImportError as exc:  # the realtime room missing from this install
         raise EvalError(f"{model_path}: cannot load a model backend ({exc})") from None
-    return realtime_backend(str(model_path))
+    return create_backend(str(model_path))
 
 
 def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_path: Path) -> dict[str, int]:
@@ -280,7 +280,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     out_dir = Path(out_dir)
     if not model_path.is_file():
         raise EvalError(f"{model_path}: model file not found")
-    backend = create_backend(model_path)
+    backend = open_backend(model_path)
     try:
         spec: ModelSpec = backend.spec
         labels = list(spec.labels)
