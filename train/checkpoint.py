@@ -4,7 +4,7 @@ and read with `torch.load(weights_only=True)` — never arbitrary pickles.
 Keys: `state_dict`, `spec` (affect.spec.ModelSpec as a dict), `model_args`
 (the `build_model` arguments that rebuild the architecture), `config`,
 `epoch`, `metrics`, and for resuming `optimizer`, `scheduler`, `history`,
-`rng`.
+`rng_torch` (torch.get_rng_state()), `elapsed`.
 """
 
 from __future__ import annotations
