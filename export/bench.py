@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from affect.labels import EXPRESSIONS, label_map
+from affect.labels import EXPRESSIONS
 from affect.metrics import MetricsError, expression_metrics, regression_metrics
+from affect.predict import predict_batches, remap_targets
 from affect.preprocess import softmax
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
@@ -169,21 +170,21 @@ def time_batch(predict, x: np.ndarray, options: BenchOptions, blendshapes: np.nd
 
 def _targets(faces: FaceSet, spec: ModelSpec) -> np.ndarray:
     """Dataset labels (canonical order) as indices into the model's own labels (-1 if it lacks one)."""
-    mapping = label_map(list(EXPRESSIONS), list(spec.labels))
-    return np.array([mapping.get(int(y), -1) if y >= 0 else -1 for y in faces.expression], np.int64)
+    return remap_targets(faces.expression, EXPRESSIONS, spec.labels)[0]
 
 
 def score_faces(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
              blendshapes: np.ndarray | None = None) -> dict[str, float | int | None]:
     """Accuracy / CCC of `predict` over `faces`; `blendshapes` [N, B] rows go
     with the faces to a model that takes them."""
-    logits, va = [], []
-    for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
-        out = predict(x) if blendshapes is None else predict(x, blendshapes[start:start + len(x)])
-        logits.append(out["expression"])
-        va.append(out["valence_arousal"])
-    probs = softmax(np.concatenate(logits).astype(np.float64))
-    pred_va = np.concatenate(va).astype(np.float64)
+    def feeds():
+        for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
+            rows = None if blendshapes is None else blendshapes[start:start + len(x)]
+            yield x, rows, np.arange(start, start + len(x))
+
+    raw = predict_batches(predict, feeds())  # the core `train eval` uses (no mirroring here)
+    probs = softmax(raw["logits"])
+    pred_va = raw["va"]
     result: dict[str, float | int | None] = {"n_eval": len(faces)}
     y = _targets(faces, spec)
     try:
