@@ -68,14 +68,6 @@ def canonical_name(name: str) -> str:
     raise ValueError(f"unknown expression class {name!r}; known: {sorted(NAME_ALIASES)}")
 
 
-def index_of(name: str, labels: tuple[str, ...] | list[str] = EXPRESSIONS) -> int:
-    """Index of a (possibly aliased) class name in `labels`."""
-    canon = canonical_name(name)
-    if canon not in labels:
-        raise ValueError(f"class {name!r} is not in the label set {list(labels)}")
-    return list(labels).index(canon)
-
-
 def quadrant(valence: float, arousal: float) -> str:
     """Circumplex quadrant name of a valence/arousal point."""
     return QUADRANTS[(valence >= 0, arousal >= 0)]

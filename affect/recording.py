@@ -2,15 +2,20 @@
 
 CSV: one row per face per frame:
 `frame, t_ms, track_id, x, y, w, h, det_score, expression, confidence,
-p_<label>…, valence, arousal`. Landmarks and blendshapes go to JSONL, one
-object per face per frame with the same leading keys.
+p_<label>…, valence, arousal`. JSONL: one object per face per frame with the
+same keys, plus `landmarks` ([[x, y, z], …] in pixels) and `blendshapes`
+({name: score}) when the writer has them. Writers build rows with `FaceRow`;
+`read_recording` reads either kind back, checked, as a pandas DataFrame.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 BASE_COLUMNS = ("frame", "t_ms", "track_id", "x", "y", "w", "h", "det_score", "expression", "confidence")
 TAIL_COLUMNS = ("valence", "arousal")
@@ -53,8 +58,44 @@ class FaceRow:
             f"{self.valence:.4f}", f"{self.arousal:.4f}",
         ]
 
+    def as_json(self, labels: Sequence[str], landmarks: Any = None,
+                blendshapes: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The JSONL object: the CSV's keys, then `landmarks` and `blendshapes` when given."""
+        obj: dict[str, Any] = {
+            "frame": self.frame, "t_ms": round(self.t_ms, 1), "track_id": self.track_id,
+            "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
+            "det_score": round(self.det_score, 4), "expression": self.expression,
+            "confidence": round(self.confidence, 4),
+            **{f"p_{label}": round(float(p), 4) for label, p in zip(labels, self.probabilities)},
+            "valence": round(self.valence, 4), "arousal": round(self.arousal, 4),
+        }
+        if landmarks is not None:
+            import numpy as np
 
-def read_csv(path: str):
+            obj["landmarks"] = np.round(landmarks, 2).tolist()
+        if blendshapes is not None:
+            obj["blendshapes"] = {k: round(v, 4) for k, v in blendshapes.items()}
+        return obj
+
+
+def write_csv_header(fh, labels: Sequence[str]) -> csv.writer:
+    writer = csv.writer(fh)
+    writer.writerow(csv_columns(labels))
+    return writer
+
+
+def _check_columns(path, df, what: str):
+    missing = [c for c in (*BASE_COLUMNS, *TAIL_COLUMNS) if c not in df.columns]
+    if missing:
+        raise RecordingError(f"{path}: not an affectcam recording, missing {what} {missing}")
+    if not labels_from_columns(df.columns):
+        raise RecordingError(f"{path}: no p_<label> probability {what}")
+    if df.empty:
+        raise RecordingError(f"{path}: the recording has no rows")
+    return df
+
+
+def read_csv(path: str | os.PathLike):
     """Read a recording into a pandas DataFrame, checking its columns.
 
     Raises RecordingError naming the file and what is wrong.
@@ -67,17 +108,50 @@ def read_csv(path: str):
         raise RecordingError(f"{path}: no such recording") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise RecordingError(f"{path}: not a readable CSV recording ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in (*BASE_COLUMNS, *TAIL_COLUMNS) if c not in df.columns]
-    if missing:
-        raise RecordingError(f"{path}: not an affectcam recording, missing columns {missing}")
-    if not labels_from_columns(df.columns):
-        raise RecordingError(f"{path}: no p_<label> probability columns")
+    return _check_columns(path, df, "columns")
+
+
+def read_jsonl(path: str | os.PathLike):
+    """Read a JSONL recording into a DataFrame with the CSV's columns (landmarks and
+    blendshapes ride along). `{"probabilities": {label: p}}` is accepted as well as
+    flat `p_<label>` keys. Raises RecordingError naming the file and what is wrong."""
+    import pandas as pd
+
+    try:
+        df = pd.read_json(path, lines=True)
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such recording") from None
+    except ValueError as exc:
+        raise RecordingError(f"{path}: not a readable JSONL recording ({str(exc).splitlines()[0]})") from None
     if df.empty:
         raise RecordingError(f"{path}: the recording has no rows")
-    return df
+    if "probabilities" in df.columns and not labels_from_columns(df.columns):
+        probs = df["probabilities"]
+        if all(isinstance(p, dict) for p in probs):
+            expanded = pd.DataFrame(list(probs)).add_prefix("p_")
+            df = pd.concat([df.drop(columns="probabilities"), expanded], axis=1)
+    return _check_columns(path, df, "keys")
 
 
-def write_csv_header(fh, labels: Sequence[str]) -> csv.writer:
-    writer = csv.writer(fh)
-    writer.writerow(csv_columns(labels))
-    return writer
+NUMERIC_COLUMNS = ("frame", "t_ms", "track_id", "valence", "arousal", "confidence")
+
+
+def read_recording(path: str | os.PathLike):
+    """A CSV or JSONL recording (by suffix) as a DataFrame sorted by time and track,
+    its numeric columns checked. Raises RecordingError naming the file."""
+    import pandas as pd
+
+    path = Path(path)
+    df = read_jsonl(path) if path.suffix.lower() == ".jsonl" else read_csv(path)
+    numeric = list(NUMERIC_COLUMNS)
+    try:
+        df[numeric] = df[numeric].apply(pd.to_numeric, errors="raise")
+    except (ValueError, TypeError) as exc:
+        raise RecordingError(f"{path}: non-numeric values in the recording ({exc})") from None
+    if df[numeric].isna().any().any():
+        bad = [c for c in numeric if df[c].isna().any()]
+        raise RecordingError(f"{path}: empty values in columns {bad}")
+    df["track_id"] = df["track_id"].astype(int)
+    return df.sort_values(["t_ms", "track_id"]).reset_index(drop=True)
+
+

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from affect.crop import DEFAULT_CROP, CropBox, _rotate  # noqa: E402
-from realtime.face_model import resolve_face_model  # noqa: E402
+from affect.face_model import resolve_face_model  # noqa: E402
 from realtime.faces import Face, FaceFinder, FaceOptions  # noqa: E402
 
 PAD = 0.5  # canvas = image + PAD * side on each side

@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes, blendshape_row  # noqa: E402
 from affect.crop import crop_face  # noqa: E402
+from affect.face_model import resolve_face_model  # noqa: E402
 from affect.metrics import expression_metrics, regression_metrics  # noqa: E402
 from affect.preprocess import prepare_batch, resize_square, softmax, to_rgb  # noqa: E402
 from realtime.backends import create_backend  # noqa: E402
-from realtime.face_model import resolve_face_model  # noqa: E402
 from realtime.faces import FaceFinder, FaceOptions  # noqa: E402
 
 PAD = 0.5  # canvas side = image side × (1 + 2·PAD)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from affect.spec import OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec  # noqa: E402
 from export.common import ort_session  # noqa: E402
-from export.faces import attach_blendshapes, feeds, load_faces, with_nan_rows  # noqa: E402
+from export.faces import feeds, load_faces, score_blendshapes, with_nan_rows  # noqa: E402
 from export.int8 import Int8Options, export_int8  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = ModelSpec.from_metadata({p.key: p.value for p in onnx.load(str(args.model)).metadata_props})
     faces = load_faces(args.data, limit=args.faces, seed=7)
     if spec.blendshapes:  # real scores, and every 4th face without (the detector path)
-        attach_blendshapes(faces, spec.blendshapes, args.face_model)
+        score_blendshapes(faces, spec.blendshapes, args.face_model)
         faces.blendshapes = with_nan_rows(faces.blendshapes)
     xs = list(feeds(faces, spec, 64, args.model))
     ref_logits, ref_va = outputs(args.model, xs)

@@ -12,15 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from affect.recording import BASE_COLUMNS, TAIL_COLUMNS, RecordingError, labels_from_columns, read_csv
+from affect.recording import RecordingError, labels_from_columns, read_recording
 from affect.spec import ModelSpec, SpecError
 from dashboard.config import DashboardError
 
 RECORDING_SUFFIXES = (".csv", ".jsonl")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MODEL_SUFFIXES = (".onnx",)
-# Images the eval/fit commands write into a run directory (train/evaluate.py, train/fit.py).
-RUN_IMAGES = ("confusion.png", "va_scatter.png", "curves.png")
 RUN_MARKERS = ("metrics.json", "predictions.csv", "checkpoint.pt", "history.csv")
 
 
@@ -74,29 +72,6 @@ def find_run_dirs(roots: list[Path]) -> list[Path]:
 # --- recordings --------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    """JSONL recording: one object per face per frame with the CSV's keys
-    first; landmarks/blendshapes ride along and are ignored here."""
-    try:
-        df = pd.read_json(path, lines=True)
-    except ValueError as exc:
-        raise RecordingError(f"{path}: not a readable JSONL recording ({str(exc).splitlines()[0]})") from None
-    if df.empty:
-        raise RecordingError(f"{path}: the recording has no rows")
-    if "probabilities" in df.columns and not labels_from_columns(df.columns):
-        # Accept {"probabilities": {label: p}} as well as flat p_<label> keys.
-        probs = df["probabilities"]
-        if all(isinstance(p, dict) for p in probs):
-            expanded = pd.DataFrame(list(probs)).add_prefix("p_")
-            df = pd.concat([df.drop(columns="probabilities"), expanded], axis=1)
-    missing = [c for c in (*BASE_COLUMNS, *TAIL_COLUMNS) if c not in df.columns]
-    if missing:
-        raise RecordingError(f"{path}: not an affectcam recording, missing keys {missing}")
-    if not labels_from_columns(df.columns):
-        raise RecordingError(f"{path}: no p_<label> probability keys")
-    return df
-
-
 @dataclass
 class Recording:
     path: Path
@@ -110,20 +85,10 @@ class Recording:
 
 def load_recording(path: Path) -> Recording:
     try:
-        df = _read_jsonl(path) if path.suffix.lower() == ".jsonl" else read_csv(str(path))
+        df = read_recording(path)
     except RecordingError as exc:
         raise DashboardError(str(exc)) from None
-    numeric = ["frame", "t_ms", "track_id", "valence", "arousal", "confidence"]
-    try:
-        df[numeric] = df[numeric].apply(pd.to_numeric, errors="raise")
-    except (ValueError, TypeError) as exc:
-        raise DashboardError(f"{path}: non-numeric values in the recording ({exc})") from None
-    if df[numeric].isna().any().any():
-        bad = [c for c in numeric if df[c].isna().any()]
-        raise DashboardError(f"{path}: empty values in columns {bad}")
-    df["track_id"] = df["track_id"].astype(int)
-    return Recording(path, df.sort_values(["t_ms", "track_id"]).reset_index(drop=True),
-                     labels_from_columns(df.columns))
+    return Recording(path, df, labels_from_columns(df.columns))
 
 
 # --- run / eval directories --------------------------------------------------------

@@ -4,14 +4,13 @@ frames) and keep the per-face numbers the plane and the bars need."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from affect.files import atomic_write_text
 from dashboard.config import DashboardError
 
 try:  # the realtime room; the Live page says so when it is missing
@@ -87,13 +86,4 @@ def first_line(exc: BaseException) -> str:
 
 def save_recording(text: str, path: Path) -> Path:
     """Atomic write: a half-written recording never appears on the Session page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)

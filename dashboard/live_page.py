@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import display_path, get_config, pick_path
 from dashboard.config import DashboardConfig, DashboardError
-from dashboard.data import VIDEO_SUFFIXES, find_models, find_videos
+from dashboard.data import MODEL_SUFFIXES, VIDEO_SUFFIXES, find_models, find_videos
 from dashboard.live import (
     FACE_COLUMNS,
     LiveOptions,
@@ -31,11 +31,13 @@ TRAIL_FRAMES = 45  # about 1.5 s at 30 fps: enough to see direction, short enoug
 
 
 def backend_names() -> list[str]:
+    """"auto" and the backends that can run the page's models (.onnx) here: not
+    TensorRT or torch (other files), nor providers this onnxruntime lacks."""
     try:
-        from realtime.backends import BACKENDS
+        from realtime.backends import backends_for
     except ImportError:
         return ["auto"]
-    return ["auto", *BACKENDS]
+    return ["auto", *(name for suffix in MODEL_SUFFIXES for name in backends_for(suffix))]
 
 
 def sidebar_options(config: DashboardConfig) -> LiveOptions | None:

@@ -2,6 +2,8 @@
 
 Each model file runs through `realtime.backends.create_backend` (the same code
 the live pipeline uses); its row's format comes from the export FORMATS table.
+`--all-formats` first walks that table from one checkpoint (each format made
+from its source row with default options), one status row per format.
 Latency is per call of a fixed batch of real preprocessed faces, after warm-up,
 over at least `min_iters` calls and `min_seconds`; accuracy and valence/arousal
 CCC come from `affect.metrics` over the whole evaluation folder.
@@ -19,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from affect.labels import EXPRESSIONS, label_map
+from affect.labels import EXPRESSIONS
 from affect.metrics import MetricsError, expression_metrics, regression_metrics
+from affect.predict import predict_batches, remap_targets
 from affect.preprocess import softmax
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
-from export.faces import FaceSet, attach_blendshapes, batches, blendshape_input, generated_faces, load_faces
-from export.formats import format_for_path
+from export.faces import FaceSet, batches, blendshape_input, generated_faces, load_faces, score_blendshapes
+from export.formats import SkipFormat, exportable, format_for_path, run_format
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,67 @@ class BenchRow:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class FormatStatus:
+    """One row of the table walk: `ok` (file made), `skipped` (why) or `failed` (the error line)."""
+    format: str
+    status: str
+    file: str | None = None
+    detail: str = ""
+
+
+def cuda_available() -> bool:
+    """A CUDA GPU torch can see (the GPU-only rows need one to build their file)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def export_all_formats(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, options: BenchOptions
+                       ) -> tuple[list[Path], list[FormatStatus]]:
+    """Make every format of `export.formats.FORMATS` from `checkpoint` into `out_dir`:
+    (the files made, checkpoint first; one status per format). A failed or skipped
+    row is reported, not raised, and the rows made from it are skipped too."""
+    from affect.face_model import FaceModelError
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if format_for_path(checkpoint).argument != "-":
+        raise ExportError(f"{checkpoint}: --all-formats starts from a PyTorch checkpoint (.pt)")
+    if not checkpoint.is_file():
+        raise ExportError(f"{checkpoint}: checkpoint not found")
+    made: dict[str, Path] = {"-": checkpoint}
+    statuses = [FormatStatus("PyTorch", "ok", str(checkpoint), "the checkpoint")]
+    for fmt in exportable():
+        source = made.get(fmt.source or "")
+        if source is None:
+            statuses.append(FormatStatus(fmt.name, "skipped", detail=f"its source ({fmt.source}) was not made"))
+            continue
+        if fmt.needs_gpu and not cuda_available():
+            statuses.append(FormatStatus(fmt.name, "skipped", detail="needs a CUDA GPU"))
+            continue
+        out = out_dir / fmt.default_output(source).name
+        try:
+            args, kwargs = fmt.default_arguments(source, out, options.data, options.face_model)
+            made[fmt.argument] = run_format(fmt.argument, *args, **kwargs)
+        except SkipFormat as exc:
+            statuses.append(FormatStatus(fmt.name, "skipped", detail=str(exc)))
+        except (ExportError, FaceModelError) as exc:
+            statuses.append(FormatStatus(fmt.name, "failed", detail=str(exc).splitlines()[0]))
+        else:
+            statuses.append(FormatStatus(fmt.name, "ok", str(made[fmt.argument])))
+    for s in statuses:
+        log.info("%-10s %-7s %s", s.format, s.status, s.file or s.detail)
+    return list(made.values()), statuses
+
+
+def status_table(statuses: list[FormatStatus]) -> str:
+    lines = ["| format | status | file / reason |", "|---|---|---|"]
+    lines += [f"| {s.format} | {s.status} | {s.file or s.detail} |" for s in statuses]
+    return "\n".join(lines)
+
+
 def backend_label(path: Path) -> str:
     """Table name of a model file: its FORMATS row, refined by looking inside ONNX graphs."""
     fmt = format_for_path(path)
@@ -106,21 +170,21 @@ def time_batch(predict, x: np.ndarray, options: BenchOptions, blendshapes: np.nd
 
 def _targets(faces: FaceSet, spec: ModelSpec) -> np.ndarray:
     """Dataset labels (canonical order) as indices into the model's own labels (-1 if it lacks one)."""
-    mapping = label_map(list(EXPRESSIONS), list(spec.labels))
-    return np.array([mapping.get(int(y), -1) if y >= 0 else -1 for y in faces.expression], np.int64)
+    return remap_targets(faces.expression, EXPRESSIONS, spec.labels)[0]
 
 
-def evaluate(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
+def score_faces(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
              blendshapes: np.ndarray | None = None) -> dict[str, float | int | None]:
     """Accuracy / CCC of `predict` over `faces`; `blendshapes` [N, B] rows go
     with the faces to a model that takes them."""
-    logits, va = [], []
-    for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
-        out = predict(x) if blendshapes is None else predict(x, blendshapes[start:start + len(x)])
-        logits.append(out["expression"])
-        va.append(out["valence_arousal"])
-    probs = softmax(np.concatenate(logits).astype(np.float64))
-    pred_va = np.concatenate(va).astype(np.float64)
+    def feeds():
+        for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
+            rows = None if blendshapes is None else blendshapes[start:start + len(x)]
+            yield x, rows, np.arange(start, start + len(x))
+
+    raw = predict_batches(predict, feeds())  # the core `train eval` uses (no mirroring here)
+    probs = softmax(raw["logits"])
+    pred_va = raw["va"]
     result: dict[str, float | int | None] = {"n_eval": len(faces)}
     y = _targets(faces, spec)
     try:
@@ -149,7 +213,7 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
     with backend:
         spec = backend.spec
         bs = _blendshapes_for(faces, spec, path, options)
-        scores = evaluate(backend.predict, faces, spec, options.eval_batch, bs) if not faces.generated else {}
+        scores = score_faces(backend.predict, faces, spec, options.eval_batch, bs) if not faces.generated else {}
         for batch in options.batch_sizes:
             pool = faces.images * (batch // len(faces) + 1)
             x = next(batches(FaceSet(pool[:batch], faces.expression, faces.valence, faces.arousal,
@@ -180,7 +244,7 @@ def _blendshapes_for(faces: FaceSet, spec: ModelSpec, path: Path, options: Bench
     have = faces.blendshape_names or []
     if faces.blendshapes is None or not set(spec.blendshapes) <= set(have):
         names = list(dict.fromkeys([*MEDIAPIPE_BLENDSHAPES, *have, *spec.blendshapes]))
-        attach_blendshapes(faces, names, options.face_model)
+        score_blendshapes(faces, names, options.face_model)
     return blendshape_input(faces, spec, path)
 
 
@@ -237,17 +301,23 @@ def environment(options: BenchOptions) -> dict:
             "python": platform.python_version(), "data": str(options.data) if options.data else None}
 
 
-def write_tables(rows: list[BenchRow], stem: str | os.PathLike, options: BenchOptions | None = None) -> str:
-    """Write `<stem>.md` and `<stem>.json`; return the markdown."""
+def write_tables(rows: list[BenchRow], stem: str | os.PathLike, options: BenchOptions | None = None,
+                 statuses: list[FormatStatus] | None = None) -> str:
+    """Write `<stem>.md` and `<stem>.json` (with the format walk's status rows when
+    given); return the markdown."""
     options = options or BenchOptions()
     stem = Path(stem)
     env = environment(options)
     md = (markdown_table(rows) + f"\n\nThreads: {options.threads} (intra-op); warm-up {options.warmup} calls; "
           f"median of ≥{options.min_iters} calls and ≥{options.min_seconds:g} s per row; "
           f"ONNX Runtime {env['onnxruntime']}; data: {env['data'] or 'generated images'}.\n")
+    if statuses is not None:
+        md = status_table(statuses) + "\n\n" + md
     with atomic_output(stem.with_suffix(".md")) as tmp:
         tmp.write_text(md, encoding="utf-8")
     with atomic_output(stem.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"environment": env, "rows": [asdict(r) for r in rows]}, indent=2),
-                       encoding="utf-8")
+        doc = {"environment": env, "rows": [asdict(r) for r in rows]}
+        if statuses is not None:
+            doc["formats"] = [asdict(s) for s in statuses]
+        tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return md

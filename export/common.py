@@ -1,14 +1,15 @@
-"""What every export format shares: the error type, atomic writes, the
-contract spec read back from an ONNX file, and ONNX Runtime sessions."""
+"""What every export format shares: the error type, checked atomic outputs
+(`affect.files`), the contract spec read back from an ONNX file, and ONNX
+Runtime sessions."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from affect.files import atomic_path
 from affect.spec import INPUT_BLENDSHAPES, ModelSpec, SpecError
 
 
@@ -37,15 +38,8 @@ def check_writable(out: Path) -> None:
 def atomic_output(out: Path) -> Iterator[Path]:
     """Yield a temporary path next to `out`; it replaces `out` only if the block succeeds."""
     check_writable(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are meant to be shared
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp:
+        yield tmp
 
 
 def load_onnx(path: str | os.PathLike):

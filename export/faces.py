@@ -3,7 +3,7 @@
 Accepts an AffectNet-layout folder (`images/<id>.jpg` + `annotations/<id>_exp.npy`,
 `_val.npy`, `_aro.npy`), class folders (`<dir>/<class>/*.jpg`, e.g. FER2013's
 `PublicTest`), or a plain folder of face crops (no labels). The two labelled
-layouts are read by `train.data`'s loaders, images by its `read_image`.
+layouts are read by `train.data`'s loaders (torch-free), images by `affect.images`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from affect.images import IMAGE_SUFFIXES, UnreadableImage, read_image_file
 from affect.labels import EXPRESSIONS, NAME_ALIASES
 from affect.preprocess import prepare_batch, to_rgb
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 @dataclass
@@ -40,16 +39,12 @@ class FaceSet:
     paths: list[str] = field(default_factory=list)
     # float32 [N, B] MediaPipe blendshape scores (NaN row: no face found), the
     # columns named by `blendshape_names` (None: in the model's order); None
-    # until `attach_blendshapes` runs. Only models whose spec lists blendshapes read them.
+    # until `score_blendshapes` runs. Only models whose spec lists blendshapes read them.
     blendshapes: np.ndarray | None = None
     blendshape_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
-
-    @property
-    def has_expression(self) -> bool:
-        return bool((self.expression >= 0).any())
 
     @property
     def has_va(self) -> bool:
@@ -66,11 +61,8 @@ class FaceSet:
 
 
 def _read_rgb(path: Path) -> np.ndarray | None:
-    from train.data.dataset import UnreadableImage, read_image
-    from train.data.records import Sample
-
     try:
-        return to_rgb(read_image(Sample(path=str(path))))
+        return to_rgb(read_image_file(path))
     except UnreadableImage:
         return None
 
@@ -189,14 +181,14 @@ def batches(faces: FaceSet, spec: ModelSpec, batch_size: int) -> Iterator[np.nda
         yield prepare_batch(faces.images[start:start + batch_size], spec)
 
 
-def attach_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | os.PathLike | None = None,
+def score_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | os.PathLike | None = None,
                        seed: int = 0) -> FaceSet:
     """Set `faces.blendshapes` (float32 [N, len(names)]) and return `faces`.
 
     Real faces get the scores of MediaPipe's FaceLandmarker on the crops the
     set holds (`affect.blendshapes.CropBlendshapes`, the code training and the
     camera use), NaN rows where it finds no face; the landmarker bundle is
-    `face_model`, else `realtime.face_model.resolve_face_model()` ($AFFECTCAM_FACE_MODEL,
+    `face_model`, else `affect.face_model.resolve_face_model()` ($AFFECTCAM_FACE_MODEL,
     the user cache, a download). Generated faces get seeded uniform scores in
     [0, 1] (no landmarker can read a drawing).
     """
@@ -206,8 +198,8 @@ def attach_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | o
         faces.blendshapes = np.random.default_rng(seed).random((len(faces), len(names)), dtype=np.float32)
         return faces
     from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes
+    from affect.face_model import FaceModelError, resolve_face_model
     from affect.preprocess import resize_square
-    from realtime.face_model import FaceModelError, resolve_face_model
 
     try:
         bundle = resolve_face_model(face_model)
@@ -252,7 +244,7 @@ def blendshape_input(faces: FaceSet, spec: ModelSpec, model: str | os.PathLike) 
     rows = faces.blendshapes
     if rows is None:
         raise ExportError(f"{model}: the model takes {width} blendshapes per face but none were computed for "
-                          f"{faces.source} (export.faces.attach_blendshapes)")
+                          f"{faces.source} (export.faces.score_blendshapes)")
     rows = np.asarray(rows)
     names = faces.blendshape_names
     if names is not None and list(names) != list(spec.blendshapes) and rows.ndim == 2 and rows.shape[1] == len(names):

@@ -24,7 +24,8 @@ from export.common import (
     set_metadata,
     spec_of,
 )
-from export.faces import FaceSet, attach_blendshapes, blendshape_input, feeds, load_faces, with_nan_rows
+from export.faces import FaceSet, blendshape_input, feeds, load_faces, score_blendshapes, with_nan_rows
+from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
 
     options = options or Int8Options()
     onnx_path = Path(onnx_path)
-    out = Path(out) if out is not None else onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    out = Path(out) if out is not None else format_by_argument("int8").default_output(onnx_path)
     check_writable(out)
     fp32 = load_onnx(onnx_path)
     spec = spec_of(fp32, str(onnx_path))
@@ -190,7 +191,7 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
         log.warning("%s: only %d calibration images; a few hundred give steadier INT8 ranges",
                     calibration_data, len(faces))
     if spec.blendshapes:
-        attach_blendshapes(faces, spec.blendshapes, options.face_model)
+        score_blendshapes(faces, spec.blendshapes, options.face_model)
         # Every 4th face without them: the ranges after the blendshape branch (the
         # neck, the heads) then also cover faces the camera's detector path sends.
         faces.blendshapes = with_nan_rows(faces.blendshapes)

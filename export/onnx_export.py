@@ -13,7 +13,8 @@ import numpy as np
 
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
-from export.faces import FaceSet, attach_blendshapes, faces_or_generated, feeds, with_nan_rows
+from export.faces import FaceSet, faces_or_generated, feeds, score_blendshapes, with_nan_rows
+from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
 
     A model whose spec lists blendshapes gets a second input `blendshapes`
     [N, B]; its parity faces are scored by the MediaPipe landmarker
-    `face_model` (default: `realtime.face_model.resolve_face_model()`), and
+    `face_model` (default: `affect.face_model.resolve_face_model()`), and
     every 4th of them is fed a NaN row, the no-blendshapes path.
     `blendshape_fusion` (a weight in (0, 1)) adds a logistic regression over
     the blendshapes, fitted on the first checkpoint's run, to the graph
@@ -193,7 +194,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
 
     checkpoints = [Path(c) for c in (checkpoint if isinstance(checkpoint, (list, tuple)) else [checkpoint])]
     checkpoint = checkpoints[0]
-    out = Path(out) if out is not None else checkpoint.with_suffix(".onnx")
+    out = Path(out) if out is not None else format_by_argument("onnx").default_output(checkpoint)
     if opset < 17:
         raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
     check_writable(out)
@@ -202,7 +203,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
         model, spec = _with_blendshape_fusion(model, spec, checkpoint, blendshape_fusion, face_model)
     faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
     if spec.blendshapes:
-        attach_blendshapes(faces, spec.blendshapes, face_model)
+        score_blendshapes(faces, spec.blendshapes, face_model)
         faces.blendshapes = with_nan_rows(faces.blendshapes)  # both paths of the graph are compared
     names = spec.output_names
     inputs = spec.input_names

@@ -20,7 +20,8 @@ import numpy as np
 from affect.preprocess import prepare_batch
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, atomic_output, check_graph_inputs, check_writable, load_onnx, spec_of
-from export.faces import FaceSet, attach_blendshapes, blendshape_input, load_faces, with_nan_rows
+from export.faces import FaceSet, blendshape_input, load_faces, score_blendshapes, with_nan_rows
+from export.formats import format_by_argument
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def build_engine(onnx_path: str | os.PathLike, out: str | os.PathLike | None = N
     """Build `model.engine` (+ `model.engine.json`) from a contract ONNX file."""
     options = options or EngineOptions()
     onnx_path = Path(onnx_path)
-    out = Path(out) if out is not None else onnx_path.with_suffix(".engine")
+    out = Path(out) if out is not None else format_by_argument("tensorrt").default_output(onnx_path)
     proto = load_onnx(onnx_path)
     spec = spec_of(proto, str(onnx_path))
     check_graph_inputs(proto, spec, onnx_path)
@@ -206,7 +207,7 @@ def build_engine(onnx_path: str | os.PathLike, out: str | os.PathLike | None = N
             raise ExportError(f"{onnx_path}: --int8 needs calibration face crops (--data DIR)")
         faces = load_faces(options.calibration_data, limit=options.num_calibration)
         if spec.blendshapes:
-            attach_blendshapes(faces, spec.blendshapes, options.face_model)
+            score_blendshapes(faces, spec.blendshapes, options.face_model)
             faces.blendshapes = with_nan_rows(faces.blendshapes)  # the no-blendshapes path calibrated too
         batches = calibration_feeds(faces, spec, options.calibration_batch, onnx_path)
     trt = require_tensorrt()

@@ -353,6 +353,28 @@ BACKENDS: dict[str, BackendKind] = {
 }
 
 
+def backends_for(suffix: str) -> list[str]:
+    """The backend names that can run a `suffix` model file on this machine: ONNX
+    Runtime aliases whose execution providers this onnxruntime build has, the
+    TensorRT and torch backends when their packages are installed."""
+    import importlib.util
+
+    usable = []
+    for name, kind in BACKENDS.items():
+        if suffix.lower() not in kind.suffixes:
+            continue
+        if kind.name == "onnxruntime":
+            import onnxruntime as ort
+
+            available = set(ort.get_available_providers())
+            if not all(ORT_PROVIDERS.get(p, p) in available for p in kind.providers):
+                continue
+        elif importlib.util.find_spec(kind.name) is None:  # tensorrt, torch
+            continue
+        usable.append(name)
+    return usable
+
+
 def backend_for_path(path: str | os.PathLike) -> str:
     """The default backend name for a model file, by extension."""
     suffix = Path(path).suffix.lower()

@@ -15,9 +15,9 @@ import signal
 import sys
 from typing import Any
 
+from affect.face_model import FaceModelError
 from affect.spec import SpecError
 from realtime.backends import BACKENDS, BackendError
-from realtime.face_model import FaceModelError
 from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
 from realtime.smoothing import SmoothingOptions
 from realtime.sources import SourceError, SourceOptions

@@ -29,13 +29,12 @@ from typing import Any
 import numpy as np
 
 from affect.crop import CropBox, box_from_points, box_from_xywh, roll_angle
-from realtime.face_model import detector_model
+from affect.face_model import detector_model
 
 # Face-mesh indices of the eye corners (image-left eye: 33/133, image-right: 362/263);
 # their midpoints give the roll, and do not move with gaze as the iris points do.
 LEFT_EYE_CORNERS = (33, 133)
 RIGHT_EYE_CORNERS = (362, 263)
-NUM_LANDMARKS = 478
 
 
 @dataclass

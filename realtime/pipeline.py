@@ -30,10 +30,10 @@ import numpy as np
 
 from affect.blendshapes import blendshape_row
 from affect.crop import CropBox, crop_face
+from affect.face_model import resolve_face_model
 from affect.preprocess import prepare_batch, softmax
 from affect.spec import OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
 from realtime.backends import Backend, create_backend
-from realtime.face_model import resolve_face_model
 from realtime.faces import Face, FaceFinder, FaceOptions
 from realtime.overlay import Window, draw_face, draw_stats, draw_va_inset
 from realtime.sinks import CsvSink, JsonlSink, LatencyStats, RunSummary, VideoSink

@@ -2,7 +2,7 @@
 `affect.recording`), an annotated video, and the end-of-run summary.
 
 Files are written to a temporary name next to the target and moved into
-place with `os.replace` on close, so a reader never sees half a file; closing
+place on close (`affect.files.PendingFile`), so a reader never sees half a file; closing
 on Ctrl-C flushes everything and finishes the video container (mp4v), so the
 recording and the video stay usable.
 """
@@ -20,19 +20,21 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affect.files import PendingFile
 from affect.recording import FaceRow, write_csv_header
 
 
-def _tmp_name(path: Path) -> Path:
-    # keep the suffix last: cv2.VideoWriter picks the container from it
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+def _face_row(result: Any, face: Any) -> FaceRow:
+    x, y, w, h = face.box
+    return FaceRow(result.index, result.t_ms, face.track_id, x, y, w, h, face.det_score, face.expression,
+                   face.confidence, list(face.probabilities), face.valence, face.arousal)
 
 
 class _AtomicText:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _tmp_name(self.path)
+        self.pending = PendingFile(self.path)
+        self.tmp = self.pending.tmp
         self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
 
     def close(self) -> None:
@@ -42,7 +44,7 @@ class _AtomicText:
         os.fsync(self.fh.fileno())
         self.fh.close()
         self.fh = None
-        os.replace(self.tmp, self.path)
+        self.pending.commit()
 
 
 class CsvSink(_AtomicText):
@@ -54,10 +56,7 @@ class CsvSink(_AtomicText):
 
     def write(self, result: Any) -> None:
         for f in result.faces:
-            x, y, w, h = f.box
-            self.writer.writerow(FaceRow(result.index, result.t_ms, f.track_id, x, y, w, h, f.det_score,
-                                         f.expression, f.confidence, list(f.probabilities),
-                                         f.valence, f.arousal).as_csv_row())
+            self.writer.writerow(_face_row(result, f).as_csv_row())
 
 
 class JsonlSink(_AtomicText):
@@ -71,19 +70,8 @@ class JsonlSink(_AtomicText):
 
     def write(self, result: Any) -> None:
         for f in result.faces:
-            x, y, w, h = f.box
-            obj: dict[str, Any] = {
-                "frame": result.index, "t_ms": round(result.t_ms, 1), "track_id": f.track_id,
-                "x": round(x, 1), "y": round(y, 1), "w": round(w, 1), "h": round(h, 1),
-                "det_score": round(f.det_score, 4), "expression": f.expression,
-                "confidence": round(f.confidence, 4),
-                **{f"p_{label}": round(float(p), 4) for label, p in zip(self.labels, f.probabilities)},
-                "valence": round(f.valence, 4), "arousal": round(f.arousal, 4),
-            }
-            if self.landmarks and f.landmarks is not None:
-                obj["landmarks"] = np.round(f.landmarks, 2).tolist()
-            if self.blendshapes and f.blendshapes is not None:
-                obj["blendshapes"] = {k: round(v, 4) for k, v in f.blendshapes.items()}
+            obj = _face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
+                                               f.blendshapes if self.blendshapes else None)
             self.fh.write(json.dumps(obj) + "\n")
 
 
@@ -92,8 +80,8 @@ class VideoSink:
 
     def __init__(self, path: str | os.PathLike, fps: float):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _tmp_name(self.path)
+        self.pending = PendingFile(self.path)  # its name keeps the suffix last: cv2 picks the container from it
+        self.tmp = self.pending.tmp
         self.fps = fps if fps and fps > 0 else 30.0
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
@@ -115,7 +103,7 @@ class VideoSink:
         if self.writer is not None:
             self.writer.release()  # writes the moov atom: the file is playable
             self.writer = None
-            os.replace(self.tmp, self.path)
+            self.pending.commit()
 
 
 class LatencyStats:

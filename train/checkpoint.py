@@ -4,7 +4,7 @@ and read with `torch.load(weights_only=True)` — never arbitrary pickles.
 Keys: `state_dict`, `spec` (affect.spec.ModelSpec as a dict), `model_args`
 (the `build_model` arguments that rebuild the architecture), `config`,
 `epoch`, `metrics`, and for resuming `optimizer`, `scheduler`, `history`,
-`rng`.
+`rng_torch` (torch.get_rng_state()), `elapsed`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from affect.files import atomic_write_bytes
 from affect.spec import ModelSpec, SpecError
-from train.io import atomic_write_bytes
 from train.models import AffectModel, ModelError, build_model, drop_imagenet_classifier
 
 
@@ -25,16 +25,13 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or not one of ours."""
 
 
-def spec_for(model: AffectModel, labels: list[str], trained_on: str = "", crop: dict | None = None,
+def spec_for(model: AffectModel, labels: list[str], trained_on: str = "",
              au_names: list[str] | None = None) -> ModelSpec:
-    spec = ModelSpec(labels=list(labels), input_size=int(model.input_size), mean=list(model.mean),
+    return ModelSpec(labels=list(labels), input_size=int(model.input_size), mean=list(model.mean),
                      std=list(model.std), backbone=model.name, trained_on=trained_on,
                      au_names=list(au_names or []),
                      num_landmarks=(model.landmarks.out_features // 2) if model.landmarks is not None else 0,
                      blendshapes=list(model.blendshape_names))
-    if crop is not None:
-        spec.crop = dict(crop)
-    return spec
 
 
 def model_args(model: AffectModel, hidden: int, dropout: float) -> dict[str, Any]:

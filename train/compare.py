@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from affect.files import atomic_write_text
 from affect.labels import NAME_ALIASES, canonical_name
 from affect.metrics import HEADLINE
-from train.io import atomic_write_text
 
 BENCH_FILES = ("bench.json", "benchmark.json", "latency.json")
 LATENCY_KEYS = ("latency_ms", "mean_ms", "median_ms", "p50_ms")
@@ -35,7 +35,7 @@ class CompareError(ValueError):
 
 
 @dataclass
-class RunSummary:
+class RunMetrics:
     name: str
     path: Path
     metrics: dict[str, Any]
@@ -80,7 +80,7 @@ def _latency(path: Path) -> float | None:
     return None
 
 
-def load_run(path: str | os.PathLike) -> RunSummary:
+def load_run(path: str | os.PathLike) -> RunMetrics:
     path = Path(path)
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
@@ -107,14 +107,14 @@ def load_run(path: str | os.PathLike) -> RunSummary:
         if (path / name).is_file():
             info["latency_ms"] = _latency(path / name)
             break
-    return RunSummary(path.name or str(path), path, metrics, info)
+    return RunMetrics(path.name or str(path), path, metrics, info)
 
 
 def _canon(name: str) -> str:
     return canonical_name(name) if name.strip().lower() in NAME_ALIASES else name
 
 
-def _shared_labels(runs: Sequence[RunSummary]) -> list[str] | None:
+def _shared_labels(runs: Sequence[RunMetrics]) -> list[str] | None:
     """Classes every run evaluated, in the first run's order; None if all label sets are equal."""
     sets = [[_canon(x) for x in (r.metrics.get("expression") or {}).get("labels", [])] for r in runs]
     sets = [s for s in sets if s]
@@ -140,7 +140,7 @@ def _shared_scores(expr: dict[str, Any], shared: list[str]) -> tuple[float, floa
     return acc, float(f1[present].mean()) if present.any() else math.nan
 
 
-def build_rows(runs: Sequence[RunSummary]) -> tuple[list[Row], str]:
+def build_rows(runs: Sequence[RunMetrics]) -> tuple[list[Row], str]:
     rows = [
         Row("dataset", [r.metrics.get("dataset") for r in runs], [None] * len(runs), None),
         Row("n", [r.metrics.get("n") for r in runs], [None] * len(runs), None),

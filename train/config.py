@@ -153,6 +153,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def dump_config(cfg: dict, path: Path) -> None:
-    from train.io import atomic_write_text
+    from affect.files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))

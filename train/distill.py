@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from affect.files import cache_root
 from affect.preprocess import softmax
-from train.data.blendshapes import default_cache_dir, read_rows, sample_key, write_rows
+from train.data.blendshapes import read_rows, sample_key, write_rows
 from train.data.records import Sample
 
 log = logging.getLogger(__name__)
@@ -55,16 +56,16 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
     from tqdm import tqdm
 
     from train import data as tdata
-    from train.evaluate import create_backend, predict
+    from train.evaluate import open_backend, predict
 
     path = Path(teacher)
     if not path.is_file():
         raise DistillError(f"{path}: teacher model not found")
-    cache = (Path(cache_dir) if cache_dir else default_cache_dir("teacher")) / f"teacher-{_file_digest(path)}.npz"
+    cache = (Path(cache_dir) if cache_dir else cache_root("teacher")) / f"teacher-{_file_digest(path)}.npz"
     table = read_rows(cache)
     todo = [s for s in samples if sample_key(s) not in table]
     if todo:
-        backend = create_backend(path)
+        backend = open_backend(path)
         try:
             spec = backend.spec
             if list(spec.labels) != list(labels):

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from affect.blendshapes import mirror_order
+from affect.files import atomic_write_json, atomic_write_text
 from affect.labels import label_map
 from affect.metrics import MetricsError, compute_metrics, restrict_classes
+from affect.predict import au_probabilities, predict_batches, remap_targets
 from affect.preprocess import softmax
-from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
-from train.io import atomic_write_json, atomic_write_text
+from affect.spec import ModelSpec
 from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
 
 __all__ = ["EvalError", "evaluate", "evaluate_cli", "predictions_to_metrics", "write_curves"]
@@ -119,18 +119,7 @@ def _true_labels(samples: Sequence[Any], label_set: list[str], model_labels: lis
                  source: str) -> tuple[np.ndarray, dict[str, int]]:
     """Sample.expression (into `label_set`) → index into the model's labels (-1 = none).
     Returns also the count of labelled samples whose class the model lacks."""
-    mapping = label_map(label_set, model_labels)
-    y = np.full(len(samples), -1, np.int64)
-    lacking: dict[str, int] = {}
-    for i, s in enumerate(samples):
-        e = int(s.expression)
-        if e < 0:
-            continue
-        if e in mapping:
-            y[i] = mapping[e]
-        else:
-            name = label_set[e] if e < len(label_set) else str(e)
-            lacking[name] = lacking.get(name, 0) + 1
+    y, lacking = remap_targets([s.expression for s in samples], label_set, model_labels)
     if (y < 0).all() and lacking:
         raise EvalError(f"{source}: the model's labels {model_labels} share no class with the dataset's "
                         f"{sorted(lacking)}")
@@ -151,17 +140,17 @@ def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | No
 
 # --- running the model ---------------------------------------------------------------------------
 
-def create_backend(model_path: Path):
-    """The model's inference backend (realtime.backends); EvalError if that room is missing."""
+def open_backend(model_path: Path):
+    """The model's inference backend (`realtime.backends.create_backend`); EvalError if that room is missing."""
     try:
-        from realtime.backends import create_backend as realtime_backend
+        from realtime.backends import create_backend
     except ImportError as exc:  # the realtime room missing from this install
         raise EvalError(f"{model_path}: cannot load a model backend ({exc})") from None
-    return realtime_backend(str(model_path))
+    return create_backend(str(model_path))
 
 
 def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_path: Path) -> dict[str, int]:
-    from realtime.face_model import FaceModelError, resolve_face_model
+    from affect.face_model import FaceModelError, resolve_face_model
     from train.data.blendshapes import attach_blendshapes
 
     try:
@@ -174,31 +163,20 @@ def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_
 
 
 def predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarray]:
-    """Run `backend` over a loader of AffectDataset batches: {index, logits, va[, aus], n_bad}."""
-    out: dict[str, list[np.ndarray]] = {"index": [], "logits": [], "va": [], "aus": []}
+    """Run `backend` over a loader of AffectDataset batches through the one prediction
+    core (`affect.predict.predict_batches`): {index, logits, va[, aus], n_bad}."""
     n_bad = 0
-    for batch in loader:
-        n_bad += int(batch.get("n_bad", 0))
-        if "image" not in batch:  # every image of this batch was unreadable
-            continue
-        x = batch["image"]
-        x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-        if x.shape[0] == 0:
-            continue
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        b = np.asarray(batch["blendshapes"], np.float32) if "blendshapes" in batch else None
-        pred = backend.predict(x, b)
-        if tta:  # average with the mirrored face (and blendshapes), as fit's eval_tta does
-            mirrored = None if b is None else b[:, mirror_order(backend.spec.blendshapes)]
-            flipped = backend.predict(np.ascontiguousarray(x[..., ::-1]), mirrored)
-            pred = {k: (v + flipped[k]) / 2 if k in (OUTPUT_EXPRESSION, OUTPUT_VA) else v for k, v in pred.items()}
-        idx = batch["index"]
-        out["index"].append(np.asarray(idx.numpy() if hasattr(idx, "numpy") else idx, np.int64))
-        out["logits"].append(np.asarray(pred[OUTPUT_EXPRESSION], np.float64))
-        out["va"].append(np.asarray(pred[OUTPUT_VA], np.float64))
-        if OUTPUT_AUS in pred:
-            out["aus"].append(np.asarray(pred[OUTPUT_AUS], np.float64))
-    result = {k: np.concatenate(v) for k, v in out.items() if v}
+
+    def batches():
+        nonlocal n_bad
+        for batch in loader:
+            n_bad += int(batch.get("n_bad", 0))
+            if "image" not in batch or len(batch["image"]) == 0:  # every image of this batch was unreadable
+                continue
+            b = np.asarray(batch["blendshapes"], np.float32) if "blendshapes" in batch else None
+            yield np.asarray(batch["image"]), b, np.asarray(batch["index"])
+
+    result = predict_batches(backend.predict, batches(), tta, backend.spec.blendshapes)
     if "index" not in result:
         raise EvalError(f"{model_path}: no readable images in the dataset ({n_bad} unreadable)")
     for key in ("logits", "va", "aus"):
@@ -287,7 +265,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     out_dir = Path(out_dir)
     if not model_path.is_file():
         raise EvalError(f"{model_path}: model file not found")
-    backend = create_backend(model_path)
+    backend = open_backend(model_path)
     try:
         spec: ModelSpec = backend.spec
         labels = list(spec.labels)
@@ -325,7 +303,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     au_names = list(spec.au_names)
     aus_true = aus_prob = None
     if au_names and "aus" in raw:
-        aus_prob = 1 / (1 + np.exp(-raw["aus"]))
+        aus_prob = au_probabilities(raw["aus"])
         aus_true = np.array([s.aus if getattr(s, "aus", None) is not None and len(s.aus) == len(au_names)
                              else np.full(len(au_names), np.nan) for s in kept], np.float64)
         if not np.isfinite(aus_true).any():

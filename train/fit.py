@@ -27,13 +27,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from affect.blendshapes import mirror_order
+from affect.files import atomic_write_json, atomic_write_text
 from affect.metrics import compute_metrics
+from affect.predict import au_probabilities, tta_average
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
 from train import data as tdata
 from train.checkpoint import load_checkpoint, model_args, save_checkpoint, spec_for
 from train.config import dump_config
 from train.distill import distillation_loss
-from train.io import atomic_write_json, atomic_write_text
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
 from train.models import AffectModel, build_model, count_parameters, drop_imagenet_classifier
 
@@ -221,7 +222,7 @@ def blendshape_names(mcfg: dict) -> tuple[str, ...]:
 
 def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...]) -> None:
     """Compute (or read from the cache) every sample's blendshapes."""
-    from realtime.face_model import FaceModelError, resolve_face_model
+    from affect.face_model import FaceModelError, resolve_face_model
     from train.data.blendshapes import attach_blendshapes
 
     try:
@@ -361,7 +362,7 @@ def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.nda
         if tta:  # average with the mirrored face (and its mirrored blendshapes)
             names = (model.module if hasattr(model, "module") else model).blendshape_names
             flipped = model(torch.flip(x, dims=[3]), None if b is None else b[:, mirror_order(names)])
-            out = {k: (v + flipped[k]) / 2 if k in (OUTPUT_EXPRESSION, OUTPUT_VA) else v for k, v in out.items()}
+            out = tta_average(out, flipped)
         acc["logits"].append(out[OUTPUT_EXPRESSION].float().cpu().numpy())
         acc["va_pred"].append(out[OUTPUT_VA].float().cpu().numpy())
         if OUTPUT_AUS in out:
@@ -385,7 +386,7 @@ def metrics_from_predictions(pred: dict[str, np.ndarray], labels: list[str], au_
     kwargs: dict[str, Any] = {}
     if au_names and "aus_logits" in pred:
         aus_true = np.where(pred["aus_mask"], pred["aus"], np.nan)
-        kwargs.update(aus_true=aus_true, aus_prob=1 / (1 + np.exp(-pred["aus_logits"])), au_names=au_names)
+        kwargs.update(aus_true=aus_true, aus_prob=au_probabilities(pred["aus_logits"]), au_names=au_names)
     return compute_metrics(labels, y[has_label], softmax(logits[has_label]),
                            va_true=va_true, va_pred=pred["va_pred"], dataset=dataset, model=model_name,
                            bootstrap=bootstrap, **kwargs)

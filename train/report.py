@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from affect.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from affect.metrics import HEADLINE, ccc  # noqa: E402
-from train.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 
 class ReportError(ValueError):

@@ -190,8 +190,8 @@ def _eval_from_train(model: Path, affectnet: Path, out: Path) -> Path:
 def _standin_eval_dir(out: Path) -> Path:
     # Stand-in for machines without ../shared: the files train.evaluate writes, from the
     # same producers (affect.metrics.compute_metrics, train.report plots), on synthetic predictions.
+    from affect.files import atomic_write_json
     from affect.metrics import compute_metrics
-    from train.io import atomic_write_json
     from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves
 
     rng = np.random.default_rng(2)

@@ -24,6 +24,15 @@ needs_pipeline = pytest.mark.skipif(
     reason="needs realtime.Pipeline and ../shared (clip + face_landmarker.task)")
 
 
+def test_the_live_page_offers_only_backends_that_run_its_models():
+    from dashboard.live_page import backend_names
+    from realtime.backends import backends_for
+
+    names = backend_names()
+    assert names == ["auto", *backends_for(".onnx")]
+    assert "torch" not in names and "tensorrt" not in names  # the page lists .onnx files only
+
+
 @pytest.fixture
 def live(workspace, model_file, monkeypatch):
     dirs = [workspace / "runs", workspace / "recordings", workspace / "models", workspace / "videos", CLIP.parent]

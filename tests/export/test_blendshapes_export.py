@@ -13,7 +13,7 @@ import torch
 from affect.blendshapes import MEDIAPIPE_BLENDSHAPES
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec, read_json_spec
 from export.common import ExportError, ort_session
-from export.faces import attach_blendshapes, feeds, generated_faces, load_faces, with_nan_rows
+from export.faces import feeds, generated_faces, load_faces, score_blendshapes, with_nan_rows
 from export.fp16 import export_fp16
 from export.int8 import FaceCalibrationReader, Int8Options, argmax_agreement, export_int8
 from export.onnx_export import export_onnx
@@ -46,7 +46,7 @@ def bs_onnx(bs_ckpt, affectnet_root, face_model_path):
 @pytest.fixture(scope="module")
 def bs_faces(affectnet_root, face_model_path):
     """Real AffectNet crops scored by the real landmarker, every other row then NaN."""
-    faces = attach_blendshapes(load_faces(affectnet_root, limit=10, seed=11), NAMES, face_model_path)
+    faces = score_blendshapes(load_faces(affectnet_root, limit=10, seed=11), NAMES, face_model_path)
     assert np.isfinite(faces.blendshapes).all(axis=1).mean() >= 0.8  # it finds these faces
     faces.blendshapes = with_nan_rows(faces.blendshapes, 2, offset=1)
     return faces
@@ -95,7 +95,7 @@ def test_ort_matches_torch_on_real_rows_and_nan_rows_equal_no_blendshapes(bs_ckp
 
 
 def test_face_blendshapes_come_from_the_landmarker(affectnet_root, face_model_path, monkeypatch):
-    faces = attach_blendshapes(load_faces(affectnet_root, limit=40, seed=4), NAMES, face_model_path)
+    faces = score_blendshapes(load_faces(affectnet_root, limit=40, seed=4), NAMES, face_model_path)
     rows = faces.blendshapes
     assert rows.shape == (40, 52) and rows.dtype == np.float32 and faces.blendshape_names == NAMES
     assert np.isfinite(rows).all(axis=1).mean() >= 0.9
@@ -107,17 +107,17 @@ def test_face_blendshapes_come_from_the_landmarker(affectnet_root, face_model_pa
 
     # No --face-model: resolved by realtime.face_model ($AFFECTCAM_FACE_MODEL here).
     monkeypatch.setenv("AFFECTCAM_FACE_MODEL", str(face_model_path))
-    again = attach_blendshapes(faces.subset(range(3)), NAMES[:5])
+    again = score_blendshapes(faces.subset(range(3)), NAMES[:5])
     np.testing.assert_allclose(again.blendshapes, rows[:3, :5], atol=1e-5)
     monkeypatch.setenv("AFFECTCAM_FACE_MODEL", str(face_model_path.parent / "missing.task"))
     with pytest.raises(ExportError, match="missing.task") as err:
-        attach_blendshapes(faces.subset(range(2)), NAMES)
+        score_blendshapes(faces.subset(range(2)), NAMES)
     assert "\n" not in str(err.value)
 
 
 def test_generated_faces_get_seeded_scores_in_0_1():
-    a = attach_blendshapes(generated_faces(8), NAMES)
-    b = attach_blendshapes(generated_faces(8), NAMES)
+    a = score_blendshapes(generated_faces(8), NAMES)
+    b = score_blendshapes(generated_faces(8), NAMES)
     assert a.blendshapes.shape == (8, 52) and np.isfinite(a.blendshapes).all()
     assert 0 <= a.blendshapes.min() and a.blendshapes.max() <= 1 and a.blendshapes.std() > 0.2
     np.testing.assert_array_equal(a.blendshapes, b.blendshapes)
@@ -152,7 +152,7 @@ def test_int8_calibrates_with_blendshapes_and_keeps_the_branch_in_float(tmp_path
     head_gemms = [n for n in proto.graph.node if n.op_type == "Gemm" and "blendshapes" not in n.name]
     assert not all(n.input[1] in floats for n in head_gemms)  # the rest is quantised
 
-    faces = attach_blendshapes(load_faces(affectnet_root, limit=24, seed=9), NAMES, face_model_path)
+    faces = score_blendshapes(load_faces(affectnet_root, limit=24, seed=9), NAMES, face_model_path)
     faces.blendshapes = with_nan_rows(faces.blendshapes, 3)
     assert argmax_agreement(bs_onnx, int8, faces, spec) >= 0.8
     a, b = ort_session(bs_onnx), ort_session(int8)
@@ -286,3 +286,58 @@ def test_bench_feeds_blendshapes_to_pytorch_and_onnx(tmp_path, bs_ckpt, bs_onnx,
     assert [(r.backend, r.batch) for r in rows] == [("PyTorch eager", 3), ("ORT FP32", 3)]
     assert rows[0].accuracy == pytest.approx(rows[1].accuracy)
     assert rows[0].valence_ccc == pytest.approx(rows[1].valence_ccc, abs=1e-4)
+
+
+def _offline_without_a_face_model(monkeypatch, tmp_path):
+    import urllib.request
+
+    monkeypatch.delenv("AFFECTCAM_FACE_MODEL", raising=False)
+    monkeypatch.setenv("AFFECTCAM_CACHE", str(tmp_path / "empty-cache"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+def _run_dir(tmp_path, make_ckpt, affectnet_root):
+    """A checkpoint that takes blendshapes in a run folder with the config and splits fusion reads."""
+    import yaml
+
+    from affect.labels import EXPRESSIONS
+    from train import data as tdata
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = make_ckpt(run / "checkpoint.pt", "small_cnn", size=64, blendshapes=NAMES)
+    dataset = {"type": "affectnet", "root": str(affectnet_root), "limit": 16}
+    (run / "config.yaml").write_text(yaml.safe_dump({"labels": list(EXPRESSIONS), "data": {"datasets": [dataset]}}))
+    paths = [s.path for s in tdata.load_dataset(dataset).samples]
+    (run / "splits.json").write_text(json.dumps({"train": paths, "val": [], "test": []}))
+    return ckpt
+
+
+def test_blendshape_fusion_without_a_face_model_is_one_line(tmp_path, make_ckpt, affectnet_root, monkeypatch,
+                                                           capsys):
+    from export.__main__ import main
+
+    ckpt = _run_dir(tmp_path, make_ckpt, affectnet_root)
+    _offline_without_a_face_model(monkeypatch, tmp_path)
+    out = tmp_path / "fused.onnx"
+    assert main(["onnx", str(ckpt), "-o", str(out), "--blendshape-fusion"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    assert "face landmarker" in err[0] and str(tmp_path / "empty-cache" / "face_landmarker.task") in err[0]
+    assert not out.exists()
+
+
+def test_training_faces_without_a_face_model_are_a_fusion_error(tmp_path, make_ckpt, affectnet_root, monkeypatch):
+    """train's own path to the run's training faces: a FusionError (a ValueError,
+    which `python -m train` prints as one line), not MediaPipe's lookup error."""
+    from train.blendshape_fusion import FusionError, run_training_faces
+
+    ckpt = _run_dir(tmp_path, make_ckpt, affectnet_root)
+    _offline_without_a_face_model(monkeypatch, tmp_path)
+    with pytest.raises(FusionError, match="--face-model") as info:
+        run_training_faces(ckpt.parent, NAMES)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)

@@ -18,7 +18,7 @@ FAST_BACKBONES = ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0", "e
 
 
 def _leftovers(folder):
-    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    return [p.name for p in folder.iterdir() if ".partial" in p.name]
 
 
 @pytest.mark.parametrize("backbone", FAST_BACKBONES)

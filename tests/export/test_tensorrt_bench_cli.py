@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -158,3 +159,57 @@ def test_relative_columns_compare_within_a_model_family():
     add_relative(rows)
     assert [round(r.speedup_vs_ort_fp32, 2) for r in rows] == [1.0, 2.5, 1.0, 2.0]
     assert [round(r.accuracy_delta_points, 1) for r in rows] == [0.0, -2.0, 0.0, -1.0]
+
+
+def test_the_format_table_names_default_outputs_and_builds_the_cli():
+    from export.__main__ import get_args_parser
+    from export.formats import exportable, format_by_argument
+
+    outputs = {f.argument: f.default_output("runs/x/checkpoint.pt" if f.source == "-" else "runs/x/m.onnx").name
+               for f in exportable()}
+    assert outputs == {"onnx": "checkpoint.onnx", "int8": "m.int8.onnx", "fp16": "m.fp16.onnx", "tensorrt": "m.engine"}
+    assert format_by_argument("tensorrt").default_output("m.int8.onnx").name == "m.int8.engine"
+    parser = get_args_parser()
+    for fmt in exportable():  # every row is a sub-command that parses into its function's arguments
+        source = "m.pt" if fmt.source == "-" else "m.onnx"
+        argv = [fmt.argument, source, "-o", "out", *(["--data", "d"] if fmt.argument == "int8" else [])]
+        args, _ = fmt.call_arguments(parser.parse_args(argv))
+        given = args[0][0] if isinstance(args[0], list) else args[0]  # onnx takes a list (ensembles)
+        assert (given, args[1 + (fmt.argument == "int8")]) == (Path(source), Path("out")), fmt.argument
+
+
+def test_bench_all_formats_walks_the_table_with_one_status_row_each(tmp_path, make_ckpt, affectnet_root, capsys):
+    from export.bench import cuda_available
+
+    ckpt = make_ckpt(tmp_path / "run" / "checkpoint.pt", "small_cnn", size=64)
+    out = tmp_path / "bench"
+    argv = ["bench", str(ckpt), "--all-formats", "--data", str(affectnet_root), "--limit", "12", "--batch", "1",
+            "--threads", "1", "--warmup", "1", "--min-iters", "2", "--min-seconds", "0", "-o", str(out)]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    statuses = {s["format"]: s for s in doc["formats"]}
+    assert list(statuses) == [f.name for f in FORMATS]
+    made = [s["file"] for s in doc["formats"] if s["status"] == "ok"]
+    assert {r["model"] for r in doc["rows"]} == set(made)  # every file made is benched, once per batch
+    assert statuses["ONNX INT8"]["status"] == "ok" and statuses["ONNX INT8"]["file"].endswith("checkpoint.int8.onnx")
+    assert all(str(tmp_path / "bench-formats") in f for f in made[1:])  # exports beside the table, not the run
+    if not cuda_available():
+        assert statuses["TensorRT"] == {"format": "TensorRT", "status": "skipped", "file": None,
+                                        "detail": "needs a CUDA GPU"}
+    assert "| ONNX FP16 | ok |" in capsys.readouterr().out
+    rows = {r["backend"]: r for r in doc["rows"]}
+    assert rows["ORT FP32"]["accuracy"] == pytest.approx(rows["PyTorch eager"]["accuracy"])
+
+
+def test_bench_all_formats_without_data_skips_int8_and_wants_one_checkpoint(tmp_path, make_ckpt, small_onnx, capsys):
+    from export.bench import BenchOptions, export_all_formats
+
+    ckpt = make_ckpt(tmp_path / "checkpoint.pt", "small_cnn", size=64)
+    files, statuses = export_all_formats(ckpt, tmp_path / "made", BenchOptions())
+    by_name = {s.format: s for s in statuses}
+    assert by_name["ONNX INT8"].status == "skipped" and "--data" in by_name["ONNX INT8"].detail
+    assert [f.name for f in files][:2] == ["checkpoint.pt", "checkpoint.onnx"]
+    assert main(["bench", str(ckpt), str(ckpt), "--all-formats"]) == 1
+    assert "takes one checkpoint.pt" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="starts from a PyTorch checkpoint"):
+        export_all_formats(small_onnx, tmp_path / "made2", BenchOptions())

@@ -68,6 +68,20 @@ def test_backend_name_must_fit_the_file(onnx_model):
     assert backend_for_path("m.pt") == "torch"
 
 
+def test_backends_for_a_suffix_are_exactly_those_that_load_it(onnx_model):
+    from realtime.backends import BACKENDS, backends_for
+
+    usable = backends_for(".onnx")
+    assert "onnxruntime" in usable and "ort-cpu" in usable and not {"torch", "tensorrt"} & set(usable)
+    for name in BACKENDS:
+        if name in usable:
+            with create_backend(onnx_model, backend=name, threads=1) as backend:
+                assert backend.spec.labels
+        else:
+            with pytest.raises(BackendError):
+                create_backend(onnx_model, backend=name)
+
+
 def test_unavailable_execution_provider_is_named(onnx_model):
     import onnxruntime as ort
 

@@ -261,7 +261,7 @@ def test_ctrl_c_flushes_the_recordings_and_leaves_a_playable_video(tmp_path, onn
          "--video-out", str(video), "--summary-json", str(summary)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not (tmp_path / ".c.partial.csv").exists():
+    while time.time() < deadline and not list(tmp_path.glob(".c.*.partial.csv")):
         time.sleep(0.2)
     time.sleep(2.0)  # let it process some frames
     proc.send_signal(signal.SIGINT)

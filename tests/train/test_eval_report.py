@@ -80,7 +80,7 @@ def test_eval_writes_every_output(affectnet_eval):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
         if name.endswith(".png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob("*.partial*"))
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["n"] == N and on_disk["expression"]["labels"] == list(EXPRESSIONS)
     assert {"valence", "arousal", "ci"} <= set(on_disk)

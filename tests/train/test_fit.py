@@ -159,17 +159,36 @@ def test_masked_classes_do_not_change_the_loss():
     assert not torch.allclose(base, masked_cross_entropy(pushed, target, None, smoothing=0.1))
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "configs" / "reference").glob("*.yaml")), ids=lambda p: p.stem)
+def _reference_configs() -> list:
+    """Every reference config; those on the big ImageNet backbones (~25 s each here) marked slow."""
+    configs = []
+    for path in sorted((REPO / "configs" / "reference").glob("*.yaml")):
+        heavy = yaml.safe_load(path.read_text())["model"]["backbone"] in ("vgg16", "resnet50")
+        configs.append(pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if heavy else []))
+    return configs
+
+
+@pytest.mark.parametrize("config", _reference_configs())
 def test_reference_config_runs_a_few_steps(tmp_path, config, affectnet_root, fer2013_root):
     cfg = load_config(config, [f"run_dir={tmp_path / 'run'}", "train.epochs=1", "train.max_steps=2",
                                "train.batch_size=8", "data.num_workers=0"])
     cfg["model"]["input_size"] = min(int(cfg["model"]["input_size"] or 64), 64)
+    if not has_local_weights(cfg["model"]["backbone"]):
+        cfg["model"]["pretrained"] = "none"  # torchvision's weights would be a download
     for d in cfg["data"]["datasets"]:
         d["root"] = str(REPO / d["root"]) if not os.path.isabs(d["root"]) else d["root"]
         d["limit"] = 60
     run = fit(cfg)
     metrics = yaml.safe_load((run / "metrics.json").read_text())
     assert metrics["expression"]["labels"] == cfg["labels"]
+
+
+def has_local_weights(backbone: str) -> bool:
+    """Its registry entry has a weight file on this machine (no download needed)."""
+    from train.models import REGISTRY, weight_dirs
+
+    return any((d / t.source).is_file() for t in REGISTRY[backbone].weights if t.kind == "local"
+               for d in weight_dirs())
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:

@@ -95,3 +95,32 @@ def test_parameter_count_is_what_the_forward_pass_uses(backbone):
     (out["expression"].sum() + out["valence_arousal"].sum()).backward()
     used = sum(p.numel() for p in model.parameters() if p.grad is not None)
     assert count_parameters(model) == used
+
+
+def test_normalisation_and_help_come_from_the_registry_weight_tags(tmp_path, monkeypatch, capsys):
+    """A backbone registered with its own weight tag: `auto` finds its local file and
+    takes the tag's normalisation (no per-name branch), and `train fit --help` lists it."""
+    from train.__main__ import main
+    from train.models import SmallCNN, local_weights, register_backbone
+
+    register_backbone("test_tagged_cnn", input_size=32,
+                      weights=(local_weights("test_tagged_cnn", (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)),))(
+        lambda: (SmallCNN(width=8), 16))
+    try:
+        reference = SmallCNN(width=8)
+        torch.save(reference.state_dict(), tmp_path / "test_tagged_cnn_imagenet.pth")
+        monkeypatch.setenv("AFFECTCAM_WEIGHTS_DIR", str(tmp_path))
+        bb = build_backbone("test_tagged_cnn", "imagenet")
+        assert (bb.mean, bb.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+        assert bb.weights == str(tmp_path / "test_tagged_cnn_imagenet.pth")
+        assert torch.equal(bb.module.features[0].weight, reference.features[0].weight)
+        given = build_backbone("test_tagged_cnn", str(tmp_path / "test_tagged_cnn_imagenet.pth"))
+        assert given.mean == (0.1, 0.2, 0.3)  # a path is normalised as its file's tag says
+        with pytest.raises(SystemExit):
+            main(["fit", "--help"])
+        listed = " ".join(capsys.readouterr().out.split())
+        assert all(name in listed for name in REGISTRY)
+    finally:
+        del REGISTRY["test_tagged_cnn"]
+    with pytest.raises(ModelError, match="no ImageNet weights for 'small_cnn': none known"):
+        build_backbone("small_cnn", "imagenet")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,17 +20,16 @@ import numpy as np
 from tqdm import tqdm
 
 from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes
+from affect.files import atomic_path, cache_root
 from train.data.dataset import UnreadableImage, eval_crop, read_image
 from train.data.records import DataError, Sample
 
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir(kind: str = "blendshapes") -> Path:
-    """~/.cache/affectcam/<kind> (or under $XDG_CACHE_HOME): per-sample tables of
-    blendshapes, and of teacher outputs (train.distill)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "affectcam" / kind
+# The one cache root (`$AFFECTCAM_CACHE`, …) under its old name: per-sample tables of
+# blendshapes here, of teacher outputs in train.distill.
+default_cache_dir = cache_root
 
 
 def sample_key(sample: Sample) -> str:
@@ -60,20 +58,13 @@ def read_rows(path: Path) -> dict[str, np.ndarray]:
 
 
 def write_rows(path: Path, table: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(table)
     # A temporary file of its own, then an atomic rename: two fits started together
     # (bench/default_model.sh) may both write the cache, and readers never see half a file.
-    fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp.npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, keys=np.array(keys, dtype=str),
-                     rows=np.stack([table[k] for k in keys]).astype(np.float32) if keys
-                     else np.zeros((0, 0), np.float32))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, keys=np.array(keys, dtype=str),
+                 rows=np.stack([table[k] for k in keys]).astype(np.float32) if keys
+                 else np.zeros((0, 0), np.float32))
 
 
 def attach_blendshapes(samples: Sequence[Sample], names: Sequence[str], face_model: str | os.PathLike,
@@ -83,7 +74,7 @@ def attach_blendshapes(samples: Sequence[Sample], names: Sequence[str], face_mod
     face_model = Path(face_model)
     if not face_model.is_file():
         raise DataError(f"{face_model}: MediaPipe face model not found (needed for blendshapes)")
-    cache = _cache_file(Path(cache_dir) if cache_dir else default_cache_dir(), names, face_model)
+    cache = _cache_file(Path(cache_dir) if cache_dir else default_cache_dir("blendshapes"), names, face_model)
     table = read_rows(cache)
     todo = [s for s in samples if sample_key(s) not in table]
     if todo:

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, default_collate
 from torchvision.transforms import RandomErasing
 
 from affect.blendshapes import mirror_order
 from affect.crop import box_from_xywh, crop_face, points_to_crop
+from affect.images import UnreadableImage, read_image_file
 from affect.preprocess import normalise, resize_square, to_rgb
 from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
 from train.data.crop_cache import CropCache
@@ -32,29 +32,14 @@ log = logging.getLogger(__name__)
 
 # Sample.box is already the rule-expanded square: crop it as given.
 _AS_GIVEN = {"method": "box", "scale": 1.0}
-_UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-class UnreadableImage(DataError):
-    """An image file that is missing, truncated or not an image."""
 
 
 def read_image(sample: Sample) -> np.ndarray:
-    """The sample's pixels as decoded (HxW greyscale or HxWx3 RGB uint8).
-
-    PIL rather than cv2: cv2 silently returns a half-grey picture for a
-    truncated JPEG, PIL raises, so bad files are caught and counted.
-    """
+    """The sample's pixels (HxW greyscale or HxWx3 RGB uint8): held in memory
+    (FER2013 CSV rows) or read by `affect.images.read_image_file`."""
     if sample.pixels is not None:
         return sample.pixels
-    try:
-        with Image.open(sample.path) as im:
-            im.load()
-            if im.mode not in ("RGB", "L"):
-                im = im.convert("RGB")
-            return np.asarray(im)
-    except _UNREADABLE as exc:
-        raise UnreadableImage(f"{sample.path}: unreadable image ({exc})") from None
+    return read_image_file(sample.path)
 
 
 def eval_crop(image: np.ndarray, sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:

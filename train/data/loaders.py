@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from affect.crop import box_from_points, box_from_xywh
+from affect.images import IMAGE_SUFFIXES
 from affect.labels import (
     AFFECTNET_CODES,
     AFFECTNET_NO_VA,
@@ -29,7 +30,6 @@ from train.data.records import DataError, DatasetInfo, Sample, _is_canonical, la
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 # AffectNet's official CSV boxes are tight face boxes; crop them as given
 # unless the model's crop rule says otherwise.
 DEFAULT_CSV_CROP: dict[str, Any] = {"method": "box", "scale": 1.0}
@@ -65,7 +65,7 @@ def _id_key(path: Path) -> tuple:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _warn_skipped(name: str, count: int, reason: str, example: object) -> None:
@@ -547,7 +547,7 @@ def load_class_folders(root: str | os.PathLike, mapping: Mapping[str, str | None
         index = label_set.index(targets[d.name])
         samples += [Sample(path=str(p), expression=index, source=name) for p in _image_files(d)]
     if not samples:
-        raise DataError(f"{root}: no images ({'/'.join(sorted(IMAGE_EXTS))}) in the class folders")
+        raise DataError(f"{root}: no images ({'/'.join(sorted(IMAGE_SUFFIXES))}) in the class folders")
     present = tuple(dict.fromkeys(targets[d.name] for d in folders if d.name in targets))
     return _info(name, _spread(samples, limit), present, label_set=label_set)
 

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-import realtime.face_model as fm
+import affect.face_model as fm
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_offline_without_a_file_says_which_file_goes_where(offline):
     assert str(offline / "face_landmarker.task") in msg
     assert fm.FACE_MODEL_URL in msg and "--face-model" in msg and fm.ENV_VAR in msg
     assert "\n" not in msg
-    assert not list(offline.glob("*.part"))  # no half-downloaded file left behind
+    assert not list(offline.glob("*partial*"))  # no half-downloaded file left behind
 
 
 def test_resolution_order_flag_env_cache(offline, face_model_path, monkeypatch, tmp_path):

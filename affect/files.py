@@ -1,0 +1,91 @@
+"""Files every room writes and reads the same way: the cache root and atomic writes.
+
+An atomic write goes to a temporary file next to the target (a unique name,
+`.<stem>.<random>.partial<suffix>`: the suffix stays last because cv2 and
+numpy pick the container from it) and is moved into place with `os.replace`
+only when the write finished, so a reader never sees half a file and a
+killed run never leaves one where the real file goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "AFFECTCAM_CACHE"
+PARTIAL = ".partial"  # in every temporary file's name (tests and cleanups look for it)
+
+
+def cache_root(kind: str | None = None) -> Path:
+    """`$AFFECTCAM_CACHE`, else `$XDG_CACHE_HOME/affectcam`, else `~/.cache/affectcam`;
+    with `kind`, that sub-folder (blendshapes, teacher, detector, …)."""
+    if os.environ.get(CACHE_ENV):
+        root = Path(os.environ[CACHE_ENV]).expanduser()
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "affectcam"
+    return root / kind if kind else root
+
+
+class PendingFile:
+    """A temporary file next to `path` that replaces `path` on `commit()`
+    (for writers that stay open, like the camera's recordings); `discard()`
+    removes it instead."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f"{PARTIAL}{self.path.suffix}",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds."""
+    pending = PendingFile(path)
+    try:
+        yield pending.tmp
+        pending.commit()
+    finally:
+        pending.discard()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:
+        pass
+    return str(obj)

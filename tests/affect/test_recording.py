@@ -1,0 +1,81 @@
+"""The recording format: what the camera's sinks write is what the dashboard reads."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from affect.recording import FaceRow, RecordingError, csv_columns, read_recording, write_csv_header
+
+LABELS = ["Neutral", "Happy", "Sad"]
+
+# Lines as the camera wrote them before the format moved into affect/ (kept verbatim:
+# old recordings must still load).
+OLD_CSV = """frame,t_ms,track_id,x,y,w,h,det_score,expression,confidence,p_Neutral,p_Happy,p_Sad,valence,arousal
+1,33.3,2,10.0,20.0,30.0,30.0,0.9100,Happy,0.7000,0.2000,0.7000,0.1000,0.4000,0.1000
+0,0.0,1,11.0,21.0,31.0,31.0,0.9000,Neutral,0.6000,0.6000,0.3000,0.1000,-0.1000,0.0500
+"""
+OLD_JSONL = ('{"frame": 0, "t_ms": 0.0, "track_id": 1, "x": 11.0, "y": 21.0, "w": 31.0, "h": 31.0, '
+             '"det_score": 0.9, "expression": "Neutral", "confidence": 0.6, "p_Neutral": 0.6, "p_Happy": 0.3, '
+             '"p_Sad": 0.1, "valence": -0.1, "arousal": 0.05, "landmarks": [[1.0, 2.0, 0.0]], '
+             '"blendshapes": {"jawOpen": 0.1}}\n')
+
+
+def _rows():
+    return [FaceRow(3, 100.04, 1, 10.0, 20.0, 30.0, 30.0, 0.91, "Happy", 0.7, [0.2, 0.7, 0.1], 0.4, 0.1),
+            FaceRow(2, 66.7, 4, 1.0, 2.0, 3.0, 3.0, 0.5, "Sad", 0.5, [0.2, 0.3, 0.5], -0.3, 0.2)]
+
+
+def test_csv_written_by_face_rows_reads_back_sorted_by_time(tmp_path):
+    buf = io.StringIO()
+    writer = write_csv_header(buf, LABELS)
+    for row in _rows():
+        writer.writerow(row.as_csv_row())
+    path = tmp_path / "rec.csv"
+    path.write_text(buf.getvalue())
+    df = read_recording(path)
+    assert list(df.columns) == csv_columns(LABELS)
+    assert df["frame"].tolist() == [2, 3] and df["track_id"].dtype.kind == "i"
+    assert df.loc[1, "t_ms"] == pytest.approx(100.0) and df.loc[0, "p_Sad"] == pytest.approx(0.5)
+
+
+def test_jsonl_has_the_csv_keys_and_the_extras(tmp_path):
+    row = _rows()[0]
+    obj = row.as_json(LABELS, landmarks=np.array([[1.234, 2.0, 0.5]]), blendshapes={"jawOpen": 0.123456})
+    assert list(obj)[:len(csv_columns(LABELS))] == csv_columns(LABELS)
+    assert obj["landmarks"] == [[1.23, 2.0, 0.5]] and obj["blendshapes"] == {"jawOpen": 0.1235}
+    assert "landmarks" not in row.as_json(LABELS)
+    path = tmp_path / "rec.jsonl"
+    path.write_text(json.dumps(obj) + "\n" + json.dumps(_rows()[1].as_json(LABELS)) + "\n")
+    df = read_recording(path)
+    assert df["frame"].tolist() == [2, 3] and df.loc[1, "p_Happy"] == pytest.approx(0.7)
+
+
+def test_recordings_written_before_still_load(tmp_path):
+    (tmp_path / "old.csv").write_text(OLD_CSV)
+    (tmp_path / "old.jsonl").write_text(OLD_JSONL)
+    csv_df, jsonl_df = read_recording(tmp_path / "old.csv"), read_recording(tmp_path / "old.jsonl")
+    assert csv_df["expression"].tolist() == ["Neutral", "Happy"]
+    assert jsonl_df.loc[0, ["p_Neutral", "valence"]].tolist() == pytest.approx([0.6, -0.1])
+    legacy = json.loads(OLD_JSONL)
+    legacy["probabilities"] = {k[2:]: legacy.pop(k) for k in list(legacy) if k.startswith("p_")}
+    (tmp_path / "nested.jsonl").write_text(json.dumps(legacy) + "\n")
+    assert read_recording(tmp_path / "nested.jsonl").loc[0, "p_Happy"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("name, text, problem", [
+    ("empty.csv", "", "not a readable CSV recording"),
+    ("other.csv", "a,b\n1,2\n", "missing columns"),
+    ("noprob.jsonl", '{"frame": 0}\n', "missing keys"),
+    ("header.csv", OLD_CSV.splitlines()[0] + "\n", "no rows"),
+    ("text.csv", OLD_CSV.replace("33.3", "soon"), "non-numeric values"),
+])
+def test_bad_recordings_are_one_line_naming_the_file(tmp_path, name, text, problem):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(RecordingError) as info:
+        read_recording(path)
+    assert str(info.value).startswith(str(path)) and problem in str(info.value) and "\n" not in str(info.value)
