@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "blendshape_cache": None,  # default ~/.cache/affectcam/blendshapes
         # decode + crop + resize every face once into a uint8 array (invalidated when a source
         # file changes); epochs then read it instead of the JPEGs
-        "cache": False, "cache_dir": None,  # default ~/.cache/affectcam/crops
+        "cache": False, "cache_dir": None,  # default <cache root>/crops ($AFFECTCAM_CACHE or ~/.cache/affectcam)
     },
     "train": {
         "epochs": 10, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "backbone_lr_mult": 0.1,

@@ -201,10 +201,10 @@ def _crop_cache(part: Part, cfg: dict, size: int):
     dcfg = cfg["data"]
     if not dcfg.get("cache"):
         return None
-    from train.data.blendshapes import default_cache_dir
+    from affect.files import cache_root
     from train.data.crop_cache import build_crop_cache
 
-    root = dcfg.get("cache_dir") or default_cache_dir("crops")
+    root = dcfg.get("cache_dir") or cache_root("crops")
     return build_crop_cache(part.samples, size, root, f"{part.info.name}-{part.split}", progress=_is_main())
 
 
