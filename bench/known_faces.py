@@ -139,8 +139,7 @@ def realtime_readings(csv_path: Path, manifest: list[dict], labels: list[str]) -
 def offline_readings(model: str, manifest: list[dict], face_model: str, blendshapes: bool = True) -> list[int]:
     """The model on each original image, as training and `train eval` frame it (with the
     training cache's blendshapes when the model takes them and `blendshapes`)."""
-    from affect.blendshapes import CropBlendshapes
-    from affect.blendshapes import LANDMARKER_CROP
+    from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes
     from realtime.reader import AffectReader
 
     with AffectReader(model) as reader:
@@ -197,16 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
+    from realtime.pipeline import DEFAULT_SPINNING, DEFAULT_THREADS, default_model
+
+    # One file both ways: the packaged one realtime.cam would pick here, unless --model says.
+    model = args.model or str(default_model(DEFAULT_THREADS, DEFAULT_SPINNING))
     samples, labels = held_out_faces(args.config, args.faces)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         video, csv_path = out / "known_faces.mp4", out / "known_faces.csv"
         manifest = build_video(samples, video, args.frames_per_face)
-        path = run_cam(video, csv_path, args.model, args.face_model, args.cam_flags)
+        path = run_cam(video, csv_path, model, args.face_model, args.cam_flags)
         live = realtime_readings(csv_path, manifest, labels)
-    from realtime.model_choice import default_model
-
-    model = args.model or str(default_model())
     offline = offline_readings(model, manifest, args.face_model, blendshapes=path == "landmarker")
     result = compare(manifest, live, offline)
     result.update(model=Path(model).name, cam_flags=args.cam_flags, face_path=path,

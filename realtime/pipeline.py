@@ -65,8 +65,10 @@ from realtime.tracking import Tracker, TrackerOptions
 DEFAULT_MODEL = PACKAGED_DIR / "affectcam_default.int8.onnx"  # one of the two packaged files (model_choice)
 STAGES = ("read", "faces", "crop", "infer", "track", "draw", "write")
 FACE_PATHS = ("auto", "detector", "landmarker")
-# ONNX Runtime's threads while MediaPipe runs beside it (bench/threads.py; docs/BENCHMARKS.md):
-# THREADS_PLACEHOLDER
+# ONNX Runtime's threads while MediaPipe runs beside it, measured on 2 cores with the stages
+# overlapped (bench/peers.py --no-fer --variant …; docs/BENCHMARKS.md): spinning threads took
+# 20-30 % of the frame rate (they hold a core MediaPipe needs), and a second intra-op thread
+# gained nothing over one while its p95 grew. MediaPipe Tasks' Python API sets no thread count.
 DEFAULT_THREADS: int | None = 1
 DEFAULT_SPINNING: bool | None = False
 
@@ -111,7 +113,7 @@ class PipelineOptions:
     every: int = 1  # run the model every Nth frame; faces and tracks every frame
     max_frames: int | None = None
     overlap: bool = True  # stages on their own threads (False: one thread, for comparison)
-    queue_size: int = 2  # frames held between two stages
+    queue_size: int = 2  # frames held between two stages (live sources: 1)
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     tracking: TrackerOptions = field(default_factory=TrackerOptions)
     source_options: SourceOptions = field(default_factory=SourceOptions)
@@ -243,11 +245,14 @@ class _Stages:
                 continue
 
     def get(self, q: queue.Queue) -> Any:
+        """The next item, or the end once the run stops: a stopping run may have dropped
+        frames upstream (`put_end`), so nothing taken after the stop goes on."""
         while not self.stop.is_set():
             try:
-                return q.get(timeout=0.05)
+                item = q.get(timeout=0.05)
             except queue.Empty:
                 continue
+            return _END if self.stop.is_set() else item
         return _END
 
     def start(self, name: str, body: Callable[[], None], out: queue.Queue | None) -> None:
@@ -264,13 +269,6 @@ class _Stages:
         thread = threading.Thread(target=run, name=f"affectcam-{name}", daemon=True)
         self.threads.append(thread)
         thread.start()
-
-    def join(self, timeout: float = 5.0) -> list[threading.Thread]:
-        """Join every thread; the ones still alive after `timeout`."""
-        deadline = time.monotonic() + timeout
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        return [t for t in self.threads if t.is_alive()]
 
 
 class Pipeline:
@@ -486,8 +484,9 @@ class Pipeline:
 
     def _overlapped(self) -> Iterator[FrameResult]:
         """Reader, faces and model threads; this generator is the last stage."""
-        st = self._stages = _Stages(self.options.queue_size)
         live = bool(self.source.live)
+        # A camera's frames should wait as little as possible: one slot per queue.
+        st = self._stages = _Stages(1 if live else self.options.queue_size)
         if self._stop:
             st.stop.set()
 
@@ -543,16 +542,22 @@ class Pipeline:
         if st is None:
             return
         st.stop.set()
-        # The faces and model threads use the finder and the backend: they must be done before
-        # those close. A live source's reader may wait on its camera: closing the source frees it.
-        alive = st.join(timeout=2.0)
-        if alive and self.source is not None:
-            self.source.close()
-            alive = st.join(timeout=5.0)
-        if alive:
-            print(f"affectcam: warning: stage threads still running at close: {[t.name for t in alive]}",
-                  file=sys.stderr)
         self._stages = None
+        if not st.threads:
+            return
+        reader, *workers = st.threads
+        # The faces and model threads use the finder and the backend, which close after this:
+        # wait for them (each ends after its current call). A live source's reader may wait on
+        # its camera: closing the source frees it.
+        for thread in workers:
+            thread.join(30.0)
+        reader.join(0.2 if self.source is not None and self.source.live else 5.0)
+        if reader.is_alive() and self.source is not None:
+            self.source.close()
+            reader.join(5.0)
+        alive = [t.name for t in st.threads if t.is_alive()]
+        if alive:
+            print(f"affectcam: warning: stage threads still running at close: {alive}", file=sys.stderr)
 
     # --- closing --------------------------------------------------------------------------------
     def close(self) -> RunSummary:

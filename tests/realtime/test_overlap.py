@@ -11,7 +11,6 @@ import threading
 import time
 
 import cv2
-import numpy as np
 import pytest
 
 from affect.recording import read_csv
@@ -222,3 +221,23 @@ def test_process_gives_the_sequential_results_one_frame_at_a_time(clip_images, o
         with pytest.raises(Exception, match="no source: pass frames to process"):
             next(iter(p))
     assert got == expected
+
+
+class EndlessCamera(FastCamera):
+    """A camera that never ends (a frame every 30 ms)."""
+
+    def read(self):
+        time.sleep(0.03)
+        self.i += 1
+        return True, self.images[self.i % len(self.images)]
+
+
+def test_closing_a_live_run_midway_is_prompt(clip_images, onnx_model, face_model_path):
+    source = LiveSource("endless camera", "camera", (0,), SourceOptions(), lambda *a: EndlessCamera(clip_images))
+    with Pipeline(PipelineOptions(source=source, model=onnx_model, face_model=face_model_path, threads=1)) as p:
+        for r in p:
+            if r.index >= 5:
+                break
+        t0 = time.perf_counter()
+    assert time.perf_counter() - t0 < 3.0
+    assert not stage_threads()

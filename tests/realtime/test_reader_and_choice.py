@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import realtime
-from realtime import AffectReader, Pipeline, PipelineOptions
-from realtime import model_choice
+from realtime import AffectReader, Pipeline, PipelineOptions, model_choice
 from realtime.backends import BackendError, create_backend, ort_thread_settings
 from realtime.sources import Frame, Source, SourceOptions
 
