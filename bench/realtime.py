@@ -6,8 +6,11 @@ table and JSON. Targets from the realtime issue (2 CPU cores, MobileNetV2
 INT8 ONNX): at least 60 FPS, p95 per-frame latency at most 25 ms.
 
     python bench/realtime.py --model runs/x/model.int8.onnx [--model other.onnx] \\
-        [--faces landmarker+fill,landmarker,detector] [--repeats 3] \\
-        [--cores 2] [--threads 2] [--json bench.json] [--markdown bench.md]
+        [--faces auto,landmarker+fill,landmarker,detector] [--repeats 3] [--sequential] \\
+        [--cores 2] [--threads 1] [--json bench.json] [--markdown bench.md]
+
+Without --model it times the packaged file `realtime.model_choice` picks on
+this machine (INT8 or FP32, by a recorded start-up timing).
 
 A model that takes MediaPipe blendshapes gets them through the pipeline as in
 the camera (the landmarker paths compute them; on the detector path such a
@@ -38,20 +41,22 @@ TARGET_FPS = 60.0
 TARGET_P95_MS = 25.0
 
 
-FACE_MODES = {  # --faces name -> (landmarks, detector_fill)
-    "landmarker+fill": (True, True),  # realtime.cam's default
-    "landmarker": (True, False),      # --no-detector-fill
-    "detector": (False, False),       # --detector-only
+FACE_MODES = {  # --faces name -> (PipelineOptions.faces, detector_fill)
+    "auto": ("auto", True),                   # realtime.cam's default: the detector unless the model needs the mesh
+    "landmarker+fill": ("landmarker", True),  # --faces landmarker
+    "landmarker": ("landmarker", False),      # --faces landmarker --no-detector-fill
+    "detector": ("detector", False),          # --faces detector
 }
 
 
 def run_once(model: str, faces: str, args: argparse.Namespace) -> dict:
-    landmarks, fill = FACE_MODES[faces]
+    face_path, fill = FACE_MODES[faces]
 
     def options(max_frames: int | None) -> PipelineOptions:
         return PipelineOptions(source=args.clip, model=model, backend=args.backend, threads=args.threads,
-                               face_model=args.face_model, landmarks=landmarks, detector_fill=fill,
-                               max_frames=max_frames, every=args.every, draw=args.draw)
+                               face_model=args.face_model, faces=face_path, detector_fill=fill,
+                               max_frames=max_frames, every=args.every, draw=args.draw,
+                               overlap=not args.sequential)
 
     with Pipeline(options(args.warmup)) as p:
         for _ in p:
@@ -107,22 +112,28 @@ def markdown(rows: list[dict], env: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", required=True, help="model file (repeat to compare)")
+    ap.add_argument("--model", action="append", default=None,
+                    help="model file (repeat to compare); default: the packaged file realtime.cam picks here")
     ap.add_argument("--clip", default=str(REPO.parent / "shared" / "videos" / "short_hamilton_clip.mp4"))
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--backend", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="default: the pipeline's measured default")
+    ap.add_argument("--sequential", action="store_true", help="the stages on one thread (default: overlapped)")
     ap.add_argument("--cores", type=int, default=None, help="pin the process to this many CPU cores")
     ap.add_argument("--frames", type=int, default=None, help="default: the whole clip")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--every", type=int, default=1)
-    ap.add_argument("--faces", default="landmarker+fill,landmarker,detector",
+    ap.add_argument("--faces", default="auto,landmarker+fill,detector",
                     help=f"comma-separated face paths to time: {', '.join(FACE_MODES)}")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per row; the table shows medians")
     ap.add_argument("--draw", action="store_true", help="also draw the overlay (as --video-out would)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args(argv)
+    if not args.model:  # the INT8/FP32 choice of realtime.model_choice, measured and recorded on this machine
+        from realtime.pipeline import default_model
+
+        args.model = [str(default_model())]
 
     if args.cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))

@@ -6,5 +6,6 @@ backends do, when they are used).
 """
 
 from realtime.pipeline import FaceResult, FrameResult, Pipeline, PipelineError, PipelineOptions
+from realtime.reader import AffectReader, Reading
 
-__all__ = ["Pipeline", "PipelineOptions", "PipelineError", "FrameResult", "FaceResult"]
+__all__ = ["Pipeline", "PipelineOptions", "PipelineError", "FrameResult", "FaceResult", "AffectReader", "Reading"]

@@ -142,7 +142,8 @@ def _check_graph_names(path: Path, inputs: Sequence[str], outputs: Sequence[str]
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int | None = None, providers: Sequence[str] | None = None):
+    def __init__(self, path: Path, threads: int | None = None, providers: Sequence[str] | None = None,
+                 spinning: bool | None = None):
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -159,9 +160,15 @@ class OnnxRuntimeBackend(Backend):
             wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads, spinning = ort_thread_settings(threads, spinning)
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        if spinning is not None:
+            # Spinning workers keep a core busy between runs: on a small CPU that core is
+            # then taken from MediaPipe, which runs on its own threads at the same time.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.threads, self.spinning = threads, spinning
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
@@ -205,7 +212,31 @@ class OnnxRuntimeBackend(Backend):
         self.session = None  # ORT frees the session with the object
 
     def describe(self) -> str:
-        return f"onnxruntime[{self.providers[0]}]:{self.path.name}"
+        extra = "".join([f", {self.threads} threads" if self.threads else "",
+                         "" if self.spinning is None else f", spinning {'on' if self.spinning else 'off'}"])
+        return f"onnxruntime[{self.providers[0]}{extra}]:{self.path.name}"
+
+
+THREADS_ENV = "AFFECTCAM_ORT_THREADS"
+SPINNING_ENV = "AFFECTCAM_ORT_SPINNING"
+
+
+def ort_thread_settings(threads: int | None, spinning: bool | None) -> tuple[int | None, bool | None]:
+    """Intra-op threads and spinning: the arguments when given, else $AFFECTCAM_ORT_THREADS /
+    $AFFECTCAM_ORT_SPINNING (1/0, on/off), else None (ONNX Runtime's own default)."""
+    if threads is None and os.environ.get(THREADS_ENV):
+        try:
+            threads = int(os.environ[THREADS_ENV])
+        except ValueError:
+            raise BackendError(f"${THREADS_ENV}={os.environ[THREADS_ENV]!r}: expected a whole number") from None
+    if spinning is None and os.environ.get(SPINNING_ENV):
+        value = os.environ[SPINNING_ENV].strip().lower()
+        if value not in ("1", "0", "on", "off", "true", "false", "yes", "no"):
+            raise BackendError(f"${SPINNING_ENV}={os.environ[SPINNING_ENV]!r}: expected 1/0 or on/off")
+        spinning = value in ("1", "on", "true", "yes")
+    if threads is not None and threads < 1:
+        raise BackendError(f"inference threads must be at least 1, got {threads}")
+    return threads, spinning
 
 
 def batch_chunks(n: int, max_batch: int) -> list[tuple[int, int]]:
@@ -387,11 +418,12 @@ def backend_for_path(path: str | os.PathLike) -> str:
 
 
 def create_backend(model_path: str | os.PathLike, backend: str | None = None, threads: int | None = None,
-                   providers: Sequence[str] | None = None) -> Backend:
+                   providers: Sequence[str] | None = None, spinning: bool | None = None) -> Backend:
     """Load a model file into the backend named by `backend` or by its extension.
 
     `threads` sets intra-op threads (ONNX Runtime, torch); `providers` lists
-    ONNX Runtime execution providers ("cpu", "cuda", "tensorrt" or full names).
+    ONNX Runtime execution providers ("cpu", "cuda", "tensorrt" or full names);
+    `spinning` sets ONNX Runtime's `session.intra_op.allow_spinning` (None: its default).
     Raises BackendError / SpecError with a one-line message naming the file.
     """
     path = Path(model_path)
@@ -409,7 +441,8 @@ def create_backend(model_path: str | os.PathLike, backend: str | None = None, th
         raise BackendError(f"{path}: a {path.suffix or 'extension-less'} file cannot be run by the "
                            f"{name} backend (it takes {list(kind.suffixes)})")
     if kind.name == "onnxruntime":
-        return OnnxRuntimeBackend(path, threads=threads, providers=providers or kind.providers or None)
+        return OnnxRuntimeBackend(path, threads=threads, providers=providers or kind.providers or None,
+                                  spinning=spinning)
     if kind.name == "tensorrt":
         return TensorRTBackend(path)
     return TorchBackend(path, threads=threads)

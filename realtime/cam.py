@@ -31,11 +31,25 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="camera index, video file, image folder, rtsp/http URL or GStreamer pipeline (default 0)")
     ap.add_argument("--model", default=None, help="model file: .onnx, .engine or .pt (default: the packaged model)")
     ap.add_argument("--backend", default=None, choices=sorted(BACKENDS), help="default: by the model's extension")
-    ap.add_argument("--threads", type=int, default=None, help="inference threads (ONNX Runtime intra-op, torch)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="inference threads (ONNX Runtime intra-op, torch); default $AFFECTCAM_ORT_THREADS, "
+                         "else the measured default for a CPU shared with MediaPipe")
+    spin = ap.add_mutually_exclusive_group()
+    spin.add_argument("--spinning", dest="spinning", action="store_true", default=None,
+                      help="let ONNX Runtime's idle threads spin (default $AFFECTCAM_ORT_SPINNING, else off)")
+    spin.add_argument("--no-spinning", dest="spinning", action="store_false")
     ap.add_argument("--face-model", default=None, help="MediaPipe face_landmarker.task (default: env, cache, download)")
+    ap.add_argument("--faces", default="auto", choices=["auto", "detector", "landmarker"],
+                    help="what finds the faces: the MediaPipe FaceDetector (fast; six keypoints give the "
+                         "roll), the Face Landmarker (478 points and blendshapes, several times slower), "
+                         "or auto (default): the detector unless the model takes blendshapes or "
+                         "--jsonl-landmarks asks for the mesh")
     ap.add_argument("--detector-only", action="store_true",
-                    help="MediaPipe FaceDetector instead of the landmarker (faster, no mesh or blendshapes; "
+                    help="the same as --faces detector (no mesh or blendshapes; "
                          "a model that takes blendshapes then reads the face images alone)")
+    ap.add_argument("--sequential", action="store_true",
+                    help="run the stages one after another on one thread (default: reading, faces and the "
+                         "model overlap on their own threads; the results are the same)")
     ap.add_argument("--no-detector-fill", action="store_true",
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")
@@ -68,7 +82,8 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
                                  min_cutoff=args.euro_min_cutoff, beta=args.euro_beta)
     return PipelineOptions(
         source=args.source, model=args.model, backend=args.backend, threads=args.threads,
-        face_model=args.face_model, landmarks=not args.detector_only,
+        spinning=args.spinning, face_model=args.face_model,
+        faces="detector" if args.detector_only else args.faces, overlap=not args.sequential,
         detector_fill=not args.no_detector_fill, max_faces=args.max_faces,
         every=args.every, max_frames=args.max_frames, smoothing=smoothing,
         source_options=SourceOptions(width=args.width, height=args.height, fps=args.fps),
@@ -92,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"affectcam: {pipeline.backend.describe()} on {pipeline.source.name}", file=sys.stderr)
+    stages = "one thread" if args.sequential else "overlapped stages"
+    print(f"affectcam: {pipeline.backend.describe()} on {pipeline.source.name}; faces: {pipeline.face_path}, "
+          f"{stages}", file=sys.stderr)
     try:
         summary = pipeline.run()
     except USER_ERRORS as exc:

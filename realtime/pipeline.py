@@ -6,20 +6,38 @@ inference call → tracks + smoothing → overlay / recordings.
             for face in result.faces:
                 print(result.index, face.track_id, face.expression, face.valence, face.arousal)
 
-A model whose spec lists `blendshapes` also gets each face's MediaPipe
-blendshape scores (the landmarker computes them whenever such a model runs);
-faces without them (the detector-only path, faces the detector filled in) get
-a NaN row, and the model reads their image alone.
+    p = Pipeline(PipelineOptions(source=None))   # frames pushed in by the caller
+    result = p.process(image_bgr, t_ms)
+
+Faces: by default the MediaPipe FaceDetector (six keypoints: the eyes give the
+roll for the crop) with the IoU tracker; the Face Landmarker (478 points, 52
+blendshapes, several times slower on a small CPU) runs only when something
+needs it: a model whose spec takes blendshapes, `jsonl_landmarks`, or
+`faces="landmarker"`. Faces without blendshapes get a NaN row, and a model
+that takes them reads their image alone.
+
+Stages overlap (`overlap=True`, the default for sources): reading, finding
+faces and running the model each have a thread, joined by small bounded
+queues, and the consumer's thread smooths, draws and writes. Each stage is one
+thread and the queues are FIFO, so results come out in frame order and equal
+the sequential path's (`overlap=False`) figure for figure; for files nothing
+is dropped (a full queue makes the stage before it wait); live sources keep
+newest-frame semantics (the reader's queue drops its oldest frame). Tracking
+runs in the faces stage, before the model, because `--every N` decides from
+the tracks which faces the model reads.
 
 The command line (`python -m realtime.cam`) and the dashboard both drive it.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +49,28 @@ import numpy as np
 from affect.blendshapes import blendshape_row
 from affect.crop import CropBox, crop_face
 from affect.face_model import resolve_face_model
-from affect.preprocess import prepare_batch, softmax
-from affect.spec import OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
-from realtime.backends import Backend, create_backend
+from affect.preprocess import prepare_batch
+from affect.spec import ModelSpec
+from realtime.backends import Backend
 from realtime.faces import Face, FaceFinder, FaceOptions
+from realtime.model_choice import PACKAGED_DIR, ModelChoiceError
+from realtime.model_choice import default_model as choose_packaged_model
 from realtime.overlay import Window, draw_face, draw_stats, draw_va_inset
+from realtime.reader import AffectReader
 from realtime.sinks import CsvSink, JsonlSink, LatencyStats, RunSummary, VideoSink
 from realtime.smoothing import SmoothingOptions, TrackSmoother
 from realtime.sources import Source, SourceOptions, open_source
 from realtime.tracking import Tracker, TrackerOptions
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "affectcam_default.int8.onnx"
+DEFAULT_MODEL = PACKAGED_DIR / "affectcam_default.int8.onnx"  # one of the two packaged files (model_choice)
 STAGES = ("read", "faces", "crop", "infer", "track", "draw", "write")
+FACE_PATHS = ("auto", "detector", "landmarker")
+# ONNX Runtime's threads while MediaPipe runs beside it, measured on 2 cores with the stages
+# overlapped (bench/peers.py --no-fer --variant …; docs/BENCHMARKS.md): spinning threads took
+# 20-30 % of the frame rate (they hold a core MediaPipe needs), and a second intra-op thread
+# gained nothing over one while its p95 grew. MediaPipe Tasks' Python API sets no thread count.
+DEFAULT_THREADS: int | None = 1
+DEFAULT_SPINNING: bool | None = False
 
 
 class PipelineError(RuntimeError):
@@ -64,22 +92,28 @@ def blendshape_rows(faces: Sequence[Face], names: Sequence[str]) -> np.ndarray:
 
 @dataclass
 class PipelineOptions:
-    source: str | int | Path | Source = 0
-    model: str | Path | None = None  # None: the packaged default model
+    source: str | int | Path | Source | None = 0  # None: frames come through Pipeline.process()
+    model: str | Path | None = None  # None: the packaged default model (INT8 or FP32, by measurement)
     backend: str | None = None  # None: by the model file's extension
     providers: list[str] | None = None  # ONNX Runtime execution providers
-    threads: int | None = None
+    threads: int | None = None  # ONNX Runtime intra-op threads; None: $AFFECTCAM_ORT_THREADS, else DEFAULT_THREADS
+    spinning: bool | None = None  # ONNX Runtime intra-op spinning; None: $AFFECTCAM_ORT_SPINNING, else DEFAULT_SPINNING
     face_model: str | Path | None = None  # None: env var, cache, download
     download_face_model: bool = True
-    landmarks: bool = True  # False: the lighter FaceDetector path (no mesh, no blendshapes)
-    # MediaPipe blendshapes on FaceResult (and in the JSONL with jsonl_landmarks); a model
-    # that takes blendshapes gets them either way (the landmarker then computes them).
+    # "auto": the detector, or the landmarker when something needs it (a model that takes
+    # blendshapes, jsonl_landmarks); "detector"; "landmarker".
+    faces: str = "auto"
+    landmarks: bool | None = None  # older spelling: True = faces "landmarker", False = "detector"
+    # MediaPipe blendshapes on FaceResult (and in the JSONL with jsonl_landmarks) when the landmarker
+    # runs; a model that takes blendshapes gets them either way.
     blendshapes: bool = True
     detector_fill: bool = True  # landmarker path: also run the detector for faces the landmarker misses
     max_faces: int = 10
     min_face_confidence: float = 0.5
     every: int = 1  # run the model every Nth frame; faces and tracks every frame
     max_frames: int | None = None
+    overlap: bool = True  # stages on their own threads (False: one thread, for comparison)
+    queue_size: int = 2  # frames held between two stages (live sources: 1)
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     tracking: TrackerOptions = field(default_factory=TrackerOptions)
     source_options: SourceOptions = field(default_factory=SourceOptions)
@@ -119,16 +153,122 @@ class FrameResult:
     t_ms: float
     image: np.ndarray  # the frame, BGR
     faces: list[FaceResult]
-    timings: dict[str, float]  # milliseconds per stage, and `frame` for the total
+    timings: dict[str, float]  # milliseconds per stage, `frame` for their sum, `latency` read → result
     fps: float
     annotated: np.ndarray | None = None
 
 
-def default_model() -> Path:
-    if DEFAULT_MODEL.is_file():
-        return DEFAULT_MODEL
-    raise PipelineError(f"no model given and the packaged default {DEFAULT_MODEL} is not installed: "
-                        "pass --model PATH (an exported .onnx, .engine or .pt)")
+def default_model(threads: int | None = None, spinning: bool | None = None) -> Path:
+    """The packaged model file that runs here (INT8 or FP32: `realtime.model_choice`)."""
+    try:
+        return choose_packaged_model(DEFAULT_MODEL.parent, threads, spinning)
+    except ModelChoiceError as exc:
+        raise PipelineError(str(exc)) from None
+
+
+def face_path(options: PipelineOptions, spec: ModelSpec) -> str:
+    """"detector" or "landmarker": what finds the faces for this model and these options."""
+    if options.landmarks is not None:
+        return "landmarker" if options.landmarks else "detector"
+    if options.faces not in FACE_PATHS:
+        raise PipelineError(f"faces must be one of {list(FACE_PATHS)}, got {options.faces!r}")
+    if options.faces != "auto":
+        return options.faces
+    return "landmarker" if (spec.blendshapes or options.jsonl_landmarks) else "detector"
+
+
+@dataclass
+class _Work:
+    """One frame on its way through the stages."""
+    index: int
+    t_ms: float
+    image: np.ndarray
+    t_start: float  # perf_counter when its reading began
+    timings: dict[str, float]
+    n: int = 0  # position among the frames the pipeline processed (for --every)
+    rgb: np.ndarray | None = None
+    faces: list[Face] = field(default_factory=list)
+    tracks: list[Any] = field(default_factory=list)
+    live_tracks: dict[int, Any] = field(default_factory=dict)  # the tracker's tracks after this frame
+    boxes: list[CropBox] = field(default_factory=list)
+    todo: list[int] = field(default_factory=list)
+    crops: dict[int, np.ndarray] = field(default_factory=dict)
+    batch: np.ndarray | None = None
+    shapes: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    va: np.ndarray | None = None
+    lap_t: float = 0.0
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = (now - self.lap_t) * 1000
+        self.lap_t = now
+
+
+_END = object()  # end of the stream, passed down the queues
+
+
+class _Stages:
+    """The threads of an overlapped run and the queues between them."""
+
+    def __init__(self, size: int):
+        self.stop = threading.Event()
+        self.read_q: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self.faces_q: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self.model_q: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def put(self, q: queue.Queue, item: Any) -> bool:
+        """Blocking put that gives up when the run stops."""
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def put_end(self, q: queue.Queue) -> None:
+        """The end marker: waits for room like any frame (nothing is dropped at the end of a
+        file); once the run is stopping, makes room instead (the consumer may read no more)."""
+        while True:
+            if self.stop.is_set():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+            try:
+                q.put(_END, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue) -> Any:
+        """The next item, or the end once the run stops: a stopping run may have dropped
+        frames upstream (`put_end`), so nothing taken after the stop goes on."""
+        while not self.stop.is_set():
+            try:
+                item = q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            return _END if self.stop.is_set() else item
+        return _END
+
+    def start(self, name: str, body: Callable[[], None], out: queue.Queue | None) -> None:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:  # handed to the consumer, which raises it
+                self.errors.append(exc)
+                self.stop.set()
+            finally:
+                if out is not None:
+                    self.put_end(out)
+
+        thread = threading.Thread(target=run, name=f"affectcam-{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
 
 class Pipeline:
@@ -136,25 +276,34 @@ class Pipeline:
         self.options = o = options
         if o.every < 1:
             raise PipelineError(f"--every must be at least 1, got {o.every}")
+        if o.faces not in FACE_PATHS:
+            raise PipelineError(f"faces must be one of {list(FACE_PATHS)}, got {o.faces!r}")
+        threads, spinning = self._thread_settings(o)
         self._stack = ExitStack()
         try:
-            self.backend: Backend = self._stack.enter_context(
-                create_backend(o.model or default_model(), o.backend, o.threads, o.providers))
+            self.reader: AffectReader = self._stack.enter_context(AffectReader(
+                o.model or default_model(threads, spinning), o.backend, threads, o.providers, spinning))
+            self.backend: Backend = self.reader.backend
             self.spec: ModelSpec = self.backend.spec
+            self.face_path = face_path(o, self.spec)
             face_model = resolve_face_model(o.face_model, download=o.download_face_model)
-            self.source: Source = o.source if isinstance(o.source, Source) else open_source(
-                o.source, o.source_options)
-            self._stack.callback(self.source.close)
-            mode = "image" if self.source.kind == "folder" else "video"
+            self.source: Source | None = None
+            if isinstance(o.source, Source):
+                self.source = o.source
+            elif o.source is not None:
+                self.source = open_source(o.source, o.source_options)
+            if self.source is not None:
+                self._stack.callback(self.source.close)
+            mode = "image" if self.source is not None and self.source.kind == "folder" else "video"
             self.finder = self._stack.enter_context(FaceFinder(FaceOptions(
-                face_model, max_faces=o.max_faces, landmarks=o.landmarks,
+                face_model, max_faces=o.max_faces, landmarks=self.face_path == "landmarker",
                 blendshapes=o.blendshapes or bool(self.spec.blendshapes),
                 fill_with_detector=o.detector_fill, min_detection_confidence=o.min_face_confidence, mode=mode)))
             self.tracker = Tracker(o.tracking)
             self.csv = CsvSink(o.csv, self.spec.labels) if o.csv else None
             self.jsonl = JsonlSink(o.jsonl, self.spec.labels, o.jsonl_landmarks, o.jsonl_landmarks) \
                 if o.jsonl else None
-            self.video = VideoSink(o.video_out, self.source.fps) if o.video_out else None
+            self.video = VideoSink(o.video_out, self.source.fps if self.source else 30.0) if o.video_out else None
             for sink in (self.csv, self.jsonl, self.video):
                 if sink is not None:
                     self._stack.callback(sink.close)
@@ -164,7 +313,7 @@ class Pipeline:
         except BaseException:
             self._stack.close()
             raise
-        if self.spec.blendshapes and not o.landmarks and str(self.backend.path) not in _NOTIFIED:
+        if self.spec.blendshapes and self.face_path == "detector" and str(self.backend.path) not in _NOTIFIED:
             _NOTIFIED.add(str(self.backend.path))
             print(f"affectcam: note: {self.backend.path.name} takes MediaPipe blendshapes, which the "
                   "detector-only path does not give; it reads the face images alone", file=sys.stderr)
@@ -176,25 +325,52 @@ class Pipeline:
         self._closed = False
         self._t_start: float | None = None
         self._last_timings: dict[str, float] = {}
+        self._n = 0  # frames through the faces stage
+        self._stages: _Stages | None = None
+
+    @staticmethod
+    def _thread_settings(o: PipelineOptions) -> tuple[int | None, bool | None]:
+        from realtime.backends import SPINNING_ENV, THREADS_ENV
+
+        threads = o.threads if o.threads is not None else (None if os.environ.get(THREADS_ENV) else DEFAULT_THREADS)
+        spinning = o.spinning if o.spinning is not None else (
+            None if os.environ.get(SPINNING_ENV) else DEFAULT_SPINNING)
+        return threads, spinning
 
     # --- running ---------------------------------------------------------------------------------
     def stop(self) -> None:
         """Finish the current frame and end the iteration (safe from a signal handler)."""
         self._stop = True
+        if self._stages is not None:
+            self._stages.stop.set()
+
+    def _limit_reached(self, n: int) -> bool:
+        return self.options.max_frames is not None and n >= self.options.max_frames
 
     def __iter__(self) -> Iterator[FrameResult]:
+        if self.source is None:
+            raise PipelineError("this pipeline has no source: pass frames to process(image, t_ms)")
+        self._t_start = self._t_start or time.perf_counter()
+        if self.options.overlap:
+            yield from self._overlapped()
+            return
         frames = iter(self.source)
-        self._t_start = time.perf_counter()
         n = 0
-        while not self._stop and (self.options.max_frames is None or n < self.options.max_frames):
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
+        while not self._stop and not self._limit_reached(n):
+            work = self._read(frames)
+            if work is None:
                 break
-            read_ms = (time.perf_counter() - t0) * 1000
-            result = self._process(frame.index, frame.t_ms, frame.image, n, read_ms)
             n += 1
-            yield result
+            yield self._finish(self._infer(self._find(work)))
+
+    def process(self, image: np.ndarray, t_ms: float | None = None, index: int | None = None) -> FrameResult:
+        """One BGR frame through every stage, in the caller's thread (the dashboard's webcam
+        pushes frames this way); `t_ms` must increase from call to call (default: wall time)."""
+        now = time.perf_counter()
+        self._t_start = self._t_start or now
+        t = (now - self._t_start) * 1000 if t_ms is None else float(t_ms)
+        work = _Work(self._n if index is None else index, t, image, now, {"read": 0.0}, lap_t=now)
+        return self._finish(self._infer(self._find(work)))
 
     def run(self) -> RunSummary:
         """Consume the whole source (Ctrl-C ends it cleanly); returns the summary."""
@@ -207,42 +383,57 @@ class Pipeline:
             self.close()
         return self.summary
 
-    def _process(self, index: int, t_ms: float, image: np.ndarray, n: int, read_ms: float) -> FrameResult:
+    # --- the stages ------------------------------------------------------------------------------
+    @staticmethod
+    def _read(frames: Iterator[Any]) -> _Work | None:
+        t0 = time.perf_counter()
+        frame = next(frames, None)
+        if frame is None:
+            return None
+        now = time.perf_counter()
+        return _Work(frame.index, frame.t_ms, frame.image, t0, {"read": (now - t0) * 1000}, lap_t=now)
+
+    def _find(self, w: _Work) -> _Work:
+        """Faces, tracks and the model's input for one frame."""
         o, spec = self.options, self.spec
-        timings = {"read": read_ms}
-        tic = time.perf_counter()
+        w.lap_t = time.perf_counter()
+        w.n, self._n = self._n, self._n + 1
+        w.rgb = rgb = cv2.cvtColor(w.image, cv2.COLOR_BGR2RGB)
+        w.faces = self.finder.find(rgb, w.t_ms)
+        w.lap("faces")
+        w.tracks = self.tracker.update([f.box for f in w.faces])
+        w.live_tracks = dict(self.tracker.tracks)
+        w.boxes = [f.crop_box(spec.crop) for f in w.faces]
+        # Faces whose track has never been read are read whatever --every says. "scheduled" is
+        # set here, not when the reading lands, so the overlapped run decides as the sequential one.
+        w.todo = [i for i, t in enumerate(w.tracks) if w.n % o.every == 0 or "scheduled" not in t.state]
+        for i in w.todo:
+            w.tracks[i].state["scheduled"] = True
+        w.crops = {i: crop_face(rgb, w.boxes[i], spec.input_size) for i in w.todo}
+        w.batch = prepare_batch([w.crops[i] for i in w.todo], spec)
+        w.shapes = blendshape_rows([w.faces[i] for i in w.todo], spec.blendshapes) if spec.blendshapes else None
+        w.lap("crop")
+        return w
 
-        def lap(stage: str) -> None:
-            nonlocal tic
-            now = time.perf_counter()
-            timings[stage] = (now - tic) * 1000
-            tic = now
+    def _infer(self, w: _Work) -> _Work:
+        w.lap_t = time.perf_counter()
+        probs, va = self.reader.read_batch(w.batch, w.shapes)
+        w.probs, w.va = (probs, va) if w.todo else (None, None)
+        w.batch = None  # not needed any more; frees memory while the frame waits
+        w.lap("infer")
+        return w
 
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        faces = self.finder.find(rgb, t_ms)
-        lap("faces")
-
-        tracks = self.tracker.update([f.box for f in faces])
-        boxes = [f.crop_box(spec.crop) for f in faces]
-        # Faces whose track has no reading yet are always read, whatever --every says.
-        todo = [i for i, t in enumerate(tracks) if n % o.every == 0 or "reading" not in t.state]
-        crops = {i: crop_face(rgb, boxes[i], spec.input_size) for i in todo}
-        batch = prepare_batch([crops[i] for i in todo], spec)
-        shapes = blendshape_rows([faces[i] for i in todo], spec.blendshapes) if spec.blendshapes else None
-        lap("crop")
-
-        out = self.backend.predict(batch, shapes)
-        probs = softmax(out[OUTPUT_EXPRESSION].astype(np.float64), axis=1) if todo else None
-        va = np.clip(out[OUTPUT_VA].astype(np.float64), -1, 1) if todo else None
-        lap("infer")
-
+    def _finish(self, w: _Work) -> FrameResult:
+        """Smoothing, the overlay and the sinks, in frame order."""
+        o, spec = self.options, self.spec
+        w.lap_t = time.perf_counter()
         results = []
-        for i, (face, track) in enumerate(zip(faces, tracks)):
-            if i in crops:
-                k = todo.index(i)
-                raw_p, raw_va, inferred = probs[k], va[k], True
+        for i, (face, track) in enumerate(zip(w.faces, w.tracks)):
+            if i in w.crops:
+                k = w.todo.index(i)
+                raw_p, raw_va, inferred = w.probs[k], w.va[k], True
                 smoother = track.state.setdefault("smoother", TrackSmoother(o.smoothing))
-                p, v = smoother.update(raw_p, raw_va, t_ms / 1000.0)
+                p, v = smoother.update(raw_p, raw_va, w.t_ms / 1000.0)
                 track.state["reading"] = (raw_p, raw_va, p, v)
             else:
                 raw_p, raw_va, p, v = track.state["reading"]
@@ -251,35 +442,37 @@ class Pipeline:
             trail.append((float(v[0]), float(v[1])))
             best = int(np.argmax(p))
             results.append(FaceResult(
-                track.id, face.box, face.score, boxes[i], spec.labels[best], float(p[best]), p,
+                track.id, face.box, face.score, w.boxes[i], spec.labels[best], float(p[best]), p,
                 float(v[0]), float(v[1]), raw_p, float(raw_va[0]), float(raw_va[1]), inferred,
-                face.landmarks, face.blendshapes if o.blendshapes else None, crops.get(i)))
+                face.landmarks, face.blendshapes if o.blendshapes else None, w.crops.get(i)))
             self._seen_tracks.add(track.id)
-        lap("track")
+        w.lap("track")
 
         elapsed = time.perf_counter() - (self._t_start or time.perf_counter())
-        fps = (n + 1) / elapsed if elapsed > 0 else 0.0
+        fps = (self.summary.frames + 1) / elapsed if elapsed > 0 else 0.0
         annotated = None
         if self.draw:
-            annotated = image.copy()
+            annotated = w.image.copy()
             for r in results:
                 draw_face(annotated, r, spec.labels)
-            draw_va_inset(annotated, {tid: t.state["trail"] for tid, t in self.tracker.tracks.items()
+            draw_va_inset(annotated, {tid: t.state["trail"] for tid, t in w.live_tracks.items()
                                       if "trail" in t.state})
             draw_stats(annotated, fps, self._last_timings)
-        lap("draw")
+        w.lap("draw")
 
-        result = FrameResult(index, t_ms, image, results, timings, fps, annotated)
+        timings = w.timings
+        result = FrameResult(w.index, w.t_ms, w.image, results, timings, fps, annotated)
         if self.csv:
             self.csv.write(result)
         if self.jsonl:
             self.jsonl.write(result)
         if self.video and annotated is not None:
             self.video.write(annotated)
-        if self.window is not None and annotated is not None and not self.window.show(annotated, index):
-            self._stop = True
-        lap("write")
+        if self.window is not None and annotated is not None and not self.window.show(annotated, w.index):
+            self.stop()
+        w.lap("write")
         timings["frame"] = sum(timings[s] for s in STAGES)
+        timings["latency"] = (time.perf_counter() - w.t_start) * 1000
         self._last_timings = {s: timings[s] for s in ("faces", "crop", "infer", "draw")}
         self.latency.add(timings)
         s = self.summary
@@ -289,21 +482,103 @@ class Pipeline:
         s.max_faces = max(s.max_faces, len(results))
         return result
 
+    def _overlapped(self) -> Iterator[FrameResult]:
+        """Reader, faces and model threads; this generator is the last stage."""
+        live = bool(self.source.live)
+        # A camera's frames should wait as little as possible: one slot per queue.
+        st = self._stages = _Stages(1 if live else self.options.queue_size)
+        if self._stop:
+            st.stop.set()
+
+        def read() -> None:
+            frames = iter(self.source)
+            n = 0
+            while not st.stop.is_set() and not self._limit_reached(n):
+                work = self._read(frames)
+                if work is None:
+                    return
+                if live:  # newest frame wins: drop the oldest waiting one
+                    while True:
+                        try:
+                            st.read_q.put_nowait(work)
+                            break
+                        except queue.Full:
+                            try:
+                                st.read_q.get_nowait()
+                                self.source.stats.dropped += 1
+                            except queue.Empty:
+                                pass
+                elif not st.put(st.read_q, work):
+                    return
+                n += 1
+
+        def stage(inbox: queue.Queue, fn: Callable[[_Work], _Work], out: queue.Queue,
+                  count: bool = False) -> Callable[[], None]:
+            def body() -> None:
+                done = 0
+                while not (count and self._limit_reached(done)):
+                    work = st.get(inbox)
+                    if work is _END or not st.put(out, fn(work)):
+                        return
+                    done += 1
+            return body
+
+        try:
+            st.start("read", read, st.read_q)
+            st.start("faces", stage(st.read_q, self._find, st.faces_q, count=True), st.faces_q)
+            st.start("model", stage(st.faces_q, self._infer, st.model_q), st.model_q)
+            while not self._stop:
+                work = st.get(st.model_q)
+                if work is _END:
+                    break
+                yield self._finish(work)
+            if st.errors:
+                raise st.errors[0]
+        finally:
+            self._end_stages()
+
+    def _end_stages(self) -> None:
+        st = self._stages
+        if st is None:
+            return
+        st.stop.set()
+        self._stages = None
+        if not st.threads:
+            return
+        reader, *workers = st.threads
+        # The faces and model threads use the finder and the backend, which close after this:
+        # wait for them (each ends after its current call). A live source's reader may wait on
+        # its camera: closing the source frees it.
+        for thread in workers:
+            thread.join(30.0)
+        reader.join(0.2 if self.source is not None and self.source.live else 5.0)
+        if reader.is_alive() and self.source is not None:
+            self.source.close()
+            reader.join(5.0)
+        alive = [t.name for t in st.threads if t.is_alive()]
+        if alive:
+            print(f"affectcam: warning: stage threads still running at close: {alive}", file=sys.stderr)
+
     # --- closing --------------------------------------------------------------------------------
     def close(self) -> RunSummary:
-        """Close sinks, tasks, the source and the backend (idempotent); returns the summary."""
+        """Stop the stage threads, then close sinks, tasks, the source and the backend
+        (idempotent); returns the summary."""
         if self._closed:
             return self.summary
         self._closed = True
-        s = self.summary
-        if self._t_start is not None:
-            s.wall_s = time.perf_counter() - self._t_start
-        s.tracks = len(self._seen_tracks)
-        s.stages_ms = self.latency.percentiles()
-        stats = self.source.stats
-        s.corrupt_frames, s.dropped_frames, s.reconnects = stats.corrupt, stats.dropped, stats.reconnects
-        s.source_error = self.source.error
-        self._stack.close()
+        try:
+            self._end_stages()
+        finally:
+            s = self.summary
+            if self._t_start is not None:
+                s.wall_s = time.perf_counter() - self._t_start
+            s.tracks = len(self._seen_tracks)
+            s.stages_ms = self.latency.percentiles()
+            if self.source is not None:
+                stats = self.source.stats
+                s.corrupt_frames, s.dropped_frames, s.reconnects = stats.corrupt, stats.dropped, stats.reconnects
+                s.source_error = self.source.error
+            self._stack.close()
         return s
 
     def __enter__(self) -> Pipeline:

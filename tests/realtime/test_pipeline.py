@@ -102,7 +102,7 @@ def test_smoothing_reduces_valence_arousal_jitter_on_a_real_track(clip_run):
 
 def test_summary_lists_each_stage(clip_run):
     stages = clip_run["summary"].stages_ms
-    assert list(stages) == ["read", "faces", "crop", "infer", "track", "draw", "write", "frame"]
+    assert list(stages) == ["read", "faces", "crop", "infer", "track", "draw", "write", "frame", "latency"]
     assert all(v["p95"] >= v["p50"] >= 0 for v in stages.values())
     assert "faces/frame" in clip_run["summary"].format()
 
