@@ -67,6 +67,9 @@ def default_dirs(environ: dict[str, str] | None = None) -> list[str]:
 
 
 def _read_config_file(path: Path) -> dict:
+    if tomllib is None:
+        raise DashboardError(f"{path}: a dashboard config file needs Python 3.11 (tomllib); give the "
+                             f"directories after `--` or in ${ENV_DIRS}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -51,6 +51,7 @@ def errors(at: AppTest) -> list[str]:
 
 
 def test_launch_settings_come_from_the_command_line_then_environment_then_config_file(tmp_path, monkeypatch):
+    pytest.importorskip("tomllib")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dashboard.toml").write_text('dirs = ["from_file"]\nmax_entries = 77\n')
     assert owner_settings([], {}) == OwnerSettings(("from_file",), 77, "dashboard.toml")
@@ -225,7 +226,7 @@ def test_an_uploaded_video_lives_in_a_private_folder_removed_afterwards(recordin
 
 
 def test_the_repository_serves_on_localhost_by_default():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")
 
     config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1"
