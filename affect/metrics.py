@@ -467,3 +467,65 @@ HEADLINE: tuple[tuple[str, str, str | None, bool], ...] = (
     ("action_units", "f1_macro", None, True),
     ("action_units", "map", None, True),
 )
+
+
+# --- reading metrics.json back ----------------------------------------------------------------
+
+SECTIONS = ("expression", "valence", "arousal", "action_units")
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def check_metrics(metrics: Any, source: str = "metrics.json") -> dict[str, Any]:
+    """`metrics` if it has the shape `compute_metrics` writes (the parts a reader
+    uses: sections, headline numbers, labels, confusion matrices, CIs); else a
+    one-line MetricsError naming `source` and the first field that is wrong.
+    A file edited by hand or written by another tool must not become a traceback
+    in `train compare` or on the dashboard's Metrics page."""
+    def fail(field: str, problem: str) -> MetricsError:
+        return MetricsError(f"{source}: {field} {problem}")
+
+    if not isinstance(metrics, dict):
+        raise fail("the top level", f"must be a JSON object, not {type(metrics).__name__}")
+    for section in SECTIONS:
+        value = metrics.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise fail(f'"{section}"', f"must be an object, not {type(value).__name__}")
+    for section, key, _ci_key, _higher in HEADLINE:
+        value = (metrics.get(section) or {}).get(key)
+        if not _is_number(value):
+            raise fail(f'"{section}.{key}"', f"must be a number or null, not {type(value).__name__}")
+    for key in ("n", "ci_level"):
+        if not _is_number(metrics.get(key)):
+            raise fail(f'"{key}"', f"must be a number, not {type(metrics.get(key)).__name__}")
+    ci = metrics.get("ci")
+    if ci is not None:
+        if not isinstance(ci, dict):
+            raise fail('"ci"', f"must be an object, not {type(ci).__name__}")
+        for pair in ci.values():
+            if pair is not None and not (isinstance(pair, list) and len(pair) == 2
+                                         and all(_is_number(v) for v in pair)):
+                raise fail('"ci"', "entries must be [low, high] pairs of numbers")
+    expr = metrics.get("expression") or {}
+    labels = expr.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise fail('"expression.labels"', "must be a list of class names")
+    for key in ("confusion", "confusion_normalised"):
+        matrix = expr.get(key)
+        if matrix is None:
+            continue
+        n = len(labels or [])
+        if not (isinstance(matrix, list) and len(matrix) == n
+                and all(isinstance(row, list) and len(row) == n and all(_is_number(v) for v in row)
+                        for row in matrix)):
+            raise fail(f'"expression.{key}"', f"must be a {n} × {n} matrix of numbers (one row and column "
+                                               "per label)")
+    per_class = expr.get("per_class")
+    if per_class is not None and not (isinstance(per_class, dict)
+                                      and all(isinstance(v, dict) for v in per_class.values())):
+        raise fail('"expression.per_class"', "must map each class to an object of numbers")
+    if any(not _is_number(v) for scores in (per_class or {}).values() for v in scores.values()):
+        raise fail('"expression.per_class"', "scores must be numbers or null")
+    return metrics

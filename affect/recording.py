@@ -106,8 +106,9 @@ def read_csv(path: str | os.PathLike):
         df = pd.read_csv(path)
     except FileNotFoundError:
         raise RecordingError(f"{path}: no such recording") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"{path}: not a readable CSV recording ({str(exc).splitlines()[0]})") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        # The kind of error only: a parser's message can quote the file's content.
+        raise RecordingError(f"{path}: not a readable CSV recording ({type(exc).__name__})") from None
     return _check_columns(path, df, "columns")
 
 
@@ -121,8 +122,8 @@ def read_jsonl(path: str | os.PathLike):
         df = pd.read_json(path, lines=True)
     except FileNotFoundError:
         raise RecordingError(f"{path}: no such recording") from None
-    except ValueError as exc:
-        raise RecordingError(f"{path}: not a readable JSONL recording ({str(exc).splitlines()[0]})") from None
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise RecordingError(f"{path}: not a readable JSONL recording ({type(exc).__name__})") from None
     if df.empty:
         raise RecordingError(f"{path}: the recording has no rows")
     if "probabilities" in df.columns and not labels_from_columns(df.columns):
@@ -143,11 +144,15 @@ def read_recording(path: str | os.PathLike):
 
     path = Path(path)
     df = read_jsonl(path) if path.suffix.lower() == ".jsonl" else read_csv(path)
-    numeric = list(NUMERIC_COLUMNS)
-    try:
-        df[numeric] = df[numeric].apply(pd.to_numeric, errors="raise")
-    except (ValueError, TypeError) as exc:
-        raise RecordingError(f"{path}: non-numeric values in the recording ({exc})") from None
+    numeric = [*NUMERIC_COLUMNS, *(f"p_{label}" for label in labels_from_columns([str(c) for c in df.columns]))]
+    bad_cols = []
+    for col in numeric:
+        try:
+            df[col] = pd.to_numeric(df[col], errors="raise")
+        except (ValueError, TypeError):
+            bad_cols.append(col)
+    if bad_cols:  # the columns, never the values: the file may not be a recording at all
+        raise RecordingError(f"{path}: non-numeric values in the recording (columns {bad_cols})")
     if df[numeric].isna().any().any():
         bad = [c for c in numeric if df[c].isna().any()]
         raise RecordingError(f"{path}: empty values in columns {bad}")

@@ -59,7 +59,7 @@ def main() -> None:
     backends = {(n, k): create_backend(str(files[n][k]), threads=args.threads) for n in names for k in ("fp32", "int8")}
     x = np.random.default_rng(0).standard_normal((1, 3, args.size, args.size)).astype(np.float32)
     times: dict[tuple[str, str], list[float]] = {key: [] for key in backends}
-    for key, b in backends.items():  # warm-up
+    for b in backends.values():  # warm-up
         for _ in range(5):
             b.predict(x)
     for _ in range(args.rounds):

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from affect.metrics import MetricsError, check_metrics
 from affect.recording import RecordingError, labels_from_columns, read_recording
 from affect.spec import ModelSpec, SpecError
-from dashboard.config import DashboardError
+from dashboard.config import DEFAULT_MAX_ENTRIES, DashboardError
 
 RECORDING_SUFFIXES = (".csv", ".jsonl")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -22,26 +25,64 @@ MODEL_SUFFIXES = (".onnx",)
 RUN_MARKERS = ("metrics.json", "predictions.csv", "checkpoint.pt", "history.csv")
 
 
-def _walk(roots: list[Path], suffixes: tuple[str, ...], limit: int = 500) -> list[Path]:
-    found: list[Path] = []
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for path in sorted(root.rglob("*")):
-            if path.suffix.lower() in suffixes and path.is_file():
-                found.append(path)
-                if len(found) >= limit:  # a huge tree should not stall the page
-                    return found
+class Found(list):
+    """Paths a scan found; `truncated` when it stopped at its entry budget."""
+    truncated: bool = False
+
+
+def _scan(roots: list[Path], keep, max_entries: int) -> Found:
+    """Files under `roots` (breadth first, names sorted) for which `keep(path)` holds.
+
+    At most `max_entries` directory entries are looked at in all, so a scanned
+    `/` answers in a moment (with `truncated` set) instead of listing the
+    disk. Symlinked directories are not descended into; symlinked files are
+    listed, and opening one is checked like any typed path."""
+    found, seen = Found(), 0
+    queue = [r for r in roots if r.is_dir()]
+    while queue:
+        directory = queue.pop(0)
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable folder: skip it, the others still list
+        subdirs = []
+        for entry in entries:
+            seen += 1
+            if seen > max_entries:
+                found.truncated = True
+                return found
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        subdirs.append(Path(entry.path))
+                elif keep(Path(entry.path)) and entry.is_file():
+                    found.append(Path(entry.path))
+            except OSError:
+                continue
+        queue[:0] = subdirs  # depth of a run folder first, as a reader browses
     return found
 
 
-def find_recordings(roots: list[Path]) -> list[Path]:
-    return [p for p in _walk(roots, RECORDING_SUFFIXES) if p.name != "predictions.csv"
-            and p.name != "history.csv" and not p.name.endswith(".bench.csv")]
+def _walk(roots: list[Path], suffixes: tuple[str, ...], max_entries: int = DEFAULT_MAX_ENTRIES,
+          limit: int = 500) -> Found:
+    found = _scan(roots, lambda p: p.suffix.lower() in suffixes, max_entries)
+    if len(found) > limit:  # a huge tree should not stall the page
+        del found[limit:]
+        found.truncated = True
+    return found
 
 
-def find_videos(roots: list[Path]) -> list[Path]:
-    return _walk(roots, VIDEO_SUFFIXES)
+def find_recordings(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
+    found = _walk(roots, RECORDING_SUFFIXES, max_entries)
+    kept = Found(p for p in found if p.name not in ("predictions.csv", "history.csv")
+                 and not p.name.endswith(".bench.csv"))
+    kept.truncated = found.truncated
+    return kept
+
+
+def find_videos(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
+    return _walk(roots, VIDEO_SUFFIXES, max_entries)
 
 
 def packaged_model_dir() -> Path | None:
@@ -50,45 +91,94 @@ def packaged_model_dir() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "models"
-    return path if path.is_dir() else None
+    return path.resolve() if path.is_dir() else None
 
 
-def find_models(roots: list[Path]) -> list[Path]:
-    extra = [d for d in [packaged_model_dir()] if d is not None]
-    return _walk([*roots, *extra], MODEL_SUFFIXES)
+def model_roots() -> tuple[Path, ...]:
+    """Where models may be opened from besides the scanned directories: the packaged one."""
+    return tuple(d for d in [packaged_model_dir()] if d is not None)
 
 
-def find_run_dirs(roots: list[Path]) -> list[Path]:
+def find_models(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
+    return _walk([*roots, *model_roots()], MODEL_SUFFIXES, max_entries)
+
+
+def find_run_dirs(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
     """Directories holding any file a training or eval run writes."""
-    dirs: set[Path] = set()
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for marker in RUN_MARKERS:
-            dirs.update(p.parent for p in root.rglob(marker))
-    return sorted(dirs)
+    markers = _scan(roots, lambda p: p.name in RUN_MARKERS, max_entries)
+    dirs = Found(sorted({p.parent for p in markers}))
+    dirs.truncated = markers.truncated
+    return dirs
 
 
 # --- recordings --------------------------------------------------------------------
+
+# Messages about a file never quote its content (a parser's detail can echo the
+# bytes of a file that is not a recording): they say what kind of problem it is.
+
+# Beyond these a value cannot come from realtime.cam: the plot would be nonsense.
+MAX_T_MS = 7 * 24 * 3600 * 1000.0  # a week of recording
+
+
+def impossible_rows(df: pd.DataFrame, labels: list[str]) -> tuple[pd.Series, list[str]]:
+    """Rows no recorder could have written, and what is wrong with them (counts
+    per kind): valence/arousal outside [-1, 1], probabilities or confidence
+    outside [0, 1], an expression that is not one of the labels, a time
+    outside [0, a week], a negative frame, infinities."""
+    checks = {
+        "valence/arousal outside [-1, 1]": ~df[["valence", "arousal"]].abs().le(1.0 + 1e-6).all(axis=1),
+        "probabilities outside [0, 1]": ~df[[f"p_{lab}" for lab in labels] + ["confidence"]]
+        .apply(lambda c: c.between(-1e-6, 1.0 + 1e-6)).all(axis=1),
+        "an expression that is not one of the labels": ~df["expression"].astype(str).isin(labels),
+        "t_ms outside [0, one week]": ~df["t_ms"].between(0.0, MAX_T_MS),
+        "a negative frame or track number": (df["frame"] < 0) | (df["track_id"] < 0),
+    }
+    bad = pd.Series(False, index=df.index)
+    problems = []
+    for what, mask in checks.items():
+        if mask.any():
+            problems.append(f"{int(mask.sum())} with {what}")
+            bad |= mask
+    return bad, problems
 
 
 @dataclass
 class Recording:
     path: Path
-    frame: pd.DataFrame  # one row per face per frame, CSV columns
+    frame: pd.DataFrame  # one row per face per frame, CSV columns (impossible rows left out)
     labels: list[str]
+    problems: list[str] = field(default_factory=list)  # what the left-out rows had wrong
+    left_out: int = 0
 
     @property
     def tracks(self) -> list[int]:
         return sorted(int(t) for t in self.frame["track_id"].unique())
 
+    def warning(self) -> str | None:
+        if not self.left_out:
+            return None
+        return (f"{self.path}: {self.left_out} of {self.left_out + len(self.frame)} rows left out, "
+                f"impossible values ({'; '.join(self.problems)})")
+
 
 def load_recording(path: Path) -> Recording:
     try:
-        df = read_recording(path)
+        df = read_recording(path)  # the format's own reader: columns and numbers checked
     except RecordingError as exc:
         raise DashboardError(str(exc)) from None
-    return Recording(path, df, labels_from_columns(df.columns))
+    labels = labels_from_columns([str(c) for c in df.columns])
+    numeric = ["frame", "t_ms", "track_id", "valence", "arousal", "confidence", *(f"p_{lab}" for lab in labels)]
+    df[numeric] = df[numeric].replace([math.inf, -math.inf], math.nan)
+    bad_rows, problems = impossible_rows(df.fillna({"t_ms": -1.0}), labels)
+    bad_rows |= df[numeric].isna().any(axis=1)
+    if df[numeric].isna().any().any():
+        problems.append(f"{int(df[numeric].isna().any(axis=1).sum())} with infinite values")
+    kept = df[~bad_rows].copy()
+    if kept.empty:
+        raise DashboardError(f"{path}: every row has impossible values ({'; '.join(problems)})")
+    kept["track_id"] = kept["track_id"].astype(int)
+    return Recording(path, kept.sort_values(["t_ms", "track_id"]).reset_index(drop=True), labels,
+                     problems, int(bad_rows.sum()))
 
 
 # --- run / eval directories --------------------------------------------------------
@@ -107,28 +197,49 @@ class RunDir:
         return self.path.name
 
 
-def load_run(path: Path) -> RunDir:
+def _allowed(path: Path, check) -> bool:
+    """Whether a file inside an opened directory may be read: it too must
+    resolve inside the scanned directories (a symlink in a run folder counts)."""
+    if check is None:
+        return True
+    try:
+        check(path)
+        return True
+    except DashboardError:
+        return False
+
+
+def read_metrics(metrics_path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise DashboardError(f"{metrics_path}: not valid JSON ({type(exc).__name__})") from None
+    try:
+        return check_metrics(metrics, str(metrics_path))
+    except MetricsError as exc:
+        raise DashboardError(str(exc)) from None
+
+
+def load_run(path: Path, check=None) -> RunDir:
+    """A run/eval folder; `check(path)` (DashboardConfig.check) vets every file read from it."""
     if not path.is_dir():
         raise DashboardError(f"{path}: not a directory")
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise DashboardError(f"{path}: no metrics.json (run `python -m train eval` to write one)")
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DashboardError(f"{metrics_path}: not valid JSON ({exc})") from None
-    if not isinstance(metrics, dict):
-        raise DashboardError(f"{metrics_path}: expected a JSON object, got {type(metrics).__name__}")
-    run = RunDir(path, metrics)
+    if check is not None:
+        check(metrics_path)
+    run = RunDir(path, read_metrics(metrics_path))
     for attr, name in (("predictions", "predictions.csv"), ("history", "history.csv")):
         csv_path = path / name
-        if csv_path.is_file():
+        if csv_path.is_file() and _allowed(csv_path, check):
             try:
                 setattr(run, attr, pd.read_csv(csv_path))
             except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
                 pass  # the page says it is missing; metrics.json still shows
     for image in sorted(path.glob("*.png")):
-        run.images[image.name] = image
+        if _allowed(image, check):
+            run.images[image.name] = image
     return run
 
 
@@ -177,15 +288,16 @@ def bench_files(path: Path) -> list[Path]:
     return [path.with_name(n) for n in (f"{path.name}.bench", f"{stem}.bench", "bench")]
 
 
-def load_model(path: Path) -> ModelInfo:
+def load_model(path: Path, check=None) -> ModelInfo:
+    """A model's spec and the benchmark tables beside it; `check` vets those files too."""
     info = ModelInfo(path, read_spec(path))
     for stem in bench_files(path):
         json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
-        if info.bench is None and json_path.is_file():
+        if info.bench is None and json_path.is_file() and _allowed(json_path, check):
             try:
                 info.bench = _bench_frame(json.loads(json_path.read_text(encoding="utf-8")))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 info.bench = None  # the markdown twin, if any, still shows
-        if info.bench_markdown is None and md_path.is_file():
+        if info.bench_markdown is None and md_path.is_file() and _allowed(md_path, check):
             info.bench_markdown = md_path.read_text(encoding="utf-8", errors="replace")
     return info

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.common import display_path, get_config, pick_path
 from dashboard.config import DashboardConfig, DashboardError
-from dashboard.data import MODEL_SUFFIXES, VIDEO_SUFFIXES, find_models, find_videos
+from dashboard.data import MODEL_SUFFIXES, VIDEO_SUFFIXES, find_models, find_videos, model_roots
 from dashboard.live import (
     FACE_COLUMNS,
     LiveOptions,
@@ -42,12 +43,17 @@ def backend_names() -> list[str]:
 
 def sidebar_options(config: DashboardConfig) -> LiveOptions | None:
     st.sidebar.subheader("Live: model")
-    models = find_models(config.existing_roots())
+    models = find_models(config.existing_roots(), config.max_entries)
     if not models:
         st.sidebar.warning("No .onnx model under the scanned directories or realtime/models.")
         return None
     names = [display_path(p, config) for p in models]
-    model = models[names.index(st.sidebar.selectbox("Model", names, key="live_model"))]
+    choice = st.sidebar.selectbox("Model", names, key="live_model")
+    try:  # a listed model may be a symlink to anywhere
+        model = config.check(models[names.index(choice)], model_roots())
+    except DashboardError:
+        st.sidebar.error(f"{choice}: outside the scanned directories; refused")
+        return None
     st.sidebar.caption("Face model: $AFFECTCAM_FACE_MODEL, the user cache, or a one-time download.")
     backend = st.sidebar.selectbox("Backend", backend_names(), key="live_backend")
     smoothing = st.sidebar.checkbox("Smoothing (EMA + One-Euro)", value=True, key="live_smoothing")
@@ -67,32 +73,40 @@ def render() -> None:
         video = pick_video(config) if source == "Video file" else uploaded_video()
         if video is not None and options is not None:
             if st.button("Process", type="primary", key="live_process"):
-                process(video, options)
+                if isinstance(video, Path):
+                    process(video, options)
+                else:
+                    with private_copy(video) as path:
+                        process(path, options, shown=video.name)
     show_result()
 
 
 def pick_video(config: DashboardConfig) -> Path | None:
-    return pick_path("a video", find_videos(config.existing_roots()), config, key="live_video",
+    return pick_path("a video", find_videos(config.existing_roots(), config.max_entries), config,
+                     key="live_video",
                      empty_hint="No videos under the scanned directories; add a directory in the sidebar "
                                 "or upload one.")
 
 
-def uploaded_video() -> Path | None:
-    upload = st.file_uploader("Video", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="live_upload")
-    if upload is None:
-        return None
-    # The pipeline reads from a path; keep one temp copy per upload for the session.
-    cached = st.session_state.get("live_upload_path")
-    if cached and cached[0] == upload.file_id and Path(cached[1]).is_file():
-        return Path(cached[1])
-    suffix = Path(upload.name).suffix or ".mp4"
-    with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as fh:
-        fh.write(upload.getvalue())
-    st.session_state["live_upload_path"] = (upload.file_id, fh.name)
-    return Path(fh.name)
+def uploaded_video():
+    """The uploaded file (kept in memory by Streamlit); it touches the disk only in private_copy."""
+    return st.file_uploader("Video", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="live_upload")
 
 
-def process(video: Path, options: LiveOptions) -> None:
+@contextmanager
+def private_copy(upload) -> Iterator[Path]:
+    """The upload in a temporary directory only this user can read (mkdtemp
+    makes it 0700), removed with everything in it when processing ends."""
+    suffix = Path(upload.name).suffix.lower()
+    suffix = suffix if suffix in VIDEO_SUFFIXES else ".mp4"  # the name is the visitor's: only its suffix is used
+    with tempfile.TemporaryDirectory(prefix="affectcam-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(upload.getvalue())
+        yield path
+
+
+def process(video: Path, options: LiveOptions, shown: str | None = None) -> None:
+    name = shown or video.name
     reason = pipeline_available()
     if reason:
         st.error(reason)
@@ -102,7 +116,7 @@ def process(video: Path, options: LiveOptions) -> None:
     except DashboardError as exc:
         st.error(str(exc))
         return
-    progress = st.progress(0.0, text=f"{video.name}: starting")
+    progress = st.progress(0.0, text=f"{name}: starting")
     image_col, plane_col = st.columns([3, 2])
     image_slot, plane_slot, bars_slot = image_col.empty(), plane_col.empty(), plane_col.empty()
     tables, last, labels, started, shown = [], None, [], time.monotonic(), 0.0
@@ -114,21 +128,21 @@ def process(video: Path, options: LiveOptions) -> None:
                     tables.append(face_table(result, labels))
                     last = result
                     progress.progress(min((result.index + 1) / max(total, 1), 1.0),
-                                      text=f"{video.name}: frame {result.index + 1} of {total}")
+                                      text=f"{name}: frame {result.index + 1} of {total}")
                     # Redraw a few times a second: Plotly re-renders are slower than the pipeline.
                     if time.monotonic() - shown > 0.5:
                         shown = time.monotonic()
                         faces = pd.concat(tables, ignore_index=True)
                         draw_frame(result, faces, labels, image_slot, plane_slot, bars_slot)
         except Exception as exc:  # the page outlives any pipeline failure; realtime's messages are one line
-            st.error(f"{video.name}: {first_line(exc)}")
+            st.error(f"{name}: {first_line(exc)}")
             return
         recording = csv_path.read_text(encoding="utf-8") if csv_path.is_file() else ""
-    progress.progress(1.0, text=f"{video.name}: {len(tables)} frames in {time.monotonic() - started:.1f} s")
+    progress.progress(1.0, text=f"{name}: {len(tables)} frames in {time.monotonic() - started:.1f} s")
     for slot in (image_slot, plane_slot, bars_slot):
         slot.empty()
     faces = pd.concat(tables, ignore_index=True) if tables else face_table_empty(labels)
-    st.session_state[RESULT_KEY] = {"video": video.name, "labels": labels, "faces": faces,
+    st.session_state[RESULT_KEY] = {"video": name, "labels": labels, "faces": faces,
                                     "last": last, "csv": recording, "frames": len(tables)}
 
 

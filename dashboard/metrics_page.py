@@ -10,7 +10,7 @@ import streamlit as st
 
 from affect.metrics import HEADLINE
 from dashboard import charts
-from dashboard.common import display_path, get_config
+from dashboard.common import checked, display_path, get_config, scan_note
 from dashboard.config import DashboardError
 from dashboard.data import RunDir, find_run_dirs, load_run
 
@@ -56,16 +56,16 @@ def _column(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
 def render() -> None:
     st.title("Test-set metrics")
     config = get_config()
-    found = find_run_dirs(config.existing_roots())
+    found = find_run_dirs(config.existing_roots(), config.max_entries)
     names = [display_path(p, config) for p in found]
     chosen = st.multiselect("Run / eval directories", names, default=names[:1], key="runs_selected")
+    scan_note(found)
     typed = st.text_input("…or add a directory path", key="runs_typed", placeholder="path under a scanned directory")
-    paths = [found[names.index(n)] for n in chosen]
+    # A listed folder may be a symlink to anywhere: the same check as a typed one.
+    paths = [checked(found[names.index(n)], config, shown=n) for n in chosen]
     if typed.strip():
-        try:
-            paths.append(config.check(typed.strip()))
-        except DashboardError as exc:
-            st.error(str(exc))
+        paths.append(checked(typed.strip(), config))
+    paths = [p for p in paths if p is not None]
     if not paths:
         if not found:
             st.info("No run or eval directories under the scanned directories; write one with "
@@ -74,7 +74,7 @@ def render() -> None:
     runs: list[RunDir] = []
     for path in paths:
         try:
-            runs.append(load_run(path))
+            runs.append(load_run(path, check=config.check))
         except DashboardError as exc:
             st.error(str(exc))
     if not runs:
@@ -83,7 +83,15 @@ def render() -> None:
     for i, (tab, run) in enumerate(zip(tabs, runs, strict=True)):
         with tab:
             show_run(run, key=f"run{i}")
-    show_compare(runs)
+    show_compare(runs, config)
+
+
+def _inside(path, config) -> bool:
+    try:
+        config.check(path)
+        return True
+    except DashboardError:
+        return False
 
 
 def show_run(run: RunDir, key: str) -> None:
@@ -98,8 +106,8 @@ def show_run(run: RunDir, key: str) -> None:
         value, ci = _number(section.get(k)), ci_of(m, ci_key)
         col.metric(label, "—" if value is None else f"{value:.3f}")
         if ci:
-            col.caption(f"{m.get('ci_level', 0.95):.0%} CI [{ci[0]:.3f}, {ci[1]:.3f}]")
-    level = m.get("ci_level", 0.95)
+            col.caption(f"{m.get('ci_level') or 0.95:.0%} CI [{ci[0]:.3f}, {ci[1]:.3f}]")
+    level = m.get("ci_level") or 0.95
     st.subheader(f"Headline metrics ({level:.0%} bootstrap interval where stored)")
     st.dataframe(headline_table(m), hide_index=True, key=f"{key}_headline")
 
@@ -155,7 +163,7 @@ def show_run(run: RunDir, key: str) -> None:
         st.image(str(run.images["curves.png"]))
 
 
-def show_compare(runs: list[RunDir]) -> None:
+def show_compare(runs: list[RunDir], config) -> None:
     st.subheader("Compare")
     try:
         from train.compare import compare
@@ -163,7 +171,7 @@ def show_compare(runs: list[RunDir]) -> None:
         st.info("The compare table needs train.compare (python -m train compare).")
         return
     try:
-        markdown, csv_text = compare([str(r.path) for r in runs])
+        markdown, csv_text = compare([str(r.path) for r in runs], allowed=lambda p: _inside(p, config))
     except Exception as exc:  # a page must not die on one odd run; the message names it
         st.error(f"compare: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return

@@ -10,7 +10,7 @@ import streamlit as st
 from affect.spec import ModelSpec
 from dashboard.common import get_config, pick_path
 from dashboard.config import DashboardError
-from dashboard.data import ModelInfo, find_models, load_model
+from dashboard.data import ModelInfo, find_models, load_model, model_roots
 
 
 def spec_table(spec: ModelSpec) -> pd.DataFrame:
@@ -29,13 +29,14 @@ def spec_table(spec: ModelSpec) -> pd.DataFrame:
 def render() -> None:
     st.title("Model")
     config = get_config()
-    path = pick_path("a model file", find_models(config.existing_roots()), config, key="model_file",
+    path = pick_path("a model file", find_models(config.existing_roots(), config.max_entries), config,
+                     key="model_file", extra_roots=model_roots(),
                      empty_hint="No .onnx models under the scanned directories; export one with "
                                 "`python -m export onnx runs/NAME/checkpoint.pt`.")
     if path is None:
         return
     try:
-        info = load_model(path)
+        info = load_model(path, check=lambda p: config.check(p, model_roots()))
     except DashboardError as exc:
         st.error(str(exc))
         return

@@ -22,7 +22,8 @@ from dashboard.summary import (
 def render() -> None:
     st.title("Session")
     config = get_config()
-    path = pick_path("a recording", find_recordings(config.existing_roots()), config, key="session_file",
+    path = pick_path("a recording", find_recordings(config.existing_roots(), config.max_entries), config,
+                     key="session_file",
                      empty_hint="No recordings (.csv/.jsonl) under the scanned directories; record one with "
                                 "`python -m realtime.cam --csv recordings/session.csv` or on the Live page.")
     if path is None:
@@ -32,6 +33,8 @@ def render() -> None:
     except DashboardError as exc:
         st.error(str(exc))
         return
+    if recording.warning():
+        st.warning(recording.warning())
     show_recording(recording)
 
 

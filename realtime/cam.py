@@ -11,18 +11,80 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from affect.face_model import FaceModelError
 from affect.spec import SpecError
 from realtime.backends import BACKENDS, BackendError
 from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
+from realtime.sinks import OutputError, check_output, check_video_output
 from realtime.smoothing import SmoothingOptions
 from realtime.sources import SourceError, SourceOptions
 
-USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineError, OSError)
+USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineError, OutputError, OSError)
+MAX_FACES_LIMIT = 100  # MediaPipe's cost grows with it; more faces than this in one frame is a typo
+
+
+class ArgumentError(ValueError):
+    """A command-line value out of range; one line naming the flag."""
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Values argparse's types let through but the run cannot use, refused before
+    anything is opened (MediaPipe would fail with a traceback on --max-faces 0,
+    and the detector would silently find no face)."""
+    def at_least(flag: str, value, low, kind: str = "whole number") -> None:
+        if value is not None and value < low:
+            raise ArgumentError(f"{flag} {value}: must be a {kind} of at least {low}")
+
+    at_least("--max-faces", args.max_faces, 1)
+    if args.max_faces > MAX_FACES_LIMIT:
+        raise ArgumentError(f"--max-faces {args.max_faces}: at most {MAX_FACES_LIMIT}")
+    at_least("--every", args.every, 1)
+    at_least("--max-frames", args.max_frames, 1)
+    at_least("--threads", args.threads, 1)
+    at_least("--width", args.width, 1)
+    at_least("--height", args.height, 1)
+    if args.fps is not None and not args.fps > 0:
+        raise ArgumentError(f"--fps {args.fps}: must be above 0")
+    if not 0 < args.ema_alpha <= 1:
+        raise ArgumentError(f"--ema-alpha {args.ema_alpha}: must be in (0, 1]")
+    outputs = [(flag, value) for flag, value in (("--csv", args.csv), ("--jsonl", args.jsonl),
+                                                 ("--video-out", args.video_out),
+                                                 ("--summary-json", args.summary_json)) if value]
+    seen: dict[str, str] = {}
+    for flag, value in outputs:
+        key = os.path.realpath(os.path.expanduser(value))
+        if key in seen:
+            raise ArgumentError(f"{flag} {value}: the same file as {seen[key]}")
+        seen[key] = flag
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output checked (folder created, not a folder, writable) at start-up."""
+    for flag, value in (("--csv", args.csv), ("--jsonl", args.jsonl), ("--summary-json", args.summary_json)):
+        if value:
+            check_output(value, flag)
+    if args.video_out:
+        check_video_output(args.video_out)
+
+
+def write_summary_json(path: str, summary: dict) -> None:
+    """Atomically: a reader never sees half a summary."""
+    target = Path(path).expanduser()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -94,8 +156,10 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
+        check_args(args)
+        check_outputs(args)
         pipeline = Pipeline(options_from_args(args))
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, ArgumentError) as exc:
         print(f"affectcam: error: {exc}", file=sys.stderr)
         return 2
 
@@ -118,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(summary.format())
     if args.summary_json:
-        with open(args.summary_json, "w", encoding="utf-8") as fh:
-            json.dump(summary.as_dict(), fh, indent=2)
+        write_summary_json(args.summary_json, summary.as_dict())
     return 0
 
 

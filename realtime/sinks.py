@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,61 @@ def _face_row(result: Any, face: Any) -> FaceRow:
                    face.confidence, list(face.probabilities), face.valence, face.arousal)
 
 
+class OutputError(ValueError):
+    """An output path that cannot be written; checked before the run starts."""
+
+
+def _strerror(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def check_output(path: str | os.PathLike, flag: str) -> Path:
+    """Before the run: the folder exists (created if need be), the name is not a
+    folder, and a file can be written there, so a long run never ends in a
+    traceback or with its results left under a hidden `.NAME.partial.*` name."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder; give a file name, e.g. {path / ('out' + _SUFFIX[flag])}")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: cannot create the folder {parent} ({_strerror(exc)})") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: cannot write in {parent} ({_strerror(exc)})") from None
+    return path
+
+
+_SUFFIX = {"--csv": ".csv", "--jsonl": ".jsonl", "--video-out": ".mp4", "--summary-json": ".json"}
+
+
+def check_video_output(path: str | os.PathLike, flag: str = "--video-out") -> Path:
+    """check_output, and that OpenCV opens an mp4v writer for this name (its
+    suffix picks the container): the writer that would fail is named now."""
+    path = check_output(path, flag)
+    probe = path.with_name(f".{path.stem}.probe{path.suffix}")
+    writer = cv2.VideoWriter(str(probe), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (16, 16))
+    try:
+        if not writer.isOpened():
+            raise OutputError(f"{flag} {path}: OpenCV cannot open an mp4v video writer for "
+                              f"'{path.suffix or 'no suffix'}' files; use .mp4 (or .avi, .mkv)")
+    finally:
+        writer.release()
+        probe.unlink(missing_ok=True)
+    return path
+
+
+def _move_into_place(pending: PendingFile) -> None:
+    try:
+        pending.commit()
+    except OSError as exc:
+        raise OSError(f"{pending.path}: cannot move the finished file into place ({_strerror(exc)}); "
+                      f"it is kept as {pending.tmp}") from None
+
+
 class _AtomicText:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -44,7 +100,7 @@ class _AtomicText:
         os.fsync(self.fh.fileno())
         self.fh.close()
         self.fh = None
-        self.pending.commit()
+        _move_into_place(self.pending)
 
 
 class CsvSink(_AtomicText):
@@ -103,7 +159,9 @@ class VideoSink:
         if self.writer is not None:
             self.writer.release()  # writes the moov atom: the file is playable
             self.writer = None
-            self.pending.commit()
+            if not self.tmp.is_file():
+                raise OSError(f"{self.path}: the video writer (mp4v) wrote nothing to {self.tmp.parent}")
+            _move_into_place(self.pending)
 
 
 class LatencyStats:

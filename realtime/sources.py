@@ -111,6 +111,19 @@ class Source:
         self.close()
 
 
+def _why_unreadable(path: Path) -> str:
+    """An MP4/MOV that starts like one but does not open has lost its index (the
+    moov box, written last): the file ended early."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return ""
+    if head[4:8] == b"ftyp":
+        return " (an MP4/MOV container without its index: the file ended early, truncated or still being written?)"
+    return ""
+
+
 class FileSource(Source):
     """A video file, read in order without dropping."""
 
@@ -121,7 +134,7 @@ class FileSource(Source):
         self.cap = factory(str(path))
         if not self.cap.isOpened():
             self.cap.release()
-            raise SourceError(f"{path}: not a readable video file")
+            raise SourceError(f"{path}: not a readable video file{_why_unreadable(path)}")
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
@@ -143,7 +156,19 @@ class FileSource(Source):
                 continue
             if ok:  # a frame that decoded to something unusable, past the known end
                 self.stats.corrupt += 1
+            self._note_early_end(index, bad)
             return
+
+    def _note_early_end(self, index: int, bad: int) -> None:
+        """Failed reads that ran on to the end (or to the read budget) are a file
+        that stops early (truncated, or a copy still being written), not a
+        run of corrupt frames: say so, and do not count them as corrupt."""
+        last_good = index - bad  # frames before the failures started
+        if not bad or not self.frame_count or last_good >= self.frame_count - 1:
+            return
+        self.stats.corrupt -= bad
+        self.error = (f"{self.name}: the file ended early: {self.stats.frames} frames read, the header says "
+                      f"{self.frame_count} (truncated or still being written?)")
 
     def close(self) -> None:
         if self.cap is not None:

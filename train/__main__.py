@@ -55,7 +55,7 @@ FIT_EPILOG = textwrap.dedent("""\
     distill.weight × its class probabilities softened at distill.temperature, and distill.va_weight ×
     its valence/arousal on faces without their own (FER2013).
 
-    Outputs (run dir): config.yaml, checkpoint.pt (best), last.pt, history.csv, tb/,
+    Outputs (run dir): config.yaml, checkpoint.pt (best), last.pt (+ last.prev.pt), history.csv, tb/,
     metrics.json (validation), curves.png, splits.json, run.json.
     Multi-GPU: torchrun --nproc_per_node N -m train fit ... (DistributedDataParallel).
 
@@ -91,7 +91,10 @@ def _fit_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.lr=3e-4 (repeatable)")
     p.add_argument("--run-dir", help="output directory (default runs/<name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last.pt (else last.prev.pt) with its own config; "
+                        "--epochs/--max-steps/--workers/--threads/--set train.epochs=… beside it are applied, "
+                        "other changes refused")
     p.add_argument("--backbone", help="model.backbone")
     p.add_argument("--pretrained", help="model.pretrained: auto|imagenet|none|PATH")
     p.add_argument("--input-size", type=int, help="model.input_size (pixels)")
@@ -116,7 +119,18 @@ def _run_fit(args) -> int:
                  "max_steps": "train.max_steps", "workers": "data.num_workers", "seed": "seed",
                  "threads": "train.threads"}
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in flag_keys.items() if getattr(args, flag) is not None]
-    cfg = load_config(args.config, overrides + args.overrides)
+    overrides += args.overrides
+    if args.resume:
+        # The run's own config.yaml is what resumes; what is given beside --resume is applied or refused.
+        for given, flag in ((args.config, "--config"), (args.data, "--data"), (args.limit, "--limit")):
+            if given:
+                raise ValueError(f"{flag} cannot be given with --resume: the run continues with its own "
+                                 "config (change how long it trains with --epochs / --set train.epochs=N)")
+        cfg = load_config(None, [o for o in overrides if o.split("=", 1)[0].strip() == "run_dir"])
+        cfg["run_dir"] = args.run_dir or cfg.get("run_dir")
+        fit(cfg, resume=True, resume_overrides=overrides)
+        return 0
+    cfg = load_config(args.config, overrides)
     if args.data:
         datasets = []
         for item in args.data:

@@ -10,7 +10,9 @@ Keys: `state_dict`, `spec` (affect.spec.ModelSpec as a dict), `model_args`
 from __future__ import annotations
 
 import io
+import logging
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,81 @@ from affect.files import atomic_write_bytes
 from affect.spec import ModelSpec, SpecError
 from train.models import AffectModel, ModelError, build_model, drop_imagenet_classifier
 
+log = logging.getLogger("train")
+
+LAST = "last.pt"  # the resume point, written every epoch
+PREVIOUS = "last.prev.pt"  # the one before: what a resume falls back to when last.pt is damaged or missing
+BEST = "checkpoint.pt"
+
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or not one of ours."""
+
+
+def first_line(exc: BaseException, width: int = 160) -> str:
+    """An exception's first line, shortened at a word boundary (never mid-word)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return textwrap.shorten(text, width=width, placeholder=" …")
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the half-written checkpoint files a kill mid-save leaves behind
+    (train.io.atomic_write_bytes writes `<name>XXXX.tmp` beside the target)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    removed = []
+    for name in (LAST, PREVIOUS, BEST):
+        for tmp in run_dir.glob(f"{name}*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    if removed:
+        log.warning("%s: removed %d unfinished checkpoint file(s) a killed run left: %s", run_dir, len(removed),
+                    ", ".join(p.name for p in removed))
+    return removed
+
+
+def save_resume_checkpoint(run_dir: str | os.PathLike, **kwargs: Any) -> Path:
+    """last.pt, keeping the previous one as last.prev.pt: a kill (or a bad disk)
+    that damages the new file still leaves a resume point one epoch back."""
+    run_dir = Path(run_dir)
+    last = run_dir / LAST
+    if last.is_file():
+        os.replace(last, run_dir / PREVIOUS)
+    return save_checkpoint(last, **kwargs)
+
+
+def has_resume_point(run_dir: str | os.PathLike) -> bool:
+    return any((Path(run_dir) / name).is_file() for name in (LAST, PREVIOUS))
+
+
+def load_resume_state(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """The newest readable resume checkpoint (last.pt, else last.prev.pt), with a
+    warning naming what was skipped and why; CheckpointError when none is readable."""
+    run_dir = Path(run_dir)
+    problems = []
+    for name in (LAST, PREVIOUS):  # newest first: last.prev.pt is always the epoch before last.pt
+        path = run_dir / name
+        if not path.is_file():
+            if name == LAST:
+                problems.append(f"{path} is missing")
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if "optimizer" not in state:
+            problems.append(f"{path}: no optimizer state to resume from")
+            continue
+        if problems:
+            log.warning("%s; resuming from %s (epoch %d) instead", "; ".join(problems), path,
+                        int(state.get("epoch", 0)))
+        return state, path
+    if not any((run_dir / n).exists() for n in (LAST, PREVIOUS)):
+        raise CheckpointError(f"{run_dir / LAST}: nothing to resume from")
+    raise CheckpointError(f"{run_dir}: no readable checkpoint to resume from ({'; '.join(problems)})")
 
 
 def spec_for(model: AffectModel, labels: list[str], trained_on: str = "",
@@ -68,8 +142,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, foreign pickle
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable affectcam checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a readable affectcam checkpoint ({first_line(exc)})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "spec" not in ckpt:
         raise CheckpointError(f"{path}: not an affectcam checkpoint (no state_dict/spec); "
                               "train one with `python -m train fit`")
@@ -95,5 +168,5 @@ def model_from_checkpoint(path: str | os.PathLike, pretrained: str | None = "non
         raise CheckpointError(f"{path}: {exc}") from None
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit a {args['backbone']} model "
-                              f"({str(exc).splitlines()[0][:120]})") from None
+                              f"({first_line(exc)})") from None
     return model.eval(), spec, ckpt

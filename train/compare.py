@@ -15,7 +15,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 
 from affect.files import atomic_write_text
 from affect.labels import NAME_ALIASES, canonical_name
-from affect.metrics import HEADLINE
+from affect.metrics import HEADLINE, MetricsError, check_metrics
 
 BENCH_FILES = ("bench.json", "benchmark.json", "latency.json")
 LATENCY_KEYS = ("latency_ms", "mean_ms", "median_ms", "p50_ms")
@@ -57,11 +57,18 @@ class Row:
         return {i for i, v in nums if v == target}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompareError(f"{path}: unreadable JSON ({exc})") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CompareError(f"{path}: unreadable JSON ({type(exc).__name__}: {exc})") from None
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise CompareError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _latency(path: Path) -> float | None:
@@ -80,26 +87,40 @@ def _latency(path: Path) -> float | None:
     return None
 
 
-def load_run(path: str | os.PathLike) -> RunMetrics:
+def load_run(path: str | os.PathLike, allowed: Callable[[Path], bool] | None = None) -> RunMetrics:
+    """One dir's metrics and facts; `allowed(path)` (the dashboard's directory check)
+    decides whether a side file, such as the model's training run, may be read."""
     path = Path(path)
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise CompareError(f"{path}: no metrics.json (train or evaluate a model into it first)")
-    metrics = _read_json(metrics_path)
+    try:
+        metrics = check_metrics(_read_json(metrics_path), str(metrics_path))
+    except MetricsError as exc:
+        raise CompareError(str(exc)) from None
     info: dict[str, Any] = {}
     run_dir = path
-    model_dir = Path(str(metrics.get("model", ""))).parent if metrics.get("model") else None
+    model_dir = Path(str(metrics.get("model", ""))).parent if isinstance(metrics.get("model"), str) else None
+    if model_dir is not None and allowed is not None and not allowed(model_dir):
+        model_dir = None
     if not (path / "run.json").is_file() and model_dir is not None and (model_dir / "run.json").is_file():
         run_dir = model_dir  # an eval directory: its model's training run gives size and time
     if (run_dir / "config.yaml").is_file():
         import yaml
 
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        model = cfg.get("model") or {}
-        info.update(backbone=model.get("backbone"), input_size=model.get("input_size"))
+        try:
+            cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            cfg = {}  # the facts column stays empty; the metrics still compare
+        model = (cfg.get("model") if isinstance(cfg, dict) else None) or {}
+        if isinstance(model, dict):
+            info.update(backbone=model.get("backbone"), input_size=model.get("input_size"))
     if (run_dir / "run.json").is_file():
-        run = _read_json(run_dir / "run.json")
+        run = _read_object(run_dir / "run.json")
         info.update({k: run[k] for k in ("backbone", "parameters", "input_size", "train_seconds") if k in run})
+    for key in ("parameters", "train_seconds"):  # numbers or nothing: the table divides them
+        if not isinstance(info.get(key), (int, float)) or isinstance(info.get(key), bool):
+            info.pop(key, None)
     for key in ("backbone", "input_size"):
         if info.get(key) is None and metrics.get(key) is not None:
             info[key] = metrics[key]
@@ -197,12 +218,13 @@ def _names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def compare(dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+def compare(dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
+            allowed: Callable[[Path], bool] | None = None) -> tuple[str, str]:
     """Markdown table and long-format CSV (metric, run, value, ci_low, ci_high, best)
     across run/eval dirs; with `out_dir`, also writes compare.md and compare.csv there."""
     if not dirs:
         raise CompareError("compare: give at least one run or eval directory")
-    runs = [load_run(d) for d in dirs]
+    runs = [load_run(d, allowed) for d in dirs]
     for run, name in zip(runs, _names([r.path for r in runs]), strict=True):
         run.name = name
     rows, note = build_rows(runs)

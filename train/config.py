@@ -156,3 +156,38 @@ def dump_config(cfg: dict, path: Path) -> None:
     from affect.files import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
+
+
+# Keys a started run may change on --resume: how long it goes on and how it is run,
+# not what it learns from or how (those would make a different run under the old name).
+RESUMABLE = ("train.epochs", "train.max_steps", "train.threads", "train.early_stopping_patience",
+             "train.stop_when", "data.num_workers")
+
+
+def _get_path(cfg: dict, keys: list[str]) -> Any:
+    node: Any = cfg
+    for k in keys:
+        if not isinstance(node, dict) or k not in node:
+            return None
+        node = node[k]
+    return node
+
+
+def resume_config(saved: dict, overrides: list[str]) -> tuple[dict, list[str]]:
+    """The run's own config with the `overrides` given beside --resume applied,
+    and a line per change; ConfigError for a change a started run cannot take
+    (an override is applied or refused, never silently ignored)."""
+    cfg = copy.deepcopy(saved)
+    changed = []
+    for item in overrides:
+        keys, value = parse_override(item)
+        name = ".".join(keys)
+        old = _get_path(saved, keys)
+        if old == value:
+            continue
+        if name not in RESUMABLE:
+            raise ConfigError(f"--resume: {name} cannot change in a started run ({old!r} → {value!r}); "
+                              f"start a new --run-dir for that (changeable on resume: {', '.join(RESUMABLE)})")
+        set_path(cfg, keys, value)
+        changed.append(f"{name} {old!r} → {value!r}")
+    return cfg, changed

@@ -385,8 +385,18 @@ def predictions_to_metrics(predictions_csv: str | os.PathLike, restrict_to: Sequ
                            restrict_to=restrict_to, bootstrap=bootstrap, **kwargs)
 
 
+def check_output_dir(out: str | Path) -> None:
+    """Refuse an -o that is a training run's own folder: eval would overwrite the
+    run's validation metrics.json (and its plots) with test-split figures."""
+    out = Path(out)
+    if (out / "metrics.json").is_file() and any((out / n).is_file() for n in ("last.pt", "history.csv")):
+        raise EvalError(f"-o {out}: that is a training run's folder, and eval would overwrite its own "
+                        f"metrics.json; write into a sub-folder, e.g. -o {out / 'eval_test'}")
+
+
 def evaluate_cli(args: Any) -> dict:
     """`python -m train eval` (argparse namespace from train.__main__)."""
+    check_output_dir(args.out)
     metrics = evaluate(args.model, args.data, args.out, split=getattr(args, "split", "test"),
                        batch_size=getattr(args, "batch_size", 64), limit=getattr(args, "limit", None),
                        run_dir=getattr(args, "run_dir", None), tta=bool(getattr(args, "tta", False)),

@@ -32,8 +32,16 @@ from affect.metrics import compute_metrics
 from affect.predict import au_probabilities, tta_average
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
 from train import data as tdata
-from train.checkpoint import load_checkpoint, model_args, save_checkpoint, spec_for
-from train.config import dump_config
+from train.checkpoint import (
+    has_resume_point,
+    load_resume_state,
+    model_args,
+    remove_stale_temporaries,
+    save_checkpoint,
+    save_resume_checkpoint,
+    spec_for,
+)
+from train.config import dump_config, resume_config
 from train.distill import distillation_loss
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
 from train.models import AffectModel, build_model, count_parameters, drop_imagenet_classifier
@@ -428,8 +436,10 @@ def _set_backbone_trainable(model: AffectModel, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
-def fit(cfg: dict, resume: bool = False) -> Path:
-    """Train per the config; returns the run directory."""
+def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = None) -> Path:
+    """Train per the config; returns the run directory. With `resume`, the run's
+    own saved config is used; `resume_overrides` (KEY=VALUE, from the command
+    line) are applied to it where a started run can take them, else refused."""
     tcfg = cfg["train"]
     device = _device()
     rank, world = _dist_setup(device)
@@ -439,15 +449,28 @@ def fit(cfg: dict, resume: bool = False) -> Path:
         torch.set_num_threads(int(tcfg["threads"]))
     seed_everything(int(cfg["seed"]) + rank)
     run_dir = Path(cfg.get("run_dir") or Path("runs") / cfg["name"])
-    last_path = run_dir / "last.pt"
     resume_state = None
+    if _is_main():
+        remove_stale_temporaries(run_dir)
     if resume:
-        if not last_path.is_file():
-            raise TrainError(f"{last_path}: nothing to resume from")
-        resume_state = load_checkpoint(last_path)
-        cfg = resume_state["config"] or cfg
+        resume_state, _ = load_resume_state(run_dir)
+        saved = resume_state["config"] or cfg
+        if resume_overrides is None:  # called as a function: the run's own config, as saved
+            cfg = saved
+        else:
+            cfg, changed = resume_config(saved, resume_overrides)
+            for line in changed:
+                print(f"resume: {line}", flush=True)
+        cfg["run_dir"] = str(run_dir)
         tcfg = cfg["train"]
-    if run_dir.exists() and not resume and (run_dir / "last.pt").exists():
+        done = int(resume_state["epoch"])
+        if int(tcfg["epochs"]) < done:
+            raise TrainError(f"{run_dir}: train.epochs {tcfg['epochs']} is below the {done} epochs already "
+                             "trained; pass a larger --epochs to train longer")
+        if int(tcfg["epochs"]) == done and _is_main():
+            print(f"{run_dir}: the run already finished its {done} epochs; nothing to train "
+                  f"(pass --epochs N with --resume to train longer)", flush=True)
+    if run_dir.exists() and not resume and has_resume_point(run_dir):
         raise TrainError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --run-dir")
 
     splits = build_splits(cfg)
@@ -628,7 +651,8 @@ def fit(cfg: dict, resume: bool = False) -> Path:
                 for k, v in row.items():
                     if isinstance(v, (int, float)) and k != "epoch":
                         writer.add_scalar(k, v, epoch)
-            _write_history(run_dir / "history.csv", history)
+            # Checkpoints first, history.csv last: a kill in between leaves a resume point that
+            # holds this epoch (last.pt carries the history), never a history row without one.
             common = dict(model=evaluated, spec=spec, model_args=margs, config=cfg, epoch=epoch)
             if improved:
                 save_checkpoint(run_dir / "checkpoint.pt", metrics=val_metrics, **common)
@@ -636,11 +660,12 @@ def fit(cfg: dict, resume: bool = False) -> Path:
             # last.pt holds the trained weights (to resume from) and, with EMA, the average beside them.
             resume_extra = ({"ema_state": ema.module.state_dict(), "ema_n": int(ema.n_averaged)}
                             if ema is not None else {})
-            save_checkpoint(last_path, metrics=val_metrics, optimizer=optimizer.state_dict(),
+            save_resume_checkpoint(run_dir, metrics=val_metrics, optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict() if scheduler is not None else {},
                             history=history, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs,
                             elapsed=elapsed, rng_torch=torch.get_rng_state(), **{**common, "model": core},
                             **resume_extra)
+            _write_history(run_dir / "history.csv", history)
             print(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.3f}, val loss {val_loss:.3f}, "
                   f"acc {scores['accuracy']:.3f}, V-CCC {scores['valence_ccc']:.3f}, "
                   f"A-CCC {scores['arousal_ccc']:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)",

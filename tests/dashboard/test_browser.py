@@ -161,3 +161,58 @@ def test_every_page_renders_in_chromium(server, browser_page, eval_dir):
 
     for name in ("live", "session", "metrics", "model"):
         assert (ARTIFACTS / f"dashboard_{name}.png").stat().st_size > 10_000
+
+
+def _alerts(page, text: str):
+    return page.locator('[data-testid="stAlert"]').filter(has_text=text)
+
+
+def _alert_shown(page, text: str) -> bool:
+    alert = _alerts(page, text)
+    alert.first.wait_for(timeout=30_000)
+    return alert.count() == 1
+
+
+def _type_into(page, label: str, value: str, submit: str = "Enter") -> None:
+    box = page.get_by_role("textbox", name=label, exact=True)
+    box.fill(value)
+    box.press(submit)
+    page.wait_for_timeout(500)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
+def test_out_of_bounds_paths_are_refused_in_chromium(server, browser_page, workspace, tmp_path):
+    """A widened directory list, a symlink out of a scanned directory picked from the
+    list, a typed /etc/passwd and a `..` path: each refused, and the page still works."""
+    page = browser_page
+    outside = tmp_path / "outside_secret.csv"
+    outside.write_text((workspace / "recordings" / "clip.csv").read_text())
+    link = workspace / "recordings" / "zz_outside.csv"
+    link.symlink_to(outside)
+    try:
+        page.goto(f"{server}/session")
+        _settle(page, "Session", charts=6)
+
+        _type_into(page, "Directories to scan (one per line)", "runs\nrecordings\nmodels\n/etc", "Control+Enter")
+        assert _alert_shown(page, "/etc: not inside the directories the dashboard was started with; refused")
+
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="A recording").click()
+        page.get_by_role("option", name="recordings/zz_outside.csv").click()
+        page.wait_for_timeout(500)
+        _settle(page, "Session")
+        assert _alert_shown(page, "recordings/zz_outside.csv: outside the scanned directories; refused")
+        assert page.locator(".js-plotly-plot").count() == 0  # nothing of the outside file drawn
+
+        for typed in ("/etc/passwd", f"recordings/../../{outside.parent.name}/{outside.name}"):
+            _type_into(page, "…or a path to a recording", typed)
+            assert _alert_shown(page, f"{typed}: outside the scanned directories; refused")
+            assert page.get_by_text("root:").count() == 0
+
+        _type_into(page, "…or a path to a recording", "")  # the page still works: back to the list
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="A recording").click()
+        page.get_by_role("option", name="recordings/clip.csv").click()
+        _settle(page, "Session", charts=6)
+        assert _plot_with_text(page, "excited").count() >= 1
+        _shoot(page, "refusals")
+    finally:
+        link.unlink()

@@ -28,5 +28,5 @@ def test_paths_that_leave_the_configured_directories_are_refused(tmp_path, escap
     (tmp_path / "runs_evil").mkdir()
     (runs / "link").symlink_to(tmp_path)  # a symlink out counts as outside
     config = DashboardConfig([str(runs)])
-    with pytest.raises(PathNotAllowed, match="outside the configured directories"):
+    with pytest.raises(PathNotAllowed, match="outside the scanned directories"):
         config.check(runs / escape)

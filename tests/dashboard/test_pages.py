@@ -156,7 +156,7 @@ def test_a_path_outside_the_configured_directories_is_refused(app, tmp_path):
     at = app("session")
     at.text_input(key="session_file_typed").input(str(outside)).run()
     [message] = errors(at)
-    assert "outside the configured directories" in message
+    assert "outside the scanned directories" in message
     assert not at.dataframe  # nothing of that file was read
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_fit import tiny_config
 
 from affect.labels import EXPRESSIONS
-from test_fit import tiny_config
 from train import data as tdata
 from train.data.crop_cache import build_crop_cache
 from train.data.loaders import FERPLUS_COLUMNS

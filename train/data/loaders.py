@@ -79,6 +79,8 @@ def _affectnet_expression(raw: str, where: str) -> int:
         value = float(raw)
     except ValueError:
         raise DataError(f"{where}: expression {raw!r} is not a number") from None
+    if not math.isfinite(value):  # int(nan) would say "cannot convert float NaN" without the file
+        raise DataError(f"{where}: expression {raw!r} is not a class code (expected 0-10)")
     code = int(value)
     if code != value:
         raise DataError(f"{where}: expression {raw!r} is not an integer code")
