@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 RUN=${1:-runs/default}; shift || true
 PY=${PYTHON:-.venv/bin/python}
 PARTS=${PARTS:-"affectnet rafdb ferplus_test fer2013_test"}
+FILES=${FILES:-"checkpoint.pt model.onnx model.int8.onnx"}   # which files of the run to evaluate
 start=$(date +%s)
 if [ "${SKIP_FIT:-0}" != 1 ]; then
   if [ -f "$RUN/last.pt" ]; then  # a killed fit continues where it stopped
@@ -37,18 +38,22 @@ PY
 $PY -m export onnx "$RUN/checkpoint.pt" -o "$RUN/model.onnx" --data "$RUN/calibration.txt"
 $PY -m export int8 "$RUN/model.onnx" --data "$RUN/calibration.txt" --calibrate percentile -o "$RUN/model.int8.onnx"
 for part in $PARTS; do
-  for m in checkpoint.pt model.onnx model.int8.onnx; do
+  evals=()
+  for m in $FILES; do
     $PY -m train eval "$RUN/$m" --run-dir "$RUN" --split test --source "$part" -o "$RUN/eval_${part}_${m%.*}"
+    evals+=("$RUN/eval_${part}_${m%.*}")
   done
-  $PY -m train compare "$RUN/eval_${part}_checkpoint" "$RUN/eval_${part}_model" "$RUN/eval_${part}_model.int8" \
-      -o "$RUN/compare_$part"
+  $PY -m train compare "${evals[@]}" -o "$RUN/compare_$part"
 done
 $PY - "$RUN" $PARTS <<'PY'
 import json, sys
 run, parts = sys.argv[1], sys.argv[2:]
 print("| file | " + " | ".join(f"{p} accuracy" for p in parts) + " | valence CCC | arousal CCC |")
 print("| --- | " + " | ".join("---" for _ in parts) + " | --- | --- |")
+import os
 for m in ("checkpoint", "model", "model.int8"):
+    if not os.path.isdir(f"{run}/eval_{parts[0]}_{m}"):
+        continue
     ms = {p: json.load(open(f"{run}/eval_{p}_{m}/metrics.json")) for p in parts}
     accs = " | ".join(f"{ms[p]['expression']['accuracy']:.3f}" for p in parts)
     a = ms[parts[0]]

@@ -141,12 +141,15 @@ def test_ctrl_c_during_an_overlapped_run_closes_cleanly(clip_images, onnx_model,
     opts = PipelineOptions(source=ListSource(clip_images * 20), model=onnx_model, face_model=face_model_path,
                            threads=1, csv=tmp_path / "r.csv", video_out=tmp_path / "r.mp4")
     p = Pipeline(opts)
+    # pytest-xdist workers ignore SIGINT: put Python's own handler back for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         summary = p.run()  # the default SIGINT handler raises KeyboardInterrupt in this thread
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert summary.interrupted and 0 < summary.frames < 600
     assert not stage_threads()
     # The interrupt may land between a frame's sinks and its count: at most that one frame apart.

@@ -143,10 +143,13 @@ def test_a_signal_mid_run_leaves_a_complete_csv_and_a_playable_mp4(tmp_path, sig
                              "--face-model", str(FACE_MODEL), "--csv", str(csv), "--video-out", str(video),
                              "--summary-json", str(summary)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / ".rec.partial.csv"
+    def written() -> int:  # the CSV being written: `.rec.<random>.partial.csv` (affect.files.PendingFile)
+        return max((p.stat().st_size for p in tmp_path.glob(".rec.*partial.csv")), default=0)
+
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size > 4000):
+    while time.monotonic() < deadline and written() <= 4000 and proc.poll() is None:
         time.sleep(0.2)  # rows are being written: faces appear from about frame 82
+    assert proc.poll() is None, "the run ended before the signal could be sent"
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-800:]
