@@ -15,7 +15,7 @@ import time
 import cv2
 import pandas as pd
 import pytest
-from conftest import REPO, SHARED, error_line
+from reliability_helpers import REPO, SHARED, error_line
 
 from realtime.cam import main as cam_main
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, TINY_FIT, tiny_affectnet
+from reliability_helpers import REPO, TINY_FIT, tiny_affectnet
 
 from train.__main__ import main as train_main
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TINY_FIT, tiny_affectnet
+from reliability_helpers import TINY_FIT, tiny_affectnet
 
 from train.__main__ import main as train_main
 
@@ -63,7 +63,7 @@ def test_an_empty_dataset_directory_is_one_line(tmp_path, capsys):
 
 
 def test_an_empty_class_folder_leaves_the_other_classes_training(tmp_path, capsys):
-    from conftest import SHARED
+    from reliability_helpers import SHARED
 
     src = SHARED / "data" / "affectnet96" / "happy"
     if not src.is_dir():

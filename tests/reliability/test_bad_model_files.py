@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, error_line, tiny_affectnet
+from reliability_helpers import SHARED, error_line, tiny_affectnet
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Helpers for the reliability suite: bad input tried through the commands a
 user types (`python -m train …`, `python -m realtime.cam …`), each case
-asserting the one-line message and that nothing already written was lost."""
+asserting the one-line message and that nothing already written was lost.
+A plain module, not a conftest.py: several test folders have one, and only
+one of them can be imported by the name `conftest`."""
 
 from __future__ import annotations
 
