@@ -17,11 +17,12 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from affect.files import atomic_write_text
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "models"
 STEM = "affectcam_default"
@@ -99,14 +100,6 @@ def time_models(files: dict[str, Path], threads: int | None = None, spinning: bo
             b.close()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def default_model(directory: Path | None = None, threads: int | None = None,
                   spinning: bool | None = None) -> Path:
     """The packaged model file to load when none is given (see the module docstring)."""
@@ -141,7 +134,7 @@ def default_model(directory: Path | None = None, threads: int | None = None,
     record[key] = {"choice": choice, "ms": {k: round(v, 3) for k, v in ms.items()},
                    "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
-        _write_atomic(cache, json.dumps(record, indent=2))
+        atomic_write_text(cache, json.dumps(record, indent=2))
     except OSError as exc:  # a read-only cache: measure again next time, still run now
         print(f"affectcam: note: could not record the choice in {cache} ({exc})", file=sys.stderr)
     return present[choice]
