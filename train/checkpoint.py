@@ -41,13 +41,15 @@ def first_line(exc: BaseException, width: int = 160) -> str:
 
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     """Delete the half-written checkpoint files a kill mid-save leaves behind
-    (train.io.atomic_write_bytes writes `<name>XXXX.tmp` beside the target)."""
+    (affect.files.atomic_write_bytes writes `.<stem>.<random>.partial<suffix>` beside the target)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
     removed = []
     for name in (LAST, PREVIOUS, BEST):
-        for tmp in run_dir.glob(f"{name}*.tmp"):
+        stem, suffix = os.path.splitext(name)
+        # affect.files.PendingFile's `.<stem>.<random>.partial<suffix>`, and older `<name>XXXX.tmp` names
+        for tmp in [*run_dir.glob(f".{stem}.*.partial{suffix}"), *run_dir.glob(f"{name}*.tmp")]:
             if tmp.is_file():
                 tmp.unlink(missing_ok=True)
                 removed.append(tmp)

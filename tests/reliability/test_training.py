@@ -73,7 +73,7 @@ def test_a_corrupt_last_pt_falls_back_to_the_previous_checkpoint_with_a_warning(
     assert epoch_of(run / "last.pt") == 2 and epoch_of(run / "last.prev.pt") == 1
     data_bytes = (run / "last.pt").read_bytes()
     (run / "last.pt").write_bytes(data_bytes[: len(data_bytes) // 3])
-    stale = run / "last.ptab12cd34.tmp"  # what a kill in the middle of atomic_write_bytes leaves
+    stale = run / ".last.ab12cd34.partial.pt"  # what a kill in the middle of atomic_write_bytes leaves
     stale.write_bytes(b"\0" * 1024)
     assert train_main(["fit", "--run-dir", str(run), "--resume", "--epochs", "3"]) == 0
     assert "not a readable affectcam checkpoint" in caplog.text and "resuming from" in caplog.text
