@@ -18,13 +18,21 @@ FIT_EPILOG = textwrap.dedent("""\
       {type: affectnet,     root: DIR}          images/<id>.jpg + annotations/<id>_{exp,val,aro,lnd}.npy
       {type: affectnet_csv, root: IMAGES_DIR, csv: CSV}   official CSV, faces cropped from the box
       {type: fer2013,       root: DIR, usage: Training}   class folders DIR/Training/<class>/ (or DIR = one usage folder)
+      {type: fer2013, root: DIR, usage: Training, ferplus: true}   labels from DIR/ferplus.csv (FER+ votes:
+                    the vote distribution is a soft target, majority unknown/not-a-face left out; or ferplus: CSV)
       {type: fer2013_csv,   root: CSV, usage: Training}
+      {type: affectnet96,   root: DIR}          DIR/<class>/*.jpg, 8 classes (model-predicted labels: noisy)
+      {type: rafdb,         root: DIR}          DIR/train/<class>/*.jpg (or DIR/<class>/), 7 classes, no Contempt
       {type: ckplus,        root: DIR, facs: DIR}     CK+ class folders (+ FACS files → action units)
       {type: folders,       root: DIR, mapping: {folder: Label}}
     Each dataset takes weight: W (sampling weight when mixing), role: auto|train|val|test
     (auto = split it; train/val/test = all of it to that part), limit: N, and train_fraction: F
     (train on a stratified fraction F of its training faces, drawn as often; val/test parts unchanged:
-    learning curves, e.g. --set 'data.datasets=[{type: affectnet, root: DIR, train_fraction: 0.25}]').
+    learning curves, e.g. --set data.datasets.1.train_fraction=0.25), fractions: [a, b(, c)] (its own
+    split instead of data.split.fractions), label_smoothing: S (its own, e.g. for noisy labels), and
+    name: N (what `train eval --source N` reports on).
+    data.cache true: every face is decoded, cropped and resized once into a uint8 array under
+    data.cache_dir (default <cache root>/crops), rebuilt when a source file changes.
     Missing classes/targets are masked in the loss (FER2013: no Contempt, no valence/arousal).
     Splits: data.split.method stratified|subject, fractions [0.64, 0.16, 0.20], seed. The test
     part is never trained on; its file list is in the run's splits.json for `train eval`.
