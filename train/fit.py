@@ -1,5 +1,5 @@
 """The fit loop, as plain functions (after torchvision's reference train.py):
-`fit(cfg)` → `train_one_epoch(...)` / `evaluate_split(...)`.
+`fit(cfg)` → `train_one_epoch(...)` / `predict_loader(...)` + `metrics_from_predictions(...)`.
 
 A run directory holds: config.yaml (resolved), checkpoint.pt (best),
 last.pt (resume point, written every epoch), history.csv, tb/ (TensorBoard),
@@ -409,8 +409,8 @@ def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
         "arousal_ccc": (metrics.get("arousal") or {}).get("ccc", float("nan")),
     }
     parts = [v for v in out.values() if v == v]  # drop NaN
-    # One number for early stopping and the "best" checkpoint: expression
-    # accuracy plus the mean valence/arousal CCC (both in [0, 1]-ish ranges).
+    # One number for early stopping and the "best" checkpoint: the mean of accuracy,
+    # macro-F1, valence CCC and arousal CCC (those the validation part has).
     out["score"] = float(np.mean(parts)) if parts else float("nan")
     return out
 

@@ -62,7 +62,7 @@ def test_an_empty_dataset_directory_is_one_line(tmp_path, capsys):
                                 "images/<id>.jpg, annotations/<id>_exp.npy)\n"
 
 
-def test_an_empty_class_folder_leaves_the_other_classes_training(tmp_path, capsys):
+def test_an_empty_class_folder_leaves_the_other_classes_training(tmp_path, capsys, caplog):
     from reliability_helpers import SHARED
 
     src = SHARED / "data" / "affectnet96" / "happy"
@@ -73,9 +73,11 @@ def test_an_empty_class_folder_leaves_the_other_classes_training(tmp_path, capsy
     (root / "sad").mkdir()  # empty
     for p in sorted(src.glob("*"))[:10]:
         (root / "happy" / p.name).write_bytes(p.read_bytes())
-    code, out, err = fit(capsys, f"folders:{root}", tmp_path / "run")
+    with caplog.at_level("WARNING"):
+        code, out, err = fit(capsys, f"folders:{root}", tmp_path / "run")
     assert code == 0, err
     assert (tmp_path / "run" / "last.pt").is_file()
+    assert "class folder(s) ['sad'] hold no images" in caplog.text  # said, not silent
     (tmp_path / "only_empty" / "sad").mkdir(parents=True)
     code, _, err = fit(capsys, f"folders:{tmp_path / 'only_empty'}", tmp_path / "run2")
     assert code == 2 and "no images" in err and err.count("\n") == 1

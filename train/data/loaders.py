@@ -543,11 +543,18 @@ def load_class_folders(root: str | os.PathLike, mapping: Mapping[str, str | None
     else:
         label_set = tuple(dict.fromkeys(targets[d.name] for d in folders if d.name in targets))
     samples = []
+    empty = []
     for d in folders:
         if d.name not in targets:
             continue
         index = label_set.index(targets[d.name])
-        samples += [Sample(path=str(p), expression=index, source=name) for p in _image_files(d)]
+        files = _image_files(d)
+        if not files:
+            empty.append(d.name)
+        samples += [Sample(path=str(p), expression=index, source=name) for p in files]
+    if empty and samples:  # the others still train; say which class the run will not learn from here
+        log.warning("%s: class folder(s) %s hold no images; those classes get no samples from %s",
+                    name, empty, root)
     if not samples:
         raise DataError(f"{root}: no images ({'/'.join(sorted(IMAGE_SUFFIXES))}) in the class folders")
     present = tuple(dict.fromkeys(targets[d.name] for d in folders if d.name in targets))
