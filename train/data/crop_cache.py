@@ -74,14 +74,8 @@ def _decode(sample: Sample, size: int) -> tuple[np.ndarray | None, tuple[int, in
     except UnreadableImage as exc:
         log.warning("crop cache: skipping %s", exc)
         return None, (0, 0)
-    crop, _ = eval_crop(image, _no_points(sample), size)
+    crop, _ = eval_crop(image, sample, size)  # landmarks are recomputed per item from the shape
     return crop, (int(image.shape[0]), int(image.shape[1]))
-
-
-def _no_points(s: Sample) -> Sample:
-    import dataclasses
-
-    return s if s.landmarks is None else dataclasses.replace(s, landmarks=None)
 
 
 def build_crop_cache(samples: Sequence[Sample], size: int, cache_dir: str | os.PathLike, name: str,
