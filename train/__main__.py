@@ -50,7 +50,8 @@ FIT_EPILOG = textwrap.dedent("""\
     the model also reads faces without them.
 
     Training: train.optimizer adamw|adam|sgd, lr, backbone_lr_mult (lower LR for the backbone),
-    freeze_backbone, unfreeze_after K, scheduler cosine (with warmup_epochs)|plateau|none,
+    freeze_backbone, unfreeze_after K, freeze_blocks N (the first N backbone blocks stay at their
+    ImageNet weights), channels_last (NHWC, default true: faster on CPU), scheduler cosine (with warmup_epochs)|plateau|none,
     early_stopping_metric score|accuracy|macro_f1|valence_ccc|arousal_ccc|loss with
     early_stopping_patience, grad_clip, label_smoothing, l1, amp (CUDA), max_steps,
     samples_per_epoch (draws per epoch from the weighted mix; default: one pass over all),

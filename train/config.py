@@ -54,6 +54,11 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 1e-4, "momentum": 0.9, "scheduler": "cosine", "warmup_epochs": 1,
         "plateau_factor": 0.5, "plateau_patience": 5,
         "freeze_backbone": False, "unfreeze_after": None,
+        # the first N blocks of the backbone keep their ImageNet weights and BatchNorm statistics:
+        # no backward pass through the high-resolution stem (MobileNetV2: 4 blocks ≈ 25 % of a CPU step)
+        "freeze_blocks": 0,
+        # NHWC tensors: oneDNN's depthwise convolutions run ~1.5x faster per CPU training step
+        "channels_last": True,
         "early_stopping_metric": "score", "early_stopping_patience": None,
         "grad_clip": 5.0, "label_smoothing": 0.1, "l1": 0.0, "max_steps": None, "amp": "auto",
         "eval_tta": False, "threads": None,

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,9 @@ from train.checkpoint import (
 from train.config import dump_config, resume_config
 from train.distill import distillation_loss
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
-from train.models import AffectModel, build_model, count_parameters, drop_imagenet_classifier
+from train.models import (
+    AffectModel, ModelError, backbone_blocks, build_model, count_parameters, drop_imagenet_classifier,
+)
 
 log = logging.getLogger("train")
 
@@ -300,10 +303,13 @@ def _l1_penalty(model: nn.Module) -> torch.Tensor:
 
 
 def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch, class_weight, scaler,
-                    max_steps: int | None, step_offset: int = 0, frozen: bool = False) -> dict[str, float]:
+                    max_steps: int | None, step_offset: int = 0, frozen: bool = False,
+                    frozen_blocks: Sequence[nn.Module] = ()) -> dict[str, float]:
     model.train()
     if frozen:  # a frozen backbone also keeps its BatchNorm statistics
         (model.module if hasattr(model, "module") else model).backbone.eval()
+    for block in frozen_blocks:  # so do frozen blocks
+        block.eval()
     totals: dict[str, float] = {}
     n_batches, n_bad, n_seen = 0, 0, 0
     clip = cfg["train"]["grad_clip"]
@@ -431,9 +437,27 @@ def _build_optimizer(model: AffectModel, tcfg: dict) -> torch.optim.Optimizer:
     raise TrainError(f"unknown optimizer {tcfg['optimizer']!r}; choose adamw, adam or sgd")
 
 
-def _set_backbone_trainable(model: AffectModel, trainable: bool) -> None:
+def _set_backbone_trainable(model: AffectModel, trainable: bool, frozen_blocks: Sequence[nn.Module] = ()) -> None:
     for p in model.backbone.parameters():
         p.requires_grad_(trainable)
+    for block in frozen_blocks:
+        block.requires_grad_(False)
+
+
+def _frozen_blocks(model: AffectModel, tcfg: dict) -> list[nn.Module]:
+    n = tcfg.get("freeze_blocks") or 0
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise TrainError(f"train.freeze_blocks must be a whole number of blocks (0: none), got {n!r}")
+    if not n:
+        return []
+    try:
+        blocks = backbone_blocks(model.backbone)
+    except ModelError as exc:
+        raise TrainError(f"train.freeze_blocks: {exc}") from None
+    if n >= len(blocks):
+        raise TrainError(f"train.freeze_blocks {n} would freeze all {len(blocks)} blocks of {model.name}; "
+                         "use train.freeze_backbone for that")
+    return blocks[:n]
 
 
 def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = None) -> Path:
@@ -495,6 +519,10 @@ def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = No
     spec = spec_for(model, labels, trained_on=trained_on, au_names=au_names)
     margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
     model.to(device)
+    if tcfg.get("channels_last", True):
+        # Only the layout in memory changes (the weights and every result stay the same).
+        model.to(memory_format=torch.channels_last)
+    frozen_blocks = _frozen_blocks(model, tcfg)
 
     train_on_val = bool(tcfg.get("train_on_val"))
     if train_on_val:
@@ -616,11 +644,12 @@ def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = No
         frozen = bool(tcfg["freeze_backbone"])
         if tcfg.get("unfreeze_after") is not None:
             frozen = epoch <= int(tcfg["unfreeze_after"])
-        _set_backbone_trainable(core, not frozen)
+        _set_backbone_trainable(core, not frozen, frozen_blocks)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         stats = train_one_epoch(model, train_loader, optimizer, after_step,
-                                cfg, device, epoch, class_weight, scaler, max_steps, steps_done, frozen)
+                                cfg, device, epoch, class_weight, scaler, max_steps, steps_done, frozen,
+                                frozen_blocks)
         steps_done += stats["steps"]
         # The averaged weights, when kept, are the model that is evaluated and saved.
         evaluated: AffectModel = ema.module if ema is not None else core

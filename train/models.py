@@ -268,6 +268,16 @@ WEIGHT_LOADERS: dict[str, Callable[[WeightTag], tuple[dict[str, torch.Tensor], s
 }
 
 
+def backbone_blocks(trunk: nn.Module) -> list[nn.Module]:
+    """The backbone's blocks in input order (torchvision's `features` sequence), for
+    freezing the first few; a ModelError for trunks that are not such a sequence."""
+    features = getattr(getattr(trunk, "net", None), "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise ModelError("this backbone is not a sequence of blocks (torchvision `features`): "
+                         "freeze_blocks needs one such as mobilenet_v2, mobilenet_v3_*, efficientnet_b0")
+    return list(features)
+
+
 def build_backbone(name: str, pretrained: str | None = "auto") -> Backbone:
     """Build a registered backbone with weights from `pretrained`:
 

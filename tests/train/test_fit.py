@@ -294,3 +294,54 @@ def test_train_fraction_out_of_range_is_a_one_line_error(tmp_path, affectnet_roo
     cfg["data"]["datasets"][0]["train_fraction"] = bad
     with pytest.raises(TrainError, match="train_fraction must be a number in"):
         fit(cfg)
+
+
+def test_freeze_blocks_keeps_the_first_blocks_and_their_statistics(tmp_path, affectnet_root):
+    """train.freeze_blocks 2: the stem and first block end the fit exactly as ImageNet left them
+    (weights and BatchNorm statistics), the block after them moved; a bad count is one line."""
+    from train.models import build_model
+
+    start = build_model("mobilenet_v2", input_size=64, dropout=0.0).state_dict()
+    run = fit(tiny_config(tmp_path, affectnet_root, epochs=1, batch_size=8, freeze_blocks=2, lr=1e-2))
+    end = torch.load(run / "checkpoint.pt", weights_only=True)["state_dict"]
+    frozen = [k for k in start if k.startswith(("backbone.net.features.0.", "backbone.net.features.1."))]
+    moved = [k for k in start if k.startswith("backbone.net.features.2.") and k.endswith("weight")]
+    assert any(k.endswith("running_mean") for k in frozen)
+    assert all(torch.equal(start[k], end[k]) for k in frozen)
+    assert any(not torch.equal(start[k], end[k]) for k in moved)
+    with pytest.raises(TrainError, match="train.freeze_blocks 19 would freeze all 19 blocks"):
+        fit(tiny_config(tmp_path / "all", affectnet_root, freeze_blocks=19))
+    with pytest.raises(TrainError, match="train.freeze_blocks must be a whole number"):
+        fit(tiny_config(tmp_path / "neg", affectnet_root, freeze_blocks=-1))
+
+
+def test_channels_last_changes_the_layout_not_the_results(tmp_path, affectnet_root):
+    """One training step on real faces in NCHW and in NHWC: the same loss and gradients up to float
+    rounding; a channels-last fit's checkpoint loads into a plain model."""
+    from torch.utils.data import DataLoader
+
+    from train import data as tdata
+    from train.checkpoint import model_from_checkpoint
+    from train.fit import compute_loss
+    from train.models import build_model
+
+    cfg = tiny_config(tmp_path, affectnet_root, label_smoothing=0.0)
+    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
+    grads = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = build_model("mobilenet_v2", input_size=64, dropout=0.0)
+        ds = tdata.AffectDataset(info.samples, size=64, mean=model.mean, std=model.std, labels=cfg["labels"])
+        batch = next(iter(DataLoader(ds, batch_size=8, collate_fn=tdata.collate_skip_bad)))
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        loss, _ = compute_loss(model(batch["image"]), batch, cfg, None)
+        loss.backward()
+        grads.append((float(loss), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss_a, ga), (loss_b, gb) = grads
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    assert all(torch.allclose(ga[n], gb[n], rtol=1e-3, atol=1e-5) for n in ga)
+    run = fit(tiny_config(tmp_path / "nhwc", affectnet_root, epochs=1, batch_size=8, channels_last=True))
+    model, _, _ = model_from_checkpoint(run / "checkpoint.pt")
+    assert model(torch.zeros(1, 3, 64, 64))["expression"].shape == (1, 8)
