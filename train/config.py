@@ -196,3 +196,59 @@ def resume_config(saved: dict, overrides: list[str]) -> tuple[dict, list[str]]:
         set_path(cfg, keys, value)
         changed.append(f"{name} {old!r} → {value!r}")
     return cfg, changed
+
+
+# --- checks: a config that cannot train fails before any data is read ----------------------------------
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "plateau", "none")
+DATASET_ROLES = ("auto", "train", "val", "test")
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def check_config(cfg: dict) -> None:
+    """ConfigError (one line, naming the key) for a value no run can use; the loaders
+    check their own dataset keys when they read the data."""
+    tcfg, mcfg = cfg["train"], cfg["model"]
+    draws = tcfg.get("samples_per_epoch")
+    if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or draws < 1):
+        raise ConfigError(f"train.samples_per_epoch must be a positive whole number of draws, got {draws!r}")
+    decay = tcfg.get("ema")
+    if decay not in (None, False) and not (_is_number(decay) and 0.0 < float(decay) < 1.0):
+        raise ConfigError(f"train.ema must be a decay between 0 and 1 (e.g. 0.998) or null, got {decay!r}")
+    blocks = tcfg.get("freeze_blocks") or 0
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+        raise ConfigError(f"train.freeze_blocks must be a whole number of blocks (0: none), got {blocks!r}")
+    if str(tcfg.get("optimizer")).lower() not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {tcfg.get('optimizer')!r}; choose {', '.join(OPTIMIZERS)}")
+    if str(tcfg.get("scheduler") or "none").lower() not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {tcfg.get('scheduler')!r}; choose cosine, plateau or none")
+    if mcfg.get("blendshapes") not in (None, False, "none", True, "mediapipe"):
+        raise ConfigError(f"model.blendshapes must be true or false, got {mcfg.get('blendshapes')!r}")
+    dcfg = cfg.get("distill") or {}
+    if dcfg.get("teacher"):
+        for key in ("weight", "temperature", "va_weight"):
+            value = dcfg.get(key)
+            if not _is_number(value) or value < 0 or (key == "temperature" and value == 0):
+                raise ConfigError(f"distill.{key} must be a "
+                                  f"{'positive' if key == 'temperature' else 'non-negative'} number, got {value!r}")
+    for entry in cfg["data"]["datasets"]:
+        check_dataset_entry(entry)
+
+
+def check_dataset_entry(entry: dict) -> None:
+    """The keys of a data.datasets entry that shape the run's splits (role, train_fraction,
+    label_smoothing)."""
+    root = entry.get("root")
+    role = entry.get("role", "auto")
+    if role not in DATASET_ROLES:
+        raise ConfigError(f"dataset {root}: role must be auto/train/val/test, not {role!r}")
+    keep = entry.get("train_fraction", 1.0)
+    if not _is_number(keep) or not 0.0 < keep <= 1.0:
+        raise ConfigError(f"dataset {root}: train_fraction must be a number in (0, 1], got {keep!r}")
+    smoothing = entry.get("label_smoothing")
+    if smoothing is not None and (not _is_number(smoothing) or not 0.0 <= smoothing < 1.0):
+        raise ConfigError(f"dataset {root}: label_smoothing must be a number in [0, 1), got {smoothing!r}")

@@ -1,5 +1,8 @@
 """The fit loop, as plain functions (after torchvision's reference train.py):
-`fit(cfg)` → `train_one_epoch(...)` / `predict_loader(...)` + `metrics_from_predictions(...)`.
+`fit(cfg)` sets a run up step by step (`_run_config`, `build_splits`, `_build_run_model`,
+`_build_loaders`, `_build_optimizer`, `_build_scheduler`, `_restore`), then per epoch
+`train_one_epoch(...)`, `_validate(...)` (`predict_loader` on the one prediction core of
+`affect.predict`, + `metrics_from_predictions`), `_save_epoch(...)` and `_stop_reason(...)`.
 
 A run directory holds: config.yaml (resolved), checkpoint.pt (best),
 last.pt (resume point, written every epoch), history.csv, tb/ (TensorBoard),
@@ -15,9 +18,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,10 +30,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from affect.blendshapes import mirror_order
 from affect.files import atomic_write_json, atomic_write_text
 from affect.metrics import compute_metrics
-from affect.predict import au_probabilities, tta_average
+from affect.predict import au_probabilities, predict_batches
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
 from train import data as tdata
 from train.checkpoint import (
@@ -42,11 +44,16 @@ from train.checkpoint import (
     save_resume_checkpoint,
     spec_for,
 )
-from train.config import dump_config, resume_config
+from train.config import ConfigError, check_config, check_dataset_entry, dump_config, resume_config
 from train.distill import distillation_loss
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
 from train.models import (
-    AffectModel, ModelError, backbone_blocks, build_model, count_parameters, drop_imagenet_classifier,
+    AffectModel,
+    ModelError,
+    backbone_blocks,
+    build_model,
+    count_parameters,
+    drop_imagenet_classifier,
 )
 
 log = logging.getLogger("train")
@@ -121,22 +128,6 @@ class Splits:
         return sum(len(p.samples) for p in getattr(self, split))
 
 
-def _train_fraction(dcfg: dict) -> float:
-    value = dcfg.get("train_fraction", 1.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise TrainError(f"dataset {dcfg.get('root')}: train_fraction must be a number in (0, 1], got {value!r}")
-    return float(value)
-
-
-def _label_smoothing(dcfg: dict) -> float | None:
-    value = dcfg.get("label_smoothing")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise TrainError(f"dataset {dcfg.get('root')}: label_smoothing must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
 def build_splits(cfg: dict) -> Splits:
     """Load every dataset of the config, map it to the run's labels, and
     split each by its role.
@@ -151,6 +142,11 @@ def build_splits(cfg: dict) -> Splits:
     split_cfg = cfg["data"]["split"]
     out = Splits()
     for dcfg in cfg["data"]["datasets"]:
+        try:
+            check_dataset_entry(dcfg)
+        except ConfigError as exc:
+            raise TrainError(str(exc)) from None
+    for dcfg in cfg["data"]["datasets"]:
         info = tdata.load_dataset(dcfg)
         out.infos.append(info)
         for name in info.au_names:
@@ -164,7 +160,7 @@ def build_splits(cfg: dict) -> Splits:
         if not samples:
             raise TrainError(f"{dcfg.get('root')}: no samples with the run's labels {labels}")
         mask = info.class_mask(labels)
-        keep = _train_fraction(dcfg)
+        keep = float(dcfg.get("train_fraction", 1.0))
         if role == "auto":
             fractions = tuple(dcfg.get("fractions") or split_cfg.get("fractions", (0.64, 0.16, 0.20)))
             seed = int(split_cfg.get("seed", cfg["seed"]))
@@ -172,12 +168,10 @@ def build_splits(cfg: dict) -> Splits:
                 parts = tdata.split_by_subject(samples, fractions=fractions, seed=seed)
             else:
                 parts = tdata.split_stratified(samples, fractions=fractions, seed=seed)
-        elif role in ("train", "val", "test"):
+        else:  # train, val or test (checked above)
             parts = tuple(samples if role == r else [] for r in ("train", "val", "test"))
-        else:
-            raise TrainError(f"dataset {dcfg.get('root')}: role must be auto/train/val/test, not {role!r}")
         seed = int(split_cfg.get("seed", cfg["seed"]))
-        smoothing = _label_smoothing(dcfg)
+        smoothing = None if dcfg.get("label_smoothing") is None else float(dcfg["label_smoothing"])
         for split, part in zip(("train", "val", "test"), parts):
             if part:
                 share = Part(list(part), mask, info, draw_weight=float(info.weight) * len(part) / len(info.samples),
@@ -220,15 +214,11 @@ def _crop_cache(part: Part, cfg: dict, size: int):
 
 
 def blendshape_names(mcfg: dict) -> tuple[str, ...]:
-    """The blendshape input's names for `model.blendshapes` (true: MediaPipe's 52)."""
+    """The blendshape input's names for `model.blendshapes` (true: MediaPipe's 52; the value is
+    checked by train.config.check_config)."""
     from affect.blendshapes import MEDIAPIPE_BLENDSHAPES
 
-    value = mcfg.get("blendshapes")
-    if value in (None, False, "none"):
-        return ()
-    if value in (True, "mediapipe"):
-        return MEDIAPIPE_BLENDSHAPES
-    raise TrainError(f"model.blendshapes must be true or false, got {value!r}")
+    return MEDIAPIPE_BLENDSHAPES if mcfg.get("blendshapes") in (True, "mediapipe") else ()
 
 
 def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...]) -> None:
@@ -253,13 +243,7 @@ def attach_run_teacher(parts: list[Part], cfg: dict, bs_names: tuple[str, ...]) 
     """The teacher's outputs for every training sample (computed once, cached)."""
     from train.distill import DistillError, attach_teacher
 
-    dcfg = cfg["distill"]
-    for key in ("weight", "temperature", "va_weight"):
-        value = dcfg.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-                key == "temperature" and value == 0):
-            raise TrainError(f"distill.{key} must be a {'positive' if key == 'temperature' else 'non-negative'} "
-                             f"number, got {value!r}")
+    dcfg = cfg["distill"]  # its numbers are checked by train.config.check_config
     try:
         counts = attach_teacher([s for p in parts for s in p.samples], dcfg["teacher"], cfg["labels"],
                                 blendshapes=bs_names, cache_dir=dcfg.get("cache"), progress=_is_main())
@@ -358,33 +342,39 @@ def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch
     return stats
 
 
+TARGET_KEYS = ("expression", "va", "va_mask", "class_mask", "aus", "aus_mask")
+
+
 @torch.no_grad()
 def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.ndarray]:
-    """Run the model over a loader; returns arrays aligned with the dataset
-    indices that were readable (`index`)."""
+    """Run the model over a loader through the one prediction core (affect.predict, as `train
+    eval` and `export bench` do): the batch targets beside the model's outputs (`logits`,
+    `va_pred`, `aus_logits`), for the dataset indices that were readable (`index`)."""
     model.eval()
-    keys = ("expression", "va", "va_mask", "class_mask", "aus", "aus_mask", "index")
-    acc: dict[str, list] = {k: [] for k in (*keys, "logits", "va_pred", "aus_logits")}
+    core = model.module if hasattr(model, "module") else model
+    targets: dict[str, list[np.ndarray]] = {k: [] for k in TARGET_KEYS}
     n_bad = 0
-    for batch in loader:
-        n_bad += int(batch.pop("n_bad", 0))
-        if not batch.pop("batch_size", 0):
-            continue
-        x = batch["image"].to(device)
-        b = batch["blendshapes"].to(device) if "blendshapes" in batch else None
-        out = model(x, b)
-        if tta:  # average with the mirrored face (and its mirrored blendshapes)
-            names = (model.module if hasattr(model, "module") else model).blendshape_names
-            flipped = model(torch.flip(x, dims=[3]), None if b is None else b[:, mirror_order(names)])
-            out = tta_average(out, flipped)
-        acc["logits"].append(out[OUTPUT_EXPRESSION].float().cpu().numpy())
-        acc["va_pred"].append(out[OUTPUT_VA].float().cpu().numpy())
-        if OUTPUT_AUS in out:
-            acc["aus_logits"].append(out[OUTPUT_AUS].float().cpu().numpy())
-        for k in keys:
-            if k in batch:
-                acc[k].append(batch[k].cpu().numpy())
-    result = {k: np.concatenate(v) for k, v in acc.items() if v}
+
+    def predict(x: np.ndarray, b: np.ndarray | None) -> dict[str, np.ndarray]:
+        out = model(torch.from_numpy(x).to(device), None if b is None else torch.from_numpy(b).to(device))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    def batches():
+        nonlocal n_bad
+        for batch in loader:
+            n_bad += int(batch.pop("n_bad", 0))
+            if not batch.pop("batch_size", 0):
+                continue
+            for k in TARGET_KEYS:
+                if k in batch:
+                    targets[k].append(batch[k].cpu().numpy())
+            b = batch.get("blendshapes")
+            yield batch["image"].numpy(), None if b is None else b.numpy(), batch["index"].numpy()
+
+    pred = predict_batches(predict, batches(), tta, core.blendshape_names)
+    result = {k: np.concatenate(v) for k, v in targets.items() if v}
+    names = {"index": "index", "logits": "logits", "va": "va_pred", "aus": "aus_logits"}
+    result.update({names[k]: (v if k == "index" else v.astype(np.float32)) for k, v in pred.items()})
     result["n_bad"] = np.array(n_bad)
     return result
 
@@ -421,6 +411,222 @@ def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+# --- one run, step by step (after torchvision's reference `main`) ----------------------------------------
+
+def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = None) -> Path:
+    """Train per the config; returns the run directory. With `resume`, the run's
+    own saved config is used; `resume_overrides` (KEY=VALUE, from the command
+    line) are applied to it where a started run can take them, else refused."""
+    device = _device()
+    rank, world = _dist_setup(device)
+    cfg, run_dir, resume_state = _run_config(cfg, resume, resume_overrides)
+    tcfg = cfg["train"]
+    if tcfg.get("threads"):
+        # Fewer intra-op threads than cores is much faster when the CPU is shared
+        # (OpenMP spin-waits badly under contention).
+        torch.set_num_threads(int(tcfg["threads"]))
+    seed_everything(int(cfg["seed"]) + rank)
+
+    splits = build_splits(cfg)
+    model, spec, margs, au_names = _build_run_model(cfg, splits, resume_state, device)
+    frozen_blocks = _frozen_blocks(model, tcfg)
+    if tcfg.get("train_on_val"):
+        # Each dataset's val share joins its train share; sampling weights stay per dataset.
+        splits.train = list(splits.train) + [p.thinned() for p in splits.val]
+        if _is_main():
+            print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
+                  "epoch's and validation metrics are on seen data", flush=True)
+    loaders = _build_loaders(cfg, splits, model, au_names, device, world)
+    optimizer = _build_optimizer(model, tcfg)
+    scheduler, per_step = _build_scheduler(optimizer, tcfg, max(len(loaders.train), 1))
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and tcfg.get("amp", "auto") in ("auto", True) \
+        else None
+    progress = _restore(resume_state, optimizer, scheduler, run_dir,
+                        rebuild=lambda: _build_scheduler(optimizer, tcfg, max(len(loaders.train), 1))[0])
+    ema = _build_ema(core_model=model, decay=tcfg.get("ema"))
+    if ema is not None and resume_state and "ema_state" in resume_state:
+        ema.module.load_state_dict(resume_state["ema_state"])
+        ema.n_averaged.fill_(int(resume_state.get("ema_n", 1)))
+    core = model
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    writer = _start_run_dir(run_dir, cfg, splits, core, device) if _is_main() else None
+
+    def after_step() -> None:
+        if per_step:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(core)
+
+    for epoch in range(progress.start_epoch, int(tcfg["epochs"]) + 1):
+        t0 = time.time()
+        frozen = bool(tcfg["freeze_backbone"])
+        if tcfg.get("unfreeze_after") is not None:
+            frozen = epoch <= int(tcfg["unfreeze_after"])
+        _set_backbone_trainable(core, not frozen, frozen_blocks)
+        if isinstance(loaders.sampler, DistributedSampler):
+            loaders.sampler.set_epoch(epoch)
+        stats = train_one_epoch(model, loaders.train, optimizer, after_step, cfg, device, epoch,
+                                loaders.class_weight, scaler, tcfg.get("max_steps"), progress.steps_done,
+                                frozen, frozen_blocks)
+        # The averaged weights, when kept, are the model that is evaluated and saved.
+        evaluated: AffectModel = ema.module if ema is not None else core
+        val_metrics, scores, val_loss, val_bad = _validate(evaluated, loaders, cfg, device, au_names)
+        if scheduler is not None and not per_step:
+            scheduler.step(_stop_value(scores, val_loss, tcfg))
+        row = _history_row(epoch, stats, scores, val_loss, val_bad, optimizer, t0)
+        improved = progress.record(row, _stop_value(scores, val_loss, tcfg), bool(tcfg.get("train_on_val")),
+                                   time.time() - t0)
+        if _is_main():
+            _save_epoch(run_dir, writer, progress, row, val_metrics, improved, evaluated=evaluated, core=core,
+                        spec=spec, margs=margs, cfg=cfg, optimizer=optimizer, scheduler=scheduler, ema=ema)
+        reason = _stop_reason(progress, scores, tcfg)
+        if reason:
+            if _is_main() and reason != "max_steps":
+                print(reason, flush=True)
+            break
+
+    if _is_main():
+        _finish_run(run_dir, writer, progress, core, splits, device, world, tcfg)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return run_dir
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    val: DataLoader
+    sampler: Any
+    class_weight: torch.Tensor | None
+
+
+@dataclass
+class Progress:
+    """What the epoch loop carries from epoch to epoch; last.pt holds it for a resume."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 1
+    best: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def steps_done(self) -> int:
+        return sum(int(h.get("train_steps", 0)) for h in self.history)
+
+    def record(self, row: dict[str, Any], value: float, train_on_val: bool, seconds: float) -> bool:
+        """Add the epoch's row; True when it is the best so far (always, with no unseen val part)."""
+        self.history.append(row)
+        self.elapsed += seconds
+        improved = value > self.best or train_on_val
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = value, row["epoch"], 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+def _run_config(cfg: dict, resume: bool, resume_overrides: list[str] | None) -> tuple[dict, Path, dict | None]:
+    """The config the run trains with (its own saved one on resume), checked; its directory;
+    the resume state, if any."""
+    run_dir = Path(cfg.get("run_dir") or Path("runs") / cfg["name"])
+    resume_state = None
+    if _is_main():
+        remove_stale_temporaries(run_dir)
+    if resume:
+        resume_state, _ = load_resume_state(run_dir)
+        saved = resume_state["config"] or cfg
+        if resume_overrides is None:  # called as a function: the run's own config, as saved
+            cfg = saved
+        else:
+            cfg, changed = resume_config(saved, resume_overrides)
+            for line in changed:
+                print(f"resume: {line}", flush=True)
+        cfg["run_dir"] = str(run_dir)
+        done = int(resume_state["epoch"])
+        epochs = int(cfg["train"]["epochs"])
+        if epochs < done:
+            raise TrainError(f"{run_dir}: train.epochs {epochs} is below the {done} epochs already "
+                             "trained; pass a larger --epochs to train longer")
+        if epochs == done and _is_main():
+            print(f"{run_dir}: the run already finished its {done} epochs; nothing to train "
+                  f"(pass --epochs N with --resume to train longer)", flush=True)
+    if run_dir.exists() and not resume and has_resume_point(run_dir):
+        raise TrainError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --run-dir")
+    try:
+        check_config(cfg)
+    except ConfigError as exc:
+        raise TrainError(str(exc)) from None
+    return cfg, run_dir, resume_state
+
+
+def _build_run_model(cfg: dict, splits: Splits, resume_state: dict | None, device: torch.device
+                     ) -> tuple[AffectModel, Any, dict[str, Any], list[str]]:
+    """The model (ImageNet weights, or the resume point's), on the device; its spec, build args
+    and action-unit names."""
+    mcfg = cfg["model"]
+    au_names = list(splits.au_names) if mcfg.get("num_aus", 0) else []
+    bs_names = blendshape_names(mcfg)
+    if bs_names:
+        attach_run_blendshapes([*splits.train, *splits.val], cfg, bs_names)
+    model = build_model(mcfg["backbone"], num_classes=len(cfg["labels"]),
+                        pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
+                        dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=len(au_names),
+                        input_size=mcfg["input_size"], blendshapes=bs_names,
+                        blendshape_standardise=bool(bs_names and mcfg.get("blendshape_standardise")))
+    if model.blendshapes is not None and model.blendshapes.standardise and not resume_state:
+        model.blendshapes.set_statistics(np.stack([s.blendshapes for p in splits.train for s in p.samples]))
+    if resume_state:
+        model.mean, model.std = tuple(resume_state["spec"]["mean"]), tuple(resume_state["spec"]["std"])
+        model.load_state_dict(drop_imagenet_classifier(resume_state["state_dict"]))
+        # Where the weights first came from (the ImageNet file), not "random" for a resumed run.
+        model.weights_source = resume_state.get("weights_source") or "resumed (last.pt)"
+    trained_on = "+".join(f"{d.get('type')}:{Path(str(d.get('root'))).name}" for d in cfg["data"]["datasets"])
+    spec = spec_for(model, list(cfg["labels"]), trained_on=trained_on, au_names=au_names)
+    margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
+    model.to(device)
+    if cfg["train"].get("channels_last", True):
+        # Only the layout in memory changes (the weights and every result stay the same).
+        model.to(memory_format=torch.channels_last)
+    return model, spec, margs, au_names
+
+
+def _build_loaders(cfg: dict, splits: Splits, model: AffectModel, au_names: list[str], device: torch.device,
+                   world: int) -> Loaders:
+    """Training and validation loaders; training draws by dataset weight (or `samples_per_epoch`)."""
+    tcfg = cfg["train"]
+    bs_names = tuple(model.blendshape_names)
+    if (cfg.get("distill") or {}).get("teacher"):
+        attach_run_teacher(splits.train, cfg, bs_names)
+    train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True,
+                            blendshapes=bs_names)
+    val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False,
+                          blendshapes=bs_names)
+    bs, workers = int(tcfg["batch_size"]), int(cfg["data"].get("num_workers", 0))
+    balance = cfg["data"].get("balance", "none")
+    class_weight = None
+    if balance == "loss_weights":
+        class_weight = torch.as_tensor(tdata.class_weights(train_ds.samples, len(cfg["labels"])),
+                                       dtype=torch.float32, device=device)
+    dataset_weights = [float(i.weight) for i in splits.infos]
+    if world > 1:
+        sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
+    elif balance == "oversample" or len(set(dataset_weights)) > 1 or tcfg.get("samples_per_epoch"):
+        sampler = tdata.build_sampler(train_ds.datasets, [p.draw_weight for p in splits.train],
+                                      balance="oversample" if balance == "oversample" else None,
+                                      num_samples=tcfg.get("samples_per_epoch"),
+                                      generator=torch.Generator().manual_seed(int(cfg["seed"])))
+    else:
+        sampler = None
+    loader_kw = dict(num_workers=workers, collate_fn=tdata.collate_skip_bad, pin_memory=device.type == "cuda",
+                     persistent_workers=workers > 0)
+    train_loader = DataLoader(train_ds, batch_size=bs, shuffle=sampler is None, sampler=sampler,
+                              drop_last=len(train_ds) > bs, **loader_kw)
+    val_loader = DataLoader(val_ds, batch_size=bs * 2, shuffle=False, **loader_kw)
+    return Loaders(train_loader, val_loader, sampler, class_weight)
+
+
 def _build_optimizer(model: AffectModel, tcfg: dict) -> torch.optim.Optimizer:
     head = model.head_parameters()
     backbone = list(model.backbone.parameters())
@@ -437,6 +643,166 @@ def _build_optimizer(model: AffectModel, tcfg: dict) -> torch.optim.Optimizer:
     raise TrainError(f"unknown optimizer {tcfg['optimizer']!r}; choose adamw, adam or sgd")
 
 
+def _build_scheduler(optimizer: torch.optim.Optimizer, tcfg: dict, steps_per_epoch: int):
+    """(scheduler or None, whether it steps per optimisation step). cosine: a linear warm-up over
+    `warmup_epochs` into a cosine decay to zero at the last step, stepped per step; plateau: halve
+    on a stalled validation score, stepped per epoch."""
+    from torch.optim import lr_scheduler
+
+    name = (tcfg.get("scheduler") or "none").lower()
+    if name == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=tcfg["plateau_factor"],
+                                              patience=tcfg["plateau_patience"]), False
+    if name != "cosine":
+        return None, False
+    warmup = int(float(tcfg.get("warmup_epochs") or 0) * steps_per_epoch)
+    total = int(tcfg["epochs"]) * steps_per_epoch
+    cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1))
+    if warmup == 0:
+        return cosine, True
+    # Step s < warmup runs at (s + 1) / warmup of the base rate; the cosine starts at the base rate.
+    linear = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0,
+                                   total_iters=max(warmup - 1, 1))
+    return lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup]), True
+
+
+def _restore(resume_state: dict | None, optimizer, scheduler, run_dir: Path,
+             rebuild: Callable[[], Any] | None = None) -> Progress:
+    """The loop's progress, and the optimiser's and scheduler's state, from a resume point.
+    `rebuild` makes a fresh scheduler for the optimiser (to replay an old run's steps)."""
+    if not resume_state:
+        return Progress()
+    optimizer.load_state_dict(resume_state["optimizer"])
+    progress = Progress(history=list(resume_state.get("history", [])), start_epoch=int(resume_state["epoch"]) + 1,
+                        best=float(resume_state.get("best", -math.inf)),
+                        best_epoch=int(resume_state.get("best_epoch", 0)),
+                        bad_epochs=int(resume_state.get("bad_epochs", 0)),
+                        elapsed=float(resume_state.get("elapsed", 0.0)))
+    saved = resume_state.get("scheduler")
+    if scheduler is not None and saved:
+        try:
+            scheduler.load_state_dict(dict(saved))
+        except (KeyError, TypeError, ValueError):
+            # A run saved before the schedule was torch's own (one LambdaLR): replay its steps on a
+            # fresh schedule from the initial rates (torch's schedules scale the current rate).
+            if rebuild is None:
+                raise
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"]
+            fresh = rebuild()
+            for _ in range(progress.steps_done):
+                fresh.step()
+            scheduler.load_state_dict(fresh.state_dict())
+    if "rng_torch" in resume_state:
+        torch.set_rng_state(resume_state["rng_torch"])
+    log.info("resuming %s at epoch %d", run_dir, progress.start_epoch)
+    return progress
+
+
+def _start_run_dir(run_dir: Path, cfg: dict, splits: Splits, core: AffectModel, device: torch.device):
+    """config.yaml and splits.json written, the TensorBoard writer (or None), the run's first line."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    atomic_write_json(run_dir / "splits.json", {
+        split: [s.path for p in getattr(splits, split) for s in p.samples] for split in ("train", "val", "test")})
+    writer = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+    except ImportError:
+        log.warning("tensorboard not installed: no TensorBoard logs")
+    print(f"run {run_dir}: {core.name} {count_parameters(core) / 1e6:.2f}M params, input {core.input_size}px, "
+          f"weights {core.weights_source}; train {splits.count('train')} / val {splits.count('val')} / "
+          f"held-out test {splits.count('test')}; {cfg['train']['epochs']} epochs on {device}", flush=True)
+    return writer
+
+
+def _validate(model: AffectModel, loaders: Loaders, cfg: dict, device: torch.device, au_names: list[str]
+              ) -> tuple[dict[str, Any], dict[str, float], float, int]:
+    """Validation metrics, their flat scores, the validation loss and the unreadable images."""
+    pred = predict_loader(model, loaders.val, device, tta=bool(cfg["train"].get("eval_tta")))
+    metrics = metrics_from_predictions(pred, list(cfg["labels"]), au_names, "val", model.name)
+    with torch.no_grad():
+        val_loss = _val_loss(model, pred, cfg, loaders.class_weight, device)
+    return metrics, flat_scores(metrics), val_loss, int(pred["n_bad"])
+
+
+def _stop_value(scores: dict[str, float], val_loss: float, tcfg: dict) -> float:
+    """The number that picks the best epoch (higher is better): train.early_stopping_metric."""
+    metric = (tcfg.get("early_stopping_metric") or "score").removeprefix("val_")
+    return -val_loss if metric == "loss" else scores.get(metric, scores["score"])
+
+
+def _history_row(epoch: int, stats: dict[str, float], scores: dict[str, float], val_loss: float, val_bad: int,
+                 optimizer, t0: float) -> dict[str, Any]:
+    return {"epoch": epoch, "train_loss": stats.get("loss", float("nan")), "val_loss": val_loss,
+            **{f"train_{k}": v for k, v in stats.items() if k.startswith("loss_")},
+            **{f"val_{k}": v for k, v in scores.items()},
+            "lr": optimizer.param_groups[0]["lr"], "train_steps": stats["steps"],
+            "bad_images": stats["bad_images"] + val_bad, "seconds": time.time() - t0}
+
+
+def _save_epoch(run_dir: Path, writer, progress: Progress, row: dict[str, Any], val_metrics: dict[str, Any],
+                improved: bool, *, evaluated, core, spec, margs, cfg, optimizer, scheduler, ema) -> None:
+    """TensorBoard scalars, checkpoint.pt when the epoch is the best, last.pt, history.csv, one line."""
+    if writer is not None:
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "epoch":
+                writer.add_scalar(k, v, row["epoch"])
+    # Checkpoints first, history.csv last: a kill in between leaves a resume point that
+    # holds this epoch (last.pt carries the history), never a history row without one.
+    common = dict(model=evaluated, spec=spec, model_args=margs, config=cfg, epoch=row["epoch"])
+    if improved:
+        save_checkpoint(run_dir / "checkpoint.pt", metrics=val_metrics, **common)
+        atomic_write_json(run_dir / "metrics.json", val_metrics)
+    # last.pt holds the trained weights (to resume from) and, with EMA, the average beside them.
+    resume_extra = ({"ema_state": ema.module.state_dict(), "ema_n": int(ema.n_averaged)}
+                    if ema is not None else {})
+    save_resume_checkpoint(run_dir, metrics=val_metrics, optimizer=optimizer.state_dict(),
+                           scheduler=scheduler.state_dict() if scheduler is not None else {},
+                           history=progress.history, best=progress.best, best_epoch=progress.best_epoch,
+                           bad_epochs=progress.bad_epochs, elapsed=progress.elapsed,
+                           rng_torch=torch.get_rng_state(), weights_source=core.weights_source,
+                           **{**common, "model": core}, **resume_extra)
+    _write_history(run_dir / "history.csv", progress.history)
+    print(f"epoch {row['epoch']}/{cfg['train']['epochs']}: train loss {row['train_loss']:.3f}, "
+          f"val loss {row['val_loss']:.3f}, acc {row['val_accuracy']:.3f}, V-CCC {row['val_valence_ccc']:.3f}, "
+          f"A-CCC {row['val_arousal_ccc']:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)", flush=True)
+
+
+def _stop_reason(progress: Progress, scores: dict[str, float], tcfg: dict) -> str | None:
+    """Why the loop ends after this epoch (a line to print), or None to go on."""
+    patience = tcfg.get("early_stopping_patience")
+    if patience is not None and progress.bad_epochs >= int(patience):  # never with train_on_val
+        return f"early stopping: no {tcfg.get('early_stopping_metric') or 'score'} improvement for {patience} epochs"
+    max_steps = tcfg.get("max_steps")
+    if max_steps is not None and progress.steps_done >= int(max_steps):
+        return "max_steps"
+    reached = {k: v for k, v in (tcfg.get("stop_when") or {}).items() if scores.get(k, -math.inf) >= float(v)}
+    return f"stopping: targets met ({reached})" if reached else None
+
+
+def _finish_run(run_dir: Path, writer, progress: Progress, core: AffectModel, splits: Splits,
+                device: torch.device, world: int, tcfg: dict) -> None:
+    if writer is not None:
+        writer.close()
+    stop_metric = tcfg.get("early_stopping_metric") or "score"
+    atomic_write_json(run_dir / "run.json", {
+        "backbone": core.name, "parameters": count_parameters(core), "input_size": core.input_size,
+        "weights": core.weights_source, "train_seconds": round(progress.elapsed, 1),
+        "epochs_run": len(progress.history), "best_epoch": progress.best_epoch,
+        "best_" + stop_metric: progress.best, "device": str(device), "world_size": world,
+        "n_train": splits.count("train"), "n_val": splits.count("val"), "n_test": splits.count("test"),
+    })
+    try:
+        from train.evaluate import write_curves
+
+        write_curves(run_dir / "history.csv", run_dir / "curves.png")
+    except ImportError:
+        pass
+
+
 def _set_backbone_trainable(model: AffectModel, trainable: bool, frozen_blocks: Sequence[nn.Module] = ()) -> None:
     for p in model.backbone.parameters():
         p.requires_grad_(trainable)
@@ -445,9 +811,7 @@ def _set_backbone_trainable(model: AffectModel, trainable: bool, frozen_blocks: 
 
 
 def _frozen_blocks(model: AffectModel, tcfg: dict) -> list[nn.Module]:
-    n = tcfg.get("freeze_blocks") or 0
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise TrainError(f"train.freeze_blocks must be a whole number of blocks (0: none), got {n!r}")
+    n = int(tcfg.get("freeze_blocks") or 0)
     if not n:
         return []
     try:
@@ -460,284 +824,11 @@ def _frozen_blocks(model: AffectModel, tcfg: dict) -> list[nn.Module]:
     return blocks[:n]
 
 
-def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = None) -> Path:
-    """Train per the config; returns the run directory. With `resume`, the run's
-    own saved config is used; `resume_overrides` (KEY=VALUE, from the command
-    line) are applied to it where a started run can take them, else refused."""
-    tcfg = cfg["train"]
-    device = _device()
-    rank, world = _dist_setup(device)
-    if tcfg.get("threads"):
-        # Fewer intra-op threads than cores is much faster when the CPU is shared
-        # (OpenMP spin-waits badly under contention).
-        torch.set_num_threads(int(tcfg["threads"]))
-    seed_everything(int(cfg["seed"]) + rank)
-    run_dir = Path(cfg.get("run_dir") or Path("runs") / cfg["name"])
-    resume_state = None
-    if _is_main():
-        remove_stale_temporaries(run_dir)
-    if resume:
-        resume_state, _ = load_resume_state(run_dir)
-        saved = resume_state["config"] or cfg
-        if resume_overrides is None:  # called as a function: the run's own config, as saved
-            cfg = saved
-        else:
-            cfg, changed = resume_config(saved, resume_overrides)
-            for line in changed:
-                print(f"resume: {line}", flush=True)
-        cfg["run_dir"] = str(run_dir)
-        tcfg = cfg["train"]
-        done = int(resume_state["epoch"])
-        if int(tcfg["epochs"]) < done:
-            raise TrainError(f"{run_dir}: train.epochs {tcfg['epochs']} is below the {done} epochs already "
-                             "trained; pass a larger --epochs to train longer")
-        if int(tcfg["epochs"]) == done and _is_main():
-            print(f"{run_dir}: the run already finished its {done} epochs; nothing to train "
-                  f"(pass --epochs N with --resume to train longer)", flush=True)
-    if run_dir.exists() and not resume and has_resume_point(run_dir):
-        raise TrainError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --run-dir")
-
-    splits = build_splits(cfg)
-    labels = list(cfg["labels"])
-    mcfg = cfg["model"]
-    au_names = list(splits.au_names) if mcfg.get("num_aus", 0) else []
-    num_aus = len(au_names)
-    bs_names = blendshape_names(mcfg)
-    if bs_names:
-        attach_run_blendshapes([*splits.train, *splits.val], cfg, bs_names)
-    model = build_model(mcfg["backbone"], num_classes=len(labels),
-                        pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
-                        dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=num_aus,
-                        input_size=mcfg["input_size"], blendshapes=bs_names,
-                        blendshape_standardise=bool(bs_names and mcfg.get("blendshape_standardise")))
-    if model.blendshapes is not None and model.blendshapes.standardise and not resume_state:
-        model.blendshapes.set_statistics(np.stack([s.blendshapes for p in splits.train for s in p.samples]))
-    if resume_state:
-        model.mean, model.std = tuple(resume_state["spec"]["mean"]), tuple(resume_state["spec"]["std"])
-        model.load_state_dict(drop_imagenet_classifier(resume_state["state_dict"]))
-    trained_on = "+".join(f"{d.get('type')}:{Path(str(d.get('root'))).name}" for d in cfg["data"]["datasets"])
-    spec = spec_for(model, labels, trained_on=trained_on, au_names=au_names)
-    margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
-    model.to(device)
-    if tcfg.get("channels_last", True):
-        # Only the layout in memory changes (the weights and every result stay the same).
-        model.to(memory_format=torch.channels_last)
-    frozen_blocks = _frozen_blocks(model, tcfg)
-
-    train_on_val = bool(tcfg.get("train_on_val"))
-    if train_on_val:
-        # Each dataset's val share joins its train share; sampling weights stay per dataset.
-        splits.train = list(splits.train) + [p.thinned() for p in splits.val]
-        if _is_main():
-            print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
-                  "epoch's and validation metrics are on seen data", flush=True)
-    if (cfg.get("distill") or {}).get("teacher"):
-        attach_run_teacher(splits.train, cfg, bs_names)
-    train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True,
-                            blendshapes=bs_names)
-    val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False,
-                          blendshapes=bs_names)
-    train_samples = train_ds.samples
-    bs, workers = int(tcfg["batch_size"]), int(cfg["data"].get("num_workers", 0))
-    balance = cfg["data"].get("balance", "none")
-    class_weight = None
-    if balance == "loss_weights":
-        class_weight = torch.as_tensor(tdata.class_weights(train_samples, len(labels)), dtype=torch.float32,
-                                       device=device)
-    dataset_weights = [float(i.weight) for i in splits.infos]
-    draws = tcfg.get("samples_per_epoch")
-    if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or draws < 1):
-        raise TrainError(f"train.samples_per_epoch must be a positive whole number of draws, got {draws!r}")
-    if world > 1:
-        sampler = DistributedSampler(train_ds, shuffle=True, seed=int(cfg["seed"]))
-    elif balance == "oversample" or len(set(dataset_weights)) > 1 or tcfg.get("samples_per_epoch"):
-        part_weights = [p.draw_weight for p in splits.train]
-        sampler = tdata.build_sampler(train_ds.datasets, part_weights,
-                                      balance="oversample" if balance == "oversample" else None,
-                                      num_samples=tcfg.get("samples_per_epoch"),
-                                      generator=torch.Generator().manual_seed(int(cfg["seed"])))
-    else:
-        sampler = None
-    loader_kw = dict(num_workers=workers, collate_fn=tdata.collate_skip_bad, pin_memory=device.type == "cuda",
-                     persistent_workers=workers > 0)
-    train_loader = DataLoader(train_ds, batch_size=bs, shuffle=sampler is None, sampler=sampler,
-                              drop_last=len(train_ds) > bs, **loader_kw)
-    val_loader = DataLoader(val_ds, batch_size=bs * 2, shuffle=False, **loader_kw)
-
-    optimizer = _build_optimizer(model, tcfg)
-    epochs = int(tcfg["epochs"])
-    steps_per_epoch = max(len(train_loader), 1)
-    warmup = int(float(tcfg.get("warmup_epochs") or 0) * steps_per_epoch)
-    total_steps = epochs * steps_per_epoch
-    sched_name = (tcfg.get("scheduler") or "none").lower()
-    if sched_name == "cosine":
-        def lr_lambda(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(total_steps - warmup, 1)
-            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    elif sched_name == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=tcfg["plateau_factor"], patience=tcfg["plateau_patience"])
-    elif sched_name == "none":
-        scheduler = None
-    else:
-        raise TrainError(f"unknown scheduler {sched_name!r}; choose cosine, plateau or none")
-    per_step = scheduler is not None and sched_name == "cosine"
-
-    scaler = None
-    if device.type == "cuda" and tcfg.get("amp", "auto") in ("auto", True):
-        scaler = torch.amp.GradScaler("cuda")
-
-    history: list[dict[str, Any]] = []
-    start_epoch, best, best_epoch, bad_epochs, elapsed = 1, -math.inf, 0, 0, 0.0
-    if resume_state:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        if scheduler is not None and resume_state.get("scheduler"):
-            scheduler.load_state_dict(resume_state["scheduler"])
-        history = list(resume_state.get("history", []))
-        start_epoch = int(resume_state["epoch"]) + 1
-        best, best_epoch = float(resume_state.get("best", -math.inf)), int(resume_state.get("best_epoch", 0))
-        bad_epochs, elapsed = int(resume_state.get("bad_epochs", 0)), float(resume_state.get("elapsed", 0.0))
-        if "rng_torch" in resume_state:
-            torch.set_rng_state(resume_state["rng_torch"])
-        log.info("resuming %s at epoch %d", run_dir, start_epoch)
-
-    ema = _build_ema(core_model=model, decay=tcfg.get("ema"))
-    if ema is not None and resume_state and "ema_state" in resume_state:
-        ema.module.load_state_dict(resume_state["ema_state"])
-        ema.n_averaged.fill_(int(resume_state.get("ema_n", 1)))
-
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    core: AffectModel = model.module if hasattr(model, "module") else model
-
-    writer = None
-    if _is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yaml")
-        atomic_write_json(run_dir / "splits.json", {
-            split: [s.path for p in getattr(splits, split) for s in p.samples] for split in ("train", "val", "test")})
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / "tb"))
-        except ImportError:
-            log.warning("tensorboard not installed: no TensorBoard logs")
-        print(f"run {run_dir}: {core.name} {count_parameters(core) / 1e6:.2f}M params, input {core.input_size}px, "
-              f"weights {core.weights_source}; train {splits.count('train')} / val {splits.count('val')} / "
-              f"held-out test {splits.count('test')}; {epochs} epochs on {device}", flush=True)
-
-    stop_metric = tcfg.get("early_stopping_metric") or "score"
-    patience = tcfg.get("early_stopping_patience")
-    max_steps = tcfg.get("max_steps")
-    steps_done = sum(int(h.get("train_steps", 0)) for h in history)
-    def after_step() -> None:
-        if per_step:
-            scheduler.step()
-        if ema is not None:
-            ema.update_parameters(core)
-
-    for epoch in range(start_epoch, epochs + 1):
-        t0 = time.time()
-        frozen = bool(tcfg["freeze_backbone"])
-        if tcfg.get("unfreeze_after") is not None:
-            frozen = epoch <= int(tcfg["unfreeze_after"])
-        _set_backbone_trainable(core, not frozen, frozen_blocks)
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        stats = train_one_epoch(model, train_loader, optimizer, after_step,
-                                cfg, device, epoch, class_weight, scaler, max_steps, steps_done, frozen,
-                                frozen_blocks)
-        steps_done += stats["steps"]
-        # The averaged weights, when kept, are the model that is evaluated and saved.
-        evaluated: AffectModel = ema.module if ema is not None else core
-        pred = predict_loader(evaluated, val_loader, device, tta=bool(tcfg.get("eval_tta")))
-        val_metrics = metrics_from_predictions(pred, labels, au_names, "val", core.name)
-        scores = flat_scores(val_metrics)
-        with torch.no_grad():
-            val_loss = _val_loss(evaluated, pred, cfg, class_weight, device)
-        if scheduler is not None and not per_step:
-            scheduler.step(scores.get(stop_metric.removeprefix("val_"), scores["score"]))
-        elapsed += time.time() - t0
-        row = {"epoch": epoch, "train_loss": stats.get("loss", float("nan")), "val_loss": val_loss,
-               **{f"train_{k}": v for k, v in stats.items() if k.startswith("loss_")},
-               **{f"val_{k}": v for k, v in scores.items()},
-               "lr": optimizer.param_groups[0]["lr"], "train_steps": stats["steps"],
-               "bad_images": stats["bad_images"] + int(pred["n_bad"]), "seconds": time.time() - t0}
-        history.append(row)
-        current = scores.get(stop_metric.removeprefix("val_"), scores["score"])
-        if stop_metric.removeprefix("val_") == "loss":
-            current = -val_loss
-        improved = current > best or train_on_val  # no unseen val part: keep the last epoch
-        if improved:
-            best, best_epoch, bad_epochs = current, epoch, 0
-        else:
-            bad_epochs += 1
-        if _is_main():
-            if writer is not None:
-                for k, v in row.items():
-                    if isinstance(v, (int, float)) and k != "epoch":
-                        writer.add_scalar(k, v, epoch)
-            # Checkpoints first, history.csv last: a kill in between leaves a resume point that
-            # holds this epoch (last.pt carries the history), never a history row without one.
-            common = dict(model=evaluated, spec=spec, model_args=margs, config=cfg, epoch=epoch)
-            if improved:
-                save_checkpoint(run_dir / "checkpoint.pt", metrics=val_metrics, **common)
-                atomic_write_json(run_dir / "metrics.json", val_metrics)
-            # last.pt holds the trained weights (to resume from) and, with EMA, the average beside them.
-            resume_extra = ({"ema_state": ema.module.state_dict(), "ema_n": int(ema.n_averaged)}
-                            if ema is not None else {})
-            save_resume_checkpoint(run_dir, metrics=val_metrics, optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict() if scheduler is not None else {},
-                            history=history, best=best, best_epoch=best_epoch, bad_epochs=bad_epochs,
-                            elapsed=elapsed, rng_torch=torch.get_rng_state(), **{**common, "model": core},
-                            **resume_extra)
-            _write_history(run_dir / "history.csv", history)
-            print(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.3f}, val loss {val_loss:.3f}, "
-                  f"acc {scores['accuracy']:.3f}, V-CCC {scores['valence_ccc']:.3f}, "
-                  f"A-CCC {scores['arousal_ccc']:.3f}{' *' if improved else ''} ({row['seconds']:.0f}s)",
-                  flush=True)
-        if patience is not None and bad_epochs >= int(patience):  # never with train_on_val: every epoch "improves"
-            if _is_main():
-                print(f"early stopping: no {stop_metric} improvement for {patience} epochs", flush=True)
-            break
-        if max_steps is not None and steps_done >= int(max_steps):
-            break
-        reached = {k: v for k, v in (tcfg.get("stop_when") or {}).items() if scores.get(k, -math.inf) >= float(v)}
-        if reached:
-            if _is_main():
-                print(f"stopping: targets met ({reached})", flush=True)
-            break
-
-    if _is_main():
-        if writer is not None:
-            writer.close()
-        atomic_write_json(run_dir / "run.json", {
-            "backbone": core.name, "parameters": count_parameters(core), "input_size": core.input_size,
-            "weights": core.weights_source, "train_seconds": round(elapsed, 1), "epochs_run": len(history),
-            "best_epoch": best_epoch, "best_" + stop_metric: best, "device": str(device), "world_size": world,
-            "n_train": splits.count("train"), "n_val": splits.count("val"), "n_test": splits.count("test"),
-        })
-        try:
-            from train.evaluate import write_curves
-
-            write_curves(run_dir / "history.csv", run_dir / "curves.png")
-        except ImportError:
-            pass
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return run_dir
-
-
 def _build_ema(core_model: nn.Module, decay) -> torch.optim.swa_utils.AveragedModel | None:
     """An exponential moving average of the weights and BatchNorm statistics,
-    or None when `train.ema` is off."""
+    or None when `train.ema` is off (the value is checked by train.config)."""
     if decay is None or decay is False:
         return None
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < float(decay) < 1.0:
-        raise TrainError(f"train.ema must be a decay between 0 and 1 (e.g. 0.998) or null, got {decay!r}")
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(core_model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
