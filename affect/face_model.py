@@ -16,13 +16,12 @@ blendshapes, export and evaluation of models that take them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 import zipfile
 from pathlib import Path
 
-from affect.files import PendingFile, atomic_write_bytes, cache_root
+from affect.files import PendingFile, atomic_write_bytes, cache_root, sha256_of
 
 FACE_MODEL_URL = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
                   "face_landmarker/float16/1/face_landmarker.task")
@@ -34,14 +33,6 @@ DETECTOR_MEMBER = "face_detector.tflite"
 
 class FaceModelError(RuntimeError):
     """The face model cannot be found, downloaded or read."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_bundle(path: Path, origin: str) -> Path:

@@ -10,6 +10,7 @@ killed run never leaves one where the real file goes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +20,16 @@ from typing import Any
 
 CACHE_ENV = "AFFECTCAM_CACHE"
 PARTIAL = ".partial"  # in every temporary file's name (tests and cleanups look for it)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The file's SHA-256, hex (read in 1 MiB blocks): what a download is checked against, and what
+    a cache of a model's outputs is keyed by."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def cache_root(kind: str | None = None) -> Path:

@@ -16,7 +16,6 @@ student (another seed) reads them back.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affect.files import cache_root
+from affect.files import cache_root, sha256_of
 from affect.preprocess import softmax
 from train.data.blendshapes import read_rows, sample_key, write_rows
 from train.data.records import Sample
@@ -34,14 +33,6 @@ log = logging.getLogger(__name__)
 
 class DistillError(ValueError):
     """A teacher that cannot label this run's faces; one line naming the file."""
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels: Sequence[str],
@@ -61,7 +52,7 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
     path = Path(teacher)
     if not path.is_file():
         raise DistillError(f"{path}: teacher model not found")
-    cache = (Path(cache_dir) if cache_dir else cache_root("teacher")) / f"teacher-{_file_digest(path)}.npz"
+    cache = (Path(cache_dir) if cache_dir else cache_root("teacher")) / f"teacher-{sha256_of(path)[:12]}.npz"
     table = read_rows(cache)
     todo = [s for s in samples if sample_key(s) not in table]
     if todo:
