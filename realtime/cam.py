@@ -45,6 +45,8 @@ def check_args(args: argparse.Namespace) -> None:
     at_least("--max-faces", args.max_faces, 1)
     if args.max_faces > MAX_FACES_LIMIT:
         raise ArgumentError(f"--max-faces {args.max_faces}: at most {MAX_FACES_LIMIT}")
+    if not 0.0 < args.min_face_confidence < 1.0:
+        raise ArgumentError(f"--min-face-confidence {args.min_face_confidence}: must be between 0 and 1")
     at_least("--every", args.every, 1)
     at_least("--max-frames", args.max_frames, 1)
     at_least("--threads", args.threads, 1)
@@ -116,6 +118,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")
     ap.add_argument("--max-faces", type=int, default=10)
+    ap.add_argument("--min-face-confidence", type=float, default=0.5, metavar="P",
+                    help="the face finder's detection threshold in (0, 1) (default 0.5; lower finds "
+                         "more faces in dim or small footage, and more false ones)")
     ap.add_argument("--headless", action="store_true", help="no window")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--every", type=int, default=1, help="run the model every Nth frame, carrying results between")
@@ -147,6 +152,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         spinning=args.spinning, face_model=args.face_model,
         faces="detector" if args.detector_only else args.faces, overlap=not args.sequential,
         detector_fill=not args.no_detector_fill, max_faces=args.max_faces,
+        min_face_confidence=args.min_face_confidence,
         every=args.every, max_frames=args.max_frames, smoothing=smoothing,
         source_options=SourceOptions(width=args.width, height=args.height, fps=args.fps),
         csv=args.csv, jsonl=args.jsonl, jsonl_landmarks=args.jsonl_landmarks, video_out=args.video_out,

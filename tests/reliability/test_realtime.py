@@ -98,6 +98,26 @@ def test_max_faces_below_one_is_refused_before_anything_opens(avi, tmp_path, cap
         assert not (tmp_path / "x.csv").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2"])
+def test_min_face_confidence_outside_0_1_is_refused_before_anything_opens(avi, tmp_path, capsys, value):
+    code, _, err = cam(capsys, "--source", avi / "clip.avi", "--min-face-confidence", value,
+                       "--csv", tmp_path / "x.csv")
+    assert code == 2 and error_line(err) == f"affectcam: error: --min-face-confidence {float(value)}: must be " \
+                                            "between 0 and 1"
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_min_face_confidence_reaches_the_face_finder(avi, tmp_path, capsys):
+    """A threshold no real face passes finds fewer faces on the clip's 90 frames than the default."""
+    faces = {}
+    for value in ("0.5", "0.99"):
+        code, _, err = cam(capsys, "--source", avi / "clip.avi", "--faces", "detector",
+                           "--min-face-confidence", value, "--summary-json", tmp_path / f"{value}.json")
+        assert code == 0, err
+        faces[value] = json.loads((tmp_path / f"{value}.json").read_text())["frames_with_faces"]
+    assert faces["0.5"] > 30 and faces["0.99"] < faces["0.5"]
+
+
 def test_max_faces_50_runs(avi, tmp_path, capsys):
     code, _, err = cam(capsys, "--source", avi / "clip.avi", "--max-faces", "50", "--max-frames", "10",
                        "--summary-json", tmp_path / "s.json")
