@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The shipped default model, end to end and timed: the default recipe
-# (configs/default.yaml) fitted on the training + validation parts with
+# The session-4 graph (shipped until session 7), end to end and timed: the blendshape recipe
+# (configs/affectnet_blendshapes.yaml) fitted on the training + validation parts with
 # train.train_on_val (the seeded held-out 20 % of AffectNet is never seen),
 # once per seed; the fits exported as ONE ONNX graph that averages their
 # outputs; INT8 (calibrated on AffectNet training faces); both files evaluated
 # on the held-out AffectNet part and FER2013 PublicTest.
 # Usage: bash bench/default_model.sh [OUT_DIR] [extra `train fit` args…]
-#   SEEDS="0 1"   one fit per seed; several export as one graph averaging them (the shipped default is
+#   SEEDS="0 1"   one fit per seed; several export as one graph averaging them (the session-4 graph is
 #                 the mean of seeds 0 and 1; SEEDS=0 gives one model, half the time per face)
 #   PARALLEL=1    fit the seeds at the same time, one thread each (the default; 0: one after another)
 #   FUSION=0.5    also mix the graph's expression log-probabilities with a logistic regression over the
@@ -15,7 +15,8 @@
 #                 of this script): `bash bench/default_model.sh runs/teachers` then
 #                 `TEACHER=runs/teachers/model.onnx bash bench/default_model.sh runs/default_model`
 #   SKIP_FIT=1    reuse OUT_DIR/seedN fits and redo the steps after fitting
-#   INSTALL=1     copy the two ONNX files into realtime/models/ (the packaged default)
+#   INSTALL=1     copy the two ONNX files into realtime/models/ (replacing the packaged default; today's
+#                 comes from bench/train_recipe.sh, configs/default.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/default_model}; shift || true
@@ -34,7 +35,7 @@ for s in $SEEDS; do
   run="$OUT/seed$s"
   ckpts+=("$run/checkpoint.pt")
   [ "${SKIP_FIT:-0}" = 1 ] && continue
-  fit=($PY -m train fit --config configs/default.yaml --run-dir "$run" --set seed="$s" --set train.train_on_val=true)
+  fit=($PY -m train fit --config configs/affectnet_blendshapes.yaml --run-dir "$run" --set seed="$s" --set train.train_on_val=true)
   [ -z "${TEACHER:-}" ] || fit+=(--set distill.teacher="$TEACHER")
   if [ "${PARALLEL:-1}" = 1 ] && [ "$(wc -w <<< "$SEEDS")" -gt 1 ]; then
     "${fit[@]}" --set train.threads=1 "$@" > "$OUT/fit_seed$s.log" 2>&1 &

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How held-out accuracy grows with the number of training faces: the 65k-face recipe
-# ($CONFIG, default configs/mixed.yaml: AffectNet, AffectNet-96, RAF-DB, FER+) refitted with every training
+# ($CONFIG, default configs/default.yaml: AffectNet, AffectNet-96, RAF-DB, FER+) refitted with every training
 # dataset thinned to the same stratified fraction (data.datasets.N.train_fraction; drawn as often,
 # the held-out parts the same file lists), each fit evaluated on the held-out AffectNet part (the
 # judge: human labels) and the held-out RAF-DB part. The 1.0 point is the recipe itself.
@@ -12,10 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/learning_curve}; shift || true
 PY=${PYTHON:-.venv/bin/python}
-CONFIG=${CONFIG:-configs/mixed.yaml}   # the 65k-face recipe (its data entries name the held-out parts)
+CONFIG=${CONFIG:-configs/default.yaml}   # the 65k-face recipe (its data entries name the held-out parts)
 FRACTIONS=${FRACTIONS:-"0.125 0.25 0.5 1.0"}
 SEED=${SEED:-0}
-TRAINED="0 1 2 3"   # the entries of configs/mixed.yaml's data.datasets that are trained on
+TRAINED="0 1 2 3"   # the entries of configs/default.yaml's data.datasets that are trained on
 mkdir -p "$OUT"
 pids=()
 for f in $FRACTIONS; do

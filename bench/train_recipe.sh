@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A recipe end to end, timed: one fit of $CONFIG (default configs/mixed.yaml: one MobileNetV2, images
+# A recipe end to end, timed: one fit of $CONFIG (default configs/default.yaml: one MobileNetV2, images
 # alone, ~64k faces) → ONNX + INT8 export (calibrated on training faces only) → each held-out part
 # evaluated on its own, for the checkpoint, the ONNX file and the INT8 file:
 #   affectnet     the seeded 20 % of ../shared/data/affectnet (human labels: accuracy, valence, arousal)
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/default}; shift || true
 PY=${PYTHON:-.venv/bin/python}
-CONFIG=${CONFIG:-configs/mixed.yaml}   # the 65k-face recipe (its data entries name the held-out parts)
+CONFIG=${CONFIG:-configs/default.yaml}   # the 65k-face recipe (its data entries name the held-out parts)
 PARTS=${PARTS:-"affectnet rafdb ferplus_test fer2013_test"}
 FILES=${FILES:-"checkpoint.pt model.onnx model.int8.onnx"}   # which files of the run to evaluate
 start=$(date +%s)
