@@ -118,7 +118,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")
     ap.add_argument("--max-faces", type=int, default=10)
-    ap.add_argument("--min-face-confidence", type=float, default=0.4, metavar="P",
+    ap.add_argument("--min-face-confidence", type=float, default=PipelineOptions.min_face_confidence, metavar="P",
                     help="the face finder's detection threshold in (0, 1) (default 0.4, measured: "
                          "docs/BENCHMARKS.md; lower finds more faces in dim or small footage, and "
                          "more false ones)")
