@@ -255,16 +255,22 @@ def test_ctrl_c_flushes_the_recordings_and_leaves_a_playable_video(tmp_path, onn
     cap.release()
     csv_path, video, summary = tmp_path / "c.csv", tmp_path / "c.mp4", tmp_path / "s.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # the source stops at frame 120 until released: the signal lands mid-run on any CPU
+    gate = tmp_path / "gate"
+    gate.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realtime.cam", "--source", str(frames), "--model", str(onnx_model),
+        [sys.executable, str(REPO / "tests" / "gated_cam.py"), str(gate), "120", "--",
+         "--source", str(frames), "--model", str(onnx_model),
          "--face-model", str(face_model_path), "--headless", "--csv", str(csv_path),
          "--video-out", str(video), "--summary-json", str(summary)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".c.*.partial.csv")):
-        time.sleep(0.2)
-    time.sleep(2.0)  # let it process some frames
+    deadline = time.time() + 120
+    while time.time() < deadline and not (gate / "reached").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and (gate / "reached").exists(), "the run never reached the gate"
     proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    (gate / "release").touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-500:]
     s = json.loads(summary.read_text())

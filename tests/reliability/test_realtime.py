@@ -159,18 +159,22 @@ def test_an_output_that_cannot_be_written_is_refused_at_start_up(avi, tmp_path, 
 def test_a_signal_mid_run_leaves_a_complete_csv_and_a_playable_mp4(tmp_path, sig):
     csv, video, summary = tmp_path / "rec.csv", tmp_path / "out.mp4", tmp_path / "s.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "realtime.cam", "--source", str(CLIP), "--headless",
+    # the source stops at frame 150 (faces from about frame 82) until released: the signal
+    # lands mid-run on any CPU (tests/gated_cam.py)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "gated_cam.py"), str(gate), "150", "--",
+                             "--source", str(CLIP), "--headless",
                              "--face-model", str(FACE_MODEL), "--csv", str(csv), "--video-out", str(video),
                              "--summary-json", str(summary)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    def written() -> int:  # the CSV being written: `.rec.<random>.partial.csv` (affect.files.PendingFile)
-        return max((p.stat().st_size for p in tmp_path.glob(".rec.*partial.csv")), default=0)
-
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and written() <= 4000 and proc.poll() is None:
-        time.sleep(0.2)  # rows are being written: faces appear from about frame 82
-    assert proc.poll() is None, "the run ended before the signal could be sent"
+    while time.monotonic() < deadline and not (gate / "reached").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and (gate / "reached").exists(), "the run never reached the gate"
     proc.send_signal(sig)
+    time.sleep(0.2)
+    (gate / "release").touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-800:]
     s = json.loads(summary.read_text())
