@@ -35,13 +35,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from realtime.pipeline import STAGES, Pipeline, PipelineOptions  # noqa: E402
+from realtime.pipeline import (  # noqa: E402
+    STAGES,
+    FaceFindingOptions,
+    ModelOptions,
+    OutputOptions,
+    Pipeline,
+    PipelineOptions,
+    ScheduleOptions,
+)
 
 TARGET_FPS = 60.0
 TARGET_P95_MS = 25.0
 
 
-FACE_MODES = {  # --faces name -> (PipelineOptions.faces, detector_fill)
+FACE_MODES = {  # --faces name -> (FaceFindingOptions.finder, detector_fill)
     "auto": ("auto", True),                   # realtime.cam's default: the detector unless the model needs the mesh
     "landmarker+fill": ("landmarker", True),  # --faces landmarker
     "landmarker": ("landmarker", False),      # --faces landmarker --no-detector-fill
@@ -53,10 +61,11 @@ def run_once(model: str, faces: str, args: argparse.Namespace) -> dict:
     face_path, fill = FACE_MODES[faces]
 
     def options(max_frames: int | None) -> PipelineOptions:
-        return PipelineOptions(source=args.clip, model=model, backend=args.backend, threads=args.threads,
-                               face_model=args.face_model, faces=face_path, detector_fill=fill,
-                               max_frames=max_frames, every=args.every, draw=args.draw,
-                               overlap=not args.sequential)
+        return PipelineOptions(source=args.clip, model=ModelOptions(model, backend=args.backend, threads=args.threads),
+                               faces=FaceFindingOptions(face_path, face_model=args.face_model, detector_fill=fill),
+                               schedule=ScheduleOptions(every=args.every, max_frames=max_frames,
+                                                        overlap=not args.sequential),
+                               outputs=OutputOptions(draw=args.draw))
 
     with Pipeline(options(args.warmup)) as p:
         for _ in p:

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from realtime.pipeline import Pipeline, PipelineOptions  # noqa: E402
+from realtime.pipeline import FaceFindingOptions, OutputOptions, Pipeline, PipelineOptions  # noqa: E402
 from realtime.sources import FileSource, Frame, SourceOptions  # noqa: E402
 
 SAMPLE_S = 10.0
@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = args.csv or os.path.join(tempfile.mkdtemp(prefix="affectcam-soak-"), "soak.csv")
     started = time.monotonic()
     source = LoopedFile(Path(args.video), started + duration_s)
-    options = PipelineOptions(source=source, model=args.model, face_model=args.face_model,
-                              download_face_model=False, csv=csv_path)
+    options = PipelineOptions(source=source, model=args.model,
+                              faces=FaceFindingOptions(face_model=args.face_model, download_face_model=False),
+                              outputs=OutputOptions(csv=csv_path))
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
 

@@ -14,7 +14,15 @@ from affect.files import atomic_write_text
 from dashboard.config import DashboardError
 
 try:  # the realtime room; the Live page says so when it is missing
-    from realtime import FrameResult, Pipeline, PipelineOptions
+    from realtime import (
+        FaceFindingOptions,
+        FrameResult,
+        ModelOptions,
+        OutputOptions,
+        Pipeline,
+        PipelineOptions,
+        ScheduleOptions,
+    )
     from realtime.smoothing import SmoothingOptions
 except ImportError as exc:  # pragma: no cover - only without the realtime package
     Pipeline = None  # type: ignore[assignment,misc]
@@ -42,8 +50,10 @@ def pipeline_available() -> str | None:
 
 def pipeline_options(source, options: LiveOptions, csv: Path | None = None) -> PipelineOptions:
     return PipelineOptions(
-        source=source, model=options.model, backend=options.backend, face_model=options.face_model,
-        every=options.every, max_frames=options.max_frames, csv=csv, draw=True,
+        source=source, model=ModelOptions(options.model, backend=options.backend),
+        faces=FaceFindingOptions(face_model=options.face_model),
+        schedule=ScheduleOptions(every=options.every, max_frames=options.max_frames),
+        outputs=OutputOptions(csv=csv, draw=True),
         smoothing=SmoothingOptions(ema=options.smoothing, one_euro=options.smoothing))
 
 

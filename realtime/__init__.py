@@ -5,7 +5,12 @@ Importing this package does not import torch (only the PyTorch and TensorRT
 backends do, when they are used).
 """
 
-from realtime.pipeline import FaceResult, FrameResult, Pipeline, PipelineError, PipelineOptions
+from realtime.options import FaceFindingOptions, ModelOptions, OutputOptions, PipelineOptions, ScheduleOptions
+from realtime.pipeline import Pipeline, PipelineError
 from realtime.reader import AffectReader, Reading
+from realtime.results import FaceResult, FrameResult, RunSummary
+from realtime.sinks import CsvSink, JsonlSink, Sink, SinkContext, SummaryJsonSink, VideoSink
 
-__all__ = ["Pipeline", "PipelineOptions", "PipelineError", "FrameResult", "FaceResult", "AffectReader", "Reading"]
+__all__ = ["Pipeline", "PipelineOptions", "ModelOptions", "FaceFindingOptions", "ScheduleOptions", "OutputOptions",
+           "PipelineError", "FrameResult", "FaceResult", "RunSummary", "Sink", "SinkContext", "CsvSink", "JsonlSink",
+           "VideoSink", "SummaryJsonSink", "AffectReader", "Reading"]

@@ -10,52 +10,51 @@ closed, the video stays playable, and a summary is printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from affect.checks import OptionError
 from affect.face_model import FaceModelError
 from affect.spec import SpecError
 from realtime.backends import BACKENDS, BackendError
-from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
-from realtime.sinks import OutputError, check_output, check_video_output
+from realtime.options import (
+    MAX_FACES_LIMIT,
+    FaceFindingOptions,
+    ModelOptions,
+    OutputOptions,
+    PipelineOptions,
+    ScheduleOptions,
+)
+from realtime.pipeline import Pipeline, PipelineError
+from realtime.sinks import OutputError, SummaryJsonSink, check_output, check_video_output
 from realtime.smoothing import SmoothingOptions
 from realtime.sources import SourceError, SourceOptions
 
 USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineError, OutputError, OSError)
-MAX_FACES_LIMIT = 100  # MediaPipe's cost grows with it; more faces than this in one frame is a typo
+# The flag that sets each checked option (affect.checks.OptionError.option), for one-line errors.
+FLAGS = {"ModelOptions.threads": "--threads", "FaceFindingOptions.max_faces": "--max-faces",
+         "FaceFindingOptions.min_face_confidence": "--min-face-confidence", "FaceFindingOptions.finder": "--faces",
+         "ScheduleOptions.every": "--every", "ScheduleOptions.max_frames": "--max-frames",
+         "SourceOptions.width": "--width", "SourceOptions.height": "--height", "SourceOptions.fps": "--fps",
+         "SmoothingOptions.ema_alpha": "--ema-alpha", "SmoothingOptions.min_cutoff": "--euro-min-cutoff",
+         "SmoothingOptions.beta": "--euro-beta"}
+__all__ = ["main", "get_args_parser", "check_args", "options_from_args", "MAX_FACES_LIMIT"]
 
 
 class ArgumentError(ValueError):
     """A command-line value out of range; one line naming the flag."""
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Values argparse's types let through but the run cannot use, refused before
-    anything is opened (MediaPipe would fail with a traceback on --max-faces 0,
-    and the detector would silently find no face)."""
-    def at_least(flag: str, value, low, kind: str = "whole number") -> None:
-        if value is not None and value < low:
-            raise ArgumentError(f"{flag} {value}: must be a {kind} of at least {low}")
-
-    at_least("--max-faces", args.max_faces, 1)
-    if args.max_faces > MAX_FACES_LIMIT:
-        raise ArgumentError(f"--max-faces {args.max_faces}: at most {MAX_FACES_LIMIT}")
-    if not 0.0 < args.min_face_confidence < 1.0:
-        raise ArgumentError(f"--min-face-confidence {args.min_face_confidence}: must be between 0 and 1")
-    at_least("--every", args.every, 1)
-    at_least("--max-frames", args.max_frames, 1)
-    at_least("--threads", args.threads, 1)
-    at_least("--width", args.width, 1)
-    at_least("--height", args.height, 1)
-    if args.fps is not None and not args.fps > 0:
-        raise ArgumentError(f"--fps {args.fps}: must be above 0")
-    if not 0 < args.ema_alpha <= 1:
-        raise ArgumentError(f"--ema-alpha {args.ema_alpha}: must be in (0, 1]")
+def check_args(args: argparse.Namespace) -> PipelineOptions:
+    """The run's options, refused before anything is opened when a value is out of range (the
+    options check themselves: `affect.checks`; MediaPipe would fail with a traceback on
+    --max-faces 0, and the detector would silently find no face), or when two outputs are one file."""
+    try:
+        options = options_from_args(args)
+    except OptionError as exc:
+        raise ArgumentError(f"{FLAGS.get(exc.option, exc.option)} {exc.value}: {exc.problem}") from None
     outputs = [(flag, value) for flag, value in (("--csv", args.csv), ("--jsonl", args.jsonl),
                                                  ("--video-out", args.video_out),
                                                  ("--summary-json", args.summary_json)) if value]
@@ -65,6 +64,7 @@ def check_args(args: argparse.Namespace) -> None:
         if key in seen:
             raise ArgumentError(f"{flag} {value}: the same file as {seen[key]}")
         seen[key] = flag
+    return options
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -74,19 +74,6 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_output(value, flag)
     if args.video_out:
         check_video_output(args.video_out)
-
-
-def write_summary_json(path: str, summary: dict) -> None:
-    """Atomically: a reader never sees half a summary."""
-    target = Path(path).expanduser()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -118,7 +105,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")
     ap.add_argument("--max-faces", type=int, default=10)
-    ap.add_argument("--min-face-confidence", type=float, default=PipelineOptions.min_face_confidence, metavar="P",
+    ap.add_argument("--min-face-confidence", type=float, default=FaceFindingOptions.min_face_confidence, metavar="P",
                     help="the face finder's detection threshold in (0, 1) (default 0.4, measured: "
                          "docs/BENCHMARKS.md; lower finds more faces in dim or small footage, and "
                          "more false ones)")
@@ -145,27 +132,29 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
+    """The pipeline's options for these arguments; raises OptionError for a value out of range."""
     smoothing = SmoothingOptions(ema=not (args.no_smoothing or args.no_ema), ema_alpha=args.ema_alpha,
                                  one_euro=not (args.no_smoothing or args.no_one_euro),
                                  min_cutoff=args.euro_min_cutoff, beta=args.euro_beta)
     return PipelineOptions(
-        source=args.source, model=args.model, backend=args.backend, threads=args.threads,
-        spinning=args.spinning, face_model=args.face_model,
-        faces="detector" if args.detector_only else args.faces, overlap=not args.sequential,
-        detector_fill=not args.no_detector_fill, max_faces=args.max_faces,
-        min_face_confidence=args.min_face_confidence,
-        every=args.every, max_frames=args.max_frames, smoothing=smoothing,
-        source_options=SourceOptions(width=args.width, height=args.height, fps=args.fps),
-        csv=args.csv, jsonl=args.jsonl, jsonl_landmarks=args.jsonl_landmarks, video_out=args.video_out,
-        show=not args.headless)
+        source=args.source,
+        model=ModelOptions(args.model, backend=args.backend, threads=args.threads, spinning=args.spinning),
+        faces=FaceFindingOptions("detector" if args.detector_only else args.faces, face_model=args.face_model,
+                                 detector_fill=not args.no_detector_fill, max_faces=args.max_faces,
+                                 min_face_confidence=args.min_face_confidence),
+        schedule=ScheduleOptions(every=args.every, max_frames=args.max_frames, overlap=not args.sequential),
+        outputs=OutputOptions(csv=args.csv, jsonl=args.jsonl, jsonl_landmarks=args.jsonl_landmarks,
+                              video_out=args.video_out, show=not args.headless,
+                              sinks=[SummaryJsonSink(args.summary_json)] if args.summary_json else []),
+        smoothing=smoothing, source_options=SourceOptions(width=args.width, height=args.height, fps=args.fps))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        check_args(args)
+        options = check_args(args)
         check_outputs(args)
-        pipeline = Pipeline(options_from_args(args))
+        pipeline = Pipeline(options)
     except (*USER_ERRORS, ArgumentError) as exc:
         print(f"affectcam: error: {exc}", file=sys.stderr)
         return 2
@@ -182,14 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"affectcam: {pipeline.backend.describe()} on {pipeline.source.name}; faces: {pipeline.face_path}, "
           f"{stages}", file=sys.stderr)
     try:
-        summary = pipeline.run()
+        summary = pipeline.run()  # closing it writes the recordings, the video and the summary JSON
     except USER_ERRORS as exc:
         pipeline.close()
         print(f"affectcam: error: {exc}", file=sys.stderr)
         return 2
     print(summary.format())
-    if args.summary_json:
-        write_summary_json(args.summary_json, summary.as_dict())
     return 0
 
 

@@ -1,5 +1,5 @@
-"""The realtime pipeline: frames → MediaPipe faces → crops → one batched
-inference call → tracks + smoothing → overlay / recordings.
+"""The realtime pipeline: frames → MediaPipe faces → tracks → crops → one
+batched inference call → smoothing → overlay → sinks (recordings, video, …).
 
     with Pipeline(PipelineOptions(source="clip.mp4", model="model.onnx")) as p:
         for result in p:
@@ -16,13 +16,19 @@ needs it: a model whose spec takes blendshapes, `jsonl_landmarks`, or
 `faces="landmarker"`. Faces without blendshapes get a NaN row, and a model
 that takes them reads their image alone.
 
-Stages overlap (`overlap=True`, the default for sources): reading, finding
-faces and running the model each have a thread, joined by small bounded
-queues, and the consumer's thread smooths, draws and writes. Each stage is one
+Options come in groups (`realtime.options`: model, faces, schedule,
+outputs), checked when they are made. Outputs are sinks (`realtime.sinks`):
+the pipeline starts each once the model and source are open, writes every
+frame's `FrameResult` to each in order, and closes them all at the end.
+
+Stages overlap (`schedule.overlap=True`, the default for sources): reading,
+finding faces and running the model each have a thread, joined by small
+bounded queues, and the consumer's thread smooths, draws and writes. Each stage is one
 thread and the queues are FIFO, so results come out in frame order and equal
 the sequential path's (`overlap=False`) figure for figure; for files nothing
 is dropped (a full queue makes the stage before it wait); live sources keep
-newest-frame semantics (the reader's queue drops its oldest frame). Tracking
+newest-frame semantics with one drop-oldest queue, the source's own (its
+reading thread is the first stage). Tracking
 runs in the faces stage, before the model, because `--every N` decides from
 the tracks which faces the model reads.
 
@@ -55,16 +61,31 @@ from realtime.backends import Backend
 from realtime.faces import Face, FaceFinder, FaceOptions
 from realtime.model_choice import PACKAGED_DIR, ModelChoiceError
 from realtime.model_choice import default_model as choose_packaged_model
+from realtime.options import (
+    FACE_PATHS,
+    FaceFindingOptions,
+    ModelOptions,
+    OptionError,
+    OutputOptions,
+    PipelineOptions,
+    ScheduleOptions,
+)
 from realtime.overlay import Window, draw_face, draw_stats, draw_va_inset
 from realtime.reader import AffectReader
-from realtime.sinks import CsvSink, JsonlSink, LatencyStats, RunSummary, VideoSink
-from realtime.smoothing import SmoothingOptions, TrackSmoother
-from realtime.sources import Source, SourceOptions, open_source
-from realtime.tracking import Tracker, TrackerOptions
+from realtime.results import FaceResult, FrameResult, RunSummary
+from realtime.sinks import LatencyStats, Sink, SinkContext, close_sinks, sinks_draw, start_sinks
+from realtime.smoothing import TrackSmoother
+from realtime.sources import Source, open_source
+from realtime.tracking import Tracker
+
+__all__ = ["Pipeline", "PipelineError", "PipelineOptions", "ModelOptions", "FaceFindingOptions", "ScheduleOptions",
+           "OutputOptions", "OptionError", "FaceResult", "FrameResult", "RunSummary", "STAGES", "FACE_PATHS",
+           "DEFAULT_MODEL", "default_model", "blendshape_rows"]
 
 DEFAULT_MODEL = PACKAGED_DIR / "affectcam_default.int8.onnx"  # one of the two packaged files (model_choice)
-STAGES = ("read", "faces", "crop", "infer", "track", "draw", "write")
-FACE_PATHS = ("auto", "detector", "landmarker")
+# Stage timings, each named for what it times (before session 9 "crop" held tracking and
+# cropping and "track" the smoothing; docs/BENCHMARKS.md says which rows use the old names).
+STAGES = ("read", "faces", "track", "crop", "infer", "smooth", "draw", "write")
 # ONNX Runtime's threads while MediaPipe runs beside it, measured on 2 cores with the stages
 # overlapped (bench/peers.py --no-fer --variant …; docs/BENCHMARKS.md): spinning threads took
 # 20-30 % of the frame rate (they hold a core MediaPipe needs), and a second intra-op thread
@@ -90,93 +111,12 @@ def blendshape_rows(faces: Sequence[Face], names: Sequence[str]) -> np.ndarray:
     return rows
 
 
-@dataclass
-class PipelineOptions:
-    source: str | int | Path | Source | None = 0  # None: frames come through Pipeline.process()
-    model: str | Path | None = None  # None: the packaged default model (INT8 or FP32, by measurement)
-    backend: str | None = None  # None: by the model file's extension
-    providers: list[str] | None = None  # ONNX Runtime execution providers
-    threads: int | None = None  # ONNX Runtime intra-op threads; None: $AFFECTCAM_ORT_THREADS, else DEFAULT_THREADS
-    spinning: bool | None = None  # ONNX Runtime intra-op spinning; None: $AFFECTCAM_ORT_SPINNING, else DEFAULT_SPINNING
-    face_model: str | Path | None = None  # None: env var, cache, download
-    download_face_model: bool = True
-    # "auto": the detector, or the landmarker when something needs it (a model that takes
-    # blendshapes, jsonl_landmarks); "detector"; "landmarker".
-    faces: str = "auto"
-    landmarks: bool | None = None  # older spelling: True = faces "landmarker", False = "detector"
-    # MediaPipe blendshapes on FaceResult (and in the JSONL with jsonl_landmarks) when the landmarker
-    # runs; a model that takes blendshapes gets them either way.
-    blendshapes: bool = True
-    detector_fill: bool = True  # landmarker path: also run the detector for faces the landmarker misses
-    max_faces: int = 10
-    # 0.4, not MediaPipe's 0.5: measured (docs/BENCHMARKS.md, session 7) to keep marginal real faces
-    # tracked (known-faces video 97.3 % -> 98.7 % found; the clip's faces followed in 9 more frames)
-    min_face_confidence: float = 0.4
-    every: int = 1  # run the model every Nth frame; faces and tracks every frame
-    max_frames: int | None = None
-    overlap: bool = True  # stages on their own threads (False: one thread, for comparison)
-    queue_size: int = 2  # frames held between two stages (live sources: 1)
-    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
-    tracking: TrackerOptions = field(default_factory=TrackerOptions)
-    source_options: SourceOptions = field(default_factory=SourceOptions)
-    csv: str | Path | None = None
-    jsonl: str | Path | None = None
-    jsonl_landmarks: bool = False  # landmarks and blendshapes in the JSONL (large)
-    video_out: str | Path | None = None
-    show: bool = False  # an OpenCV window (q quits, space pauses, s saves a snapshot)
-    draw: bool | None = None  # annotate frames; None: when there is a window or a video
-    trail_length: int = 45  # frames of V-A trail per track in the inset
-    snapshot_dir: str | Path = "."
-
-
-@dataclass
-class FaceResult:
-    track_id: int
-    box: tuple[float, float, float, float]  # x, y, w, h in frame pixels
-    det_score: float
-    crop_box: CropBox
-    expression: str
-    confidence: float
-    probabilities: np.ndarray  # smoothed, in spec.labels order
-    valence: float  # smoothed
-    arousal: float
-    raw_probabilities: np.ndarray  # this frame's (or the carried) model output
-    raw_valence: float
-    raw_arousal: float
-    inferred: bool  # False when carried from an earlier frame (--every N)
-    landmarks: np.ndarray | None = None
-    blendshapes: dict[str, float] | None = None
-    crop: np.ndarray | None = None  # the RGB model input crop
-
-
-@dataclass
-class FrameResult:
-    index: int
-    t_ms: float
-    image: np.ndarray  # the frame, BGR
-    faces: list[FaceResult]
-    timings: dict[str, float]  # milliseconds per stage, `frame` for their sum, `latency` read → result
-    fps: float
-    annotated: np.ndarray | None = None
-
-
 def default_model(threads: int | None = None, spinning: bool | None = None) -> Path:
     """The packaged model file that runs here (INT8 or FP32: `realtime.model_choice`)."""
     try:
         return choose_packaged_model(DEFAULT_MODEL.parent, threads, spinning)
     except ModelChoiceError as exc:
         raise PipelineError(str(exc)) from None
-
-
-def face_path(options: PipelineOptions, spec: ModelSpec) -> str:
-    """"detector" or "landmarker": what finds the faces for this model and these options."""
-    if options.landmarks is not None:
-        return "landmarker" if options.landmarks else "detector"
-    if options.faces not in FACE_PATHS:
-        raise PipelineError(f"faces must be one of {list(FACE_PATHS)}, got {options.faces!r}")
-    if options.faces != "auto":
-        return options.faces
-    return "landmarker" if (spec.blendshapes or options.jsonl_landmarks) else "detector"
 
 
 @dataclass
@@ -275,20 +215,18 @@ class _Stages:
 
 class Pipeline:
     def __init__(self, options: PipelineOptions):
-        self.options = o = options
-        if o.every < 1:
-            raise PipelineError(f"--every must be at least 1, got {o.every}")
-        if o.faces not in FACE_PATHS:
-            raise PipelineError(f"faces must be one of {list(FACE_PATHS)}, got {o.faces!r}")
-        threads, spinning = self._thread_settings(o)
+        self.options = o = options  # checked when it was made (PipelineOptions.__post_init__)
+        m, f, out = self._groups(o)
+        threads, spinning = self._thread_settings(m)
         self._stack = ExitStack()
+        self.summary = RunSummary()
         try:
             self.reader: AffectReader = self._stack.enter_context(AffectReader(
-                o.model or default_model(threads, spinning), o.backend, threads, o.providers, spinning))
+                m.path or default_model(threads, spinning), m.backend, threads, m.providers, spinning))
             self.backend: Backend = self.reader.backend
             self.spec: ModelSpec = self.backend.spec
-            self.face_path = face_path(o, self.spec)
-            face_model = resolve_face_model(o.face_model, download=o.download_face_model)
+            self.face_path = o.face_path(bool(self.spec.blendshapes))
+            face_model = resolve_face_model(f.face_model, download=f.download_face_model)
             self.source: Source | None = None
             if isinstance(o.source, Source):
                 self.source = o.source
@@ -298,20 +236,19 @@ class Pipeline:
                 self._stack.callback(self.source.close)
             mode = "image" if self.source is not None and self.source.kind == "folder" else "video"
             self.finder = self._stack.enter_context(FaceFinder(FaceOptions(
-                face_model, max_faces=o.max_faces, landmarks=self.face_path == "landmarker",
-                blendshapes=o.blendshapes or bool(self.spec.blendshapes),
-                fill_with_detector=o.detector_fill, min_detection_confidence=o.min_face_confidence, mode=mode)))
+                face_model, max_faces=f.max_faces, landmarks=self.face_path == "landmarker",
+                blendshapes=f.blendshapes or bool(self.spec.blendshapes),
+                fill_with_detector=f.detector_fill, min_detection_confidence=f.min_face_confidence, mode=mode)))
             self.tracker = Tracker(o.tracking)
-            self.csv = CsvSink(o.csv, self.spec.labels) if o.csv else None
-            self.jsonl = JsonlSink(o.jsonl, self.spec.labels, o.jsonl_landmarks, o.jsonl_landmarks) \
-                if o.jsonl else None
-            self.video = VideoSink(o.video_out, self.source.fps if self.source else 30.0) if o.video_out else None
-            for sink in (self.csv, self.jsonl, self.video):
-                if sink is not None:
-                    self._stack.callback(sink.close)
-            self.window = Window(snapshot_dir=o.snapshot_dir) if o.show else None
+            self.window = Window(snapshot_dir=out.snapshot_dir) if out.show else None
             if self.window is not None:
                 self._stack.callback(self.window.close)
+            # Closed before the window, the finder, the source and the backend (the stack unwinds).
+            self.sinks: list[Sink] = out.all_sinks()
+            self._stack.callback(close_sinks, self.sinks)
+            start_sinks(self.sinks, SinkContext(
+                self.spec, self.source.fps if self.source is not None and self.source.fps else 30.0,
+                self.source.name if self.source is not None else "", Path(self.backend.path), self.summary))
         except BaseException:
             self._stack.close()
             raise
@@ -319,9 +256,8 @@ class Pipeline:
             _NOTIFIED.add(str(self.backend.path))
             print(f"affectcam: note: {self.backend.path.name} takes MediaPipe blendshapes, which the "
                   "detector-only path does not give; it reads the face images alone", file=sys.stderr)
-        self.draw = o.draw if o.draw is not None else bool(o.show or o.video_out)
+        self.draw = out.draw if out.draw is not None else bool(out.show or sinks_draw(self.sinks))
         self.latency = LatencyStats()
-        self.summary = RunSummary()
         self._seen_tracks: set[int] = set()
         self._stop = False
         self._closed = False
@@ -331,7 +267,14 @@ class Pipeline:
         self._stages: _Stages | None = None
 
     @staticmethod
-    def _thread_settings(o: PipelineOptions) -> tuple[int | None, bool | None]:
+    def _groups(o: PipelineOptions) -> tuple[ModelOptions, FaceFindingOptions, OutputOptions]:
+        if not isinstance(o, PipelineOptions):
+            raise PipelineError(f"Pipeline takes PipelineOptions, got {type(o).__name__}")
+        assert isinstance(o.model, ModelOptions) and isinstance(o.faces, FaceFindingOptions)  # __post_init__
+        return o.model, o.faces, o.outputs
+
+    @staticmethod
+    def _thread_settings(o: ModelOptions) -> tuple[int | None, bool | None]:
         from realtime.backends import SPINNING_ENV, THREADS_ENV
 
         threads = o.threads if o.threads is not None else (None if os.environ.get(THREADS_ENV) else DEFAULT_THREADS)
@@ -347,13 +290,14 @@ class Pipeline:
             self._stages.stop.set()
 
     def _limit_reached(self, n: int) -> bool:
-        return self.options.max_frames is not None and n >= self.options.max_frames
+        limit = self.options.schedule.max_frames
+        return limit is not None and n >= limit
 
     def __iter__(self) -> Iterator[FrameResult]:
         if self.source is None:
             raise PipelineError("this pipeline has no source: pass frames to process(image, t_ms)")
         self._t_start = self._t_start or time.perf_counter()
-        if self.options.overlap:
+        if self.options.schedule.overlap:
             yield from self._overlapped()
             return
         frames = iter(self.source)
@@ -405,10 +349,11 @@ class Pipeline:
         w.lap("faces")
         w.tracks = self.tracker.update([f.box for f in w.faces])
         w.live_tracks = dict(self.tracker.tracks)
+        w.lap("track")
         w.boxes = [f.crop_box(spec.crop) for f in w.faces]
         # Faces whose track has never been read are read whatever --every says. "scheduled" is
         # set here, not when the reading lands, so the overlapped run decides as the sequential one.
-        w.todo = [i for i, t in enumerate(w.tracks) if w.n % o.every == 0 or "scheduled" not in t.state]
+        w.todo = [i for i, t in enumerate(w.tracks) if w.n % o.schedule.every == 0 or "scheduled" not in t.state]
         for i in w.todo:
             w.tracks[i].state["scheduled"] = True
         w.crops = {i: crop_face(rgb, w.boxes[i], spec.input_size) for i in w.todo}
@@ -440,15 +385,15 @@ class Pipeline:
             else:
                 raw_p, raw_va, p, v = track.state["reading"]
                 inferred = False
-            trail = track.state.setdefault("trail", deque(maxlen=o.trail_length))
+            trail = track.state.setdefault("trail", deque(maxlen=o.outputs.trail_length))
             trail.append((float(v[0]), float(v[1])))
             best = int(np.argmax(p))
             results.append(FaceResult(
                 track.id, face.box, face.score, w.boxes[i], spec.labels[best], float(p[best]), p,
                 float(v[0]), float(v[1]), raw_p, float(raw_va[0]), float(raw_va[1]), inferred,
-                face.landmarks, face.blendshapes if o.blendshapes else None, w.crops.get(i)))
+                face.landmarks, face.blendshapes if o.faces.blendshapes else None, w.crops.get(i)))
             self._seen_tracks.add(track.id)
-        w.lap("track")
+        w.lap("smooth")
 
         elapsed = time.perf_counter() - (self._t_start or time.perf_counter())
         fps = (self.summary.frames + 1) / elapsed if elapsed > 0 else 0.0
@@ -464,18 +409,14 @@ class Pipeline:
 
         timings = w.timings
         result = FrameResult(w.index, w.t_ms, w.image, results, timings, fps, annotated)
-        if self.csv:
-            self.csv.write(result)
-        if self.jsonl:
-            self.jsonl.write(result)
-        if self.video and annotated is not None:
-            self.video.write(annotated)
+        for sink in self.sinks:
+            sink.write(result)
         if self.window is not None and annotated is not None and not self.window.show(annotated, w.index):
             self.stop()
         w.lap("write")
         timings["frame"] = sum(timings[s] for s in STAGES)
         timings["latency"] = (time.perf_counter() - w.t_start) * 1000
-        self._last_timings = {s: timings[s] for s in ("faces", "crop", "infer", "draw")}
+        self._last_timings = {s: timings[s] for s in ("faces", "track", "crop", "infer", "draw")}
         self.latency.add(timings)
         s = self.summary
         s.frames += 1
@@ -485,10 +426,12 @@ class Pipeline:
         return result
 
     def _overlapped(self) -> Iterator[FrameResult]:
-        """Reader, faces and model threads; this generator is the last stage."""
+        """Reader, faces and model threads; this generator is the last stage. A live source
+        reads on its own thread into its own drop-oldest queue (`LiveSource`): the faces stage
+        takes its frames from there, so a camera has one queue that drops, not two."""
         live = bool(self.source.live)
         # A camera's frames should wait as little as possible: one slot per queue.
-        st = self._stages = _Stages(1 if live else self.options.queue_size)
+        st = self._stages = _Stages(1 if live else self.options.schedule.queue_size)
         if self._stop:
             st.stop.set()
 
@@ -497,37 +440,31 @@ class Pipeline:
             n = 0
             while not st.stop.is_set() and not self._limit_reached(n):
                 work = self._read(frames)
-                if work is None:
-                    return
-                if live:  # newest frame wins: drop the oldest waiting one
-                    while True:
-                        try:
-                            st.read_q.put_nowait(work)
-                            break
-                        except queue.Full:
-                            try:
-                                st.read_q.get_nowait()
-                                self.source.stats.dropped += 1
-                            except queue.Empty:
-                                pass
-                elif not st.put(st.read_q, work):
+                if work is None or not st.put(st.read_q, work):
                     return
                 n += 1
 
-        def stage(inbox: queue.Queue, fn: Callable[[_Work], _Work], out: queue.Queue,
+        def read_live() -> Iterator[_Work]:
+            frames = iter(self.source)
+            while (work := self._read(frames)) is not None:
+                yield work
+
+        def stage(inbox: queue.Queue | None, fn: Callable[[_Work], _Work], out: queue.Queue,
                   count: bool = False) -> Callable[[], None]:
             def body() -> None:
                 done = 0
-                while not (count and self._limit_reached(done)):
-                    work = st.get(inbox)
+                items = read_live() if inbox is None else None
+                while not (count and self._limit_reached(done)) and not st.stop.is_set():
+                    work = st.get(inbox) if items is None else next(items, _END)
                     if work is _END or not st.put(out, fn(work)):
                         return
                     done += 1
             return body
 
         try:
-            st.start("read", read, st.read_q)
-            st.start("faces", stage(st.read_q, self._find, st.faces_q, count=True), st.faces_q)
+            if not live:
+                st.start("read", read, st.read_q)
+            st.start("faces", stage(None if live else st.read_q, self._find, st.faces_q, count=True), st.faces_q)
             st.start("model", stage(st.faces_q, self._infer, st.model_q), st.model_q)
             while not self._stop:
                 work = st.get(st.model_q)
@@ -547,16 +484,18 @@ class Pipeline:
         self._stages = None
         if not st.threads:
             return
-        reader, *workers = st.threads
-        # The faces and model threads use the finder and the backend, which close after this:
-        # wait for them (each ends after its current call). A live source's reader may wait on
-        # its camera: closing the source frees it.
-        for thread in workers:
+        # The stages use the finder and the backend, which close after this: wait for them (each
+        # ends after its current call). The thread that takes frames from the source (the reader
+        # for files; the faces stage for a live source, from the source's own queue) may be
+        # waiting on a camera: closing the source frees it.
+        feeder, *others = st.threads
+        for thread in others:
             thread.join(30.0)
-        reader.join(0.2 if self.source is not None and self.source.live else 5.0)
-        if reader.is_alive() and self.source is not None:
+        live = self.source is not None and self.source.live
+        feeder.join(0.2 if live else 5.0)
+        if feeder.is_alive() and self.source is not None:
             self.source.close()
-            reader.join(5.0)
+            feeder.join(30.0)
         alive = [t.name for t in st.threads if t.is_alive()]
         if alive:
             print(f"affectcam: warning: stage threads still running at close: {alive}", file=sys.stderr)

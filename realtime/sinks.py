@@ -1,10 +1,26 @@
-"""Where results go: the CSV and JSONL recordings (format in
-`affect.recording`), an annotated video, and the end-of-run summary.
+"""Where results go. Every output is a sink: an object with
+
+    write(result: FrameResult) -> None   # once per frame, in frame order
+    close() -> None                      # once, at the end (also after an error or Ctrl-C)
+
+and, when it needs to know the run (the model's labels, the source's fps, the
+final summary), an optional
+
+    start(context: SinkContext) -> None  # once, after the model and source are open
+
+The pipeline takes a list of them (`OutputOptions.sinks`; `csv=`, `jsonl=`,
+`video_out=` build the three file sinks here), starts them in order, writes
+each frame to each in order, and closes all of them in order even when one
+fails (the first error is raised after the rest closed). A sink that wants
+annotated frames says `draws = True` (then the pipeline draws, and
+`result.annotated` holds the overlay). Adding an output is one class here (or
+in the caller's code) plus its test.
 
 Files are written to a temporary name next to the target and moved into
-place on close (`affect.files.PendingFile`), so a reader never sees half a file; closing
-on Ctrl-C flushes everything and finishes the video container (mp4v), so the
-recording and the video stay usable.
+place on close (`affect.files.PendingFile`, mode 0644), so a reader never sees
+half a file; closing on Ctrl-C flushes everything and finishes the video
+container (mp4v), so the recording and the video stay usable. The CSV/JSONL
+format is `affect.recording`'s.
 """
 
 from __future__ import annotations
@@ -14,22 +30,73 @@ import os
 import random
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
-from affect.files import PendingFile
+from affect.files import PendingFile, atomic_write_json
 from affect.recording import FaceRow, write_csv_header
+from affect.spec import ModelSpec
+from realtime.results import FaceResult, FrameResult, RunSummary
 
 
-def _face_row(result: Any, face: Any) -> FaceRow:
+@runtime_checkable
+class Sink(Protocol):
+    """An output of the pipeline (see the module's docstring for `start` and `draws`)."""
+
+    def write(self, result: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink may need to know about the run, given to `start()`."""
+    spec: ModelSpec  # the model's contract: labels, AU names, blendshape names
+    fps: float  # the source's frame rate (30 when unknown, or frames pushed through process())
+    source: str  # the source's name ("" for frames pushed through process())
+    model: Path  # the model file
+    summary: RunSummary  # the run's summary, complete by the time close() is called
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec.labels)
+
+
+def start_sinks(sinks: Sequence[Sink], context: SinkContext) -> None:
+    for sink in sinks:
+        start = getattr(sink, "start", None)
+        if start is not None:
+            start(context)
+
+
+def close_sinks(sinks: Sequence[Sink]) -> None:
+    """Close every sink in order; the first error is raised once all were closed
+    (later ones are added to it as notes)."""
+    first: BaseException | None = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except BaseException as exc:  # noqa: BLE001 - the others must still close
+            if first is None:
+                first = exc
+            else:
+                first.add_note(f"closing {type(sink).__name__} also failed: {exc}")
+    if first is not None:
+        raise first
+
+
+def sinks_draw(sinks: Sequence[Sink]) -> bool:
+    return any(getattr(sink, "draws", False) for sink in sinks)
+
+
+def _face_row(result: FrameResult, face: FaceResult) -> FaceRow:
     x, y, w, h = face.box
     return FaceRow(result.index, result.t_ms, face.track_id, x, y, w, h, face.det_score, face.expression,
                    face.confidence, list(face.probabilities), face.valence, face.arousal)
-
 
 class OutputError(ValueError):
     """An output path that cannot be written; checked before the run starts."""
@@ -87,11 +154,20 @@ def _move_into_place(pending: PendingFile) -> None:
 
 
 class _AtomicText:
+    """A text file opened at start() under a temporary name, moved into place at close()."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.pending: PendingFile | None = None
+        self.fh = None
+
+    def start(self, context: SinkContext) -> None:
         self.pending = PendingFile(self.path)
-        self.tmp = self.pending.tmp
-        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
+        self.fh = open(self.pending.tmp, "w", newline="", encoding="utf-8")
+
+    @property
+    def tmp(self) -> Path | None:
+        return self.pending.tmp if self.pending is not None else None
 
     def close(self) -> None:
         if self.fh is None:
@@ -106,11 +182,11 @@ class _AtomicText:
 class CsvSink(_AtomicText):
     """One row per face per frame: `affect.recording.csv_columns(labels)`."""
 
-    def __init__(self, path: str | os.PathLike, labels: Sequence[str]):
-        super().__init__(path)
-        self.writer = write_csv_header(self.fh, labels)
+    def start(self, context: SinkContext) -> None:
+        super().start(context)
+        self.writer = write_csv_header(self.fh, context.labels)
 
-    def write(self, result: Any) -> None:
+    def write(self, result: FrameResult) -> None:
         for f in result.faces:
             self.writer.writerow(_face_row(result, f).as_csv_row())
 
@@ -119,12 +195,15 @@ class JsonlSink(_AtomicText):
     """One JSON object per face per frame with the CSV's keys, plus landmarks
     ([[x, y, z], …] in pixels) and blendshapes when asked."""
 
-    def __init__(self, path: str | os.PathLike, labels: Sequence[str], landmarks: bool = True,
-                 blendshapes: bool = True):
+    def __init__(self, path: str | os.PathLike, landmarks: bool = True, blendshapes: bool = True):
         super().__init__(path)
-        self.labels, self.landmarks, self.blendshapes = list(labels), landmarks, blendshapes
+        self.landmarks, self.blendshapes = landmarks, blendshapes
 
-    def write(self, result: Any) -> None:
+    def start(self, context: SinkContext) -> None:
+        super().start(context)
+        self.labels = context.labels
+
+    def write(self, result: FrameResult) -> None:
         for f in result.faces:
             obj = _face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
                                                f.blendshapes if self.blendshapes else None)
@@ -132,22 +211,37 @@ class JsonlSink(_AtomicText):
 
 
 class VideoSink:
-    """Annotated frames into an mp4 (mp4v); the size is fixed by the first frame."""
+    """Annotated frames into an mp4 (mp4v) at the source's fps (or `fps`); the size is fixed by
+    the first frame. A frame the run did not draw is not written."""
 
-    def __init__(self, path: str | os.PathLike, fps: float):
+    draws = True
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None):
         self.path = Path(path)
-        self.pending = PendingFile(self.path)  # its name keeps the suffix last: cv2 picks the container from it
-        self.tmp = self.pending.tmp
-        self.fps = fps if fps and fps > 0 else 30.0
+        self.fps = fps
+        self.pending: PendingFile | None = None
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
 
-    def write(self, image: np.ndarray) -> None:
+    def start(self, context: SinkContext) -> None:
+        fps = self.fps or context.fps
+        self.fps = fps if fps and fps > 0 else 30.0
+
+    @property
+    def tmp(self) -> Path | None:
+        return self.pending.tmp if self.pending is not None else None
+
+    def write(self, result: FrameResult) -> None:
+        image = result.annotated
+        if image is None:
+            return
         h, w = image.shape[:2]
         if self.writer is None:
+            self.pending = PendingFile(self.path)  # its name keeps the suffix last: cv2 picks the container from it
             self.size = (w, h)
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            self.writer = cv2.VideoWriter(str(self.pending.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
+                                          self.fps or 30.0, self.size)
             if not self.writer.isOpened():
                 raise OSError(f"{self.path}: cannot open a video writer (mp4v)")
         if (w, h) != self.size:  # sources whose size changes (image folders)
@@ -159,9 +253,28 @@ class VideoSink:
         if self.writer is not None:
             self.writer.release()  # writes the moov atom: the file is playable
             self.writer = None
-            if not self.tmp.is_file():
-                raise OSError(f"{self.path}: the video writer (mp4v) wrote nothing to {self.tmp.parent}")
+            if not self.pending.tmp.is_file():
+                raise OSError(f"{self.path}: the video writer (mp4v) wrote nothing to {self.path.parent}")
             _move_into_place(self.pending)
+
+
+class SummaryJsonSink:
+    """The end-of-run summary (`RunSummary.as_dict()`) as JSON, written atomically at close."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).expanduser()
+        self.context: SinkContext | None = None
+
+    def start(self, context: SinkContext) -> None:
+        self.context = context
+
+    def write(self, result: FrameResult) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.context is not None:
+            atomic_write_json(self.path, self.context.summary.as_dict())
+            self.context = None
 
 
 class LatencyStats:
@@ -190,50 +303,3 @@ class LatencyStats:
         return {stage: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
                         "mean": float(np.mean(v))}
                 for stage, v in self.samples.items() if v}
-
-
-@dataclass
-class RunSummary:
-    frames: int = 0
-    frames_with_faces: int = 0
-    faces: int = 0
-    max_faces: int = 0
-    tracks: int = 0
-    wall_s: float = 0.0
-    corrupt_frames: int = 0
-    dropped_frames: int = 0
-    reconnects: int = 0
-    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
-    interrupted: bool = False
-    source_error: str | None = None
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def faces_per_frame(self) -> float:
-        return self.faces / self.frames if self.frames else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "frames_with_faces": self.frames_with_faces, "faces": self.faces,
-                "faces_per_frame": round(self.faces_per_frame, 3), "max_faces": self.max_faces,
-                "tracks": self.tracks, "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
-                "corrupt_frames": self.corrupt_frames, "dropped_frames": self.dropped_frames,
-                "reconnects": self.reconnects, "interrupted": self.interrupted,
-                "source_error": self.source_error,
-                "stages_ms": {k: {m: round(x, 3) for m, x in v.items()} for k, v in self.stages_ms.items()}}
-
-    def format(self) -> str:
-        lines = [f"frames {self.frames} ({self.frames_with_faces} with faces), "
-                 f"{self.faces_per_frame:.2f} faces/frame, {self.tracks} tracks, "
-                 f"{self.fps:.1f} FPS over {self.wall_s:.1f} s"
-                 + (f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else "")
-                 + (f", {self.dropped_frames} stale frames dropped" if self.dropped_frames else "")
-                 + (" (interrupted)" if self.interrupted else "")]
-        if self.source_error:
-            lines.append(f"source: {self.source_error}")
-        if self.stages_ms:
-            lines.append("stage      p50 ms   p95 ms")
-            lines += [f"{k:<9} {v['p50']:7.2f}  {v['p95']:7.2f}" for k, v in self.stages_ms.items()]
-        return "\n".join(lines)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from affect.checks import is_finite, require
+
 
 @dataclass
 class SmoothingOptions:
@@ -23,6 +25,13 @@ class SmoothingOptions:
     min_cutoff: float = 1.0  # Hz: lower = smoother when still
     beta: float = 0.5  # speed coefficient: higher = less lag when moving
     d_cutoff: float = 1.0  # Hz, for the derivative estimate
+
+    def __post_init__(self) -> None:
+        require(is_finite(self.ema_alpha) and 0 < self.ema_alpha <= 1, self, "ema_alpha", "must be in (0, 1]")
+        for name in ("min_cutoff", "d_cutoff"):
+            require(is_finite(getattr(self, name)) and getattr(self, name) > 0, self, name,
+                    "must be a finite number above 0")
+        require(is_finite(self.beta) and self.beta >= 0, self, "beta", "must be a finite number of at least 0")
 
 
 def _alpha(cutoff: float, dt: float) -> float:

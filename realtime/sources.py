@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affect.checks import is_finite, require, whole_at_least
 from affect.images import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ class SourceOptions:
     reconnect_tries: int = 5  # URLs/GStreamer: attempts after a drop before giving up
     backoff_s: tuple[float, float] = (0.5, 8.0)  # first and largest wait between attempts
     max_bad_reads: int = 25  # consecutive failed reads that end a file or camera
+
+    def __post_init__(self) -> None:
+        whole_at_least(self, "width", 1, optional=True)
+        whole_at_least(self, "height", 1, optional=True)
+        require(self.fps is None or (is_finite(self.fps) and self.fps > 0), self, "fps", "must be above 0")
+        whole_at_least(self, "queue_size", 1)
+        whole_at_least(self, "reconnect_tries", 0)
+        whole_at_least(self, "max_bad_reads", 1)
 
 
 @dataclass

@@ -134,10 +134,11 @@ def model_file(workspace) -> Path:
 
 def _recording_from_pipeline(clip: Path, model: Path, face_model: Path, out: Path) -> Path:
     """The real producer: realtime.Pipeline (its CSV sink) over the first frames of the shared clip."""
-    from realtime import Pipeline, PipelineOptions
+    from realtime import FaceFindingOptions, OutputOptions, Pipeline, PipelineOptions, ScheduleOptions
 
-    options = PipelineOptions(source=str(clip), model=str(model), face_model=str(face_model),
-                              download_face_model=False, max_frames=CLIP_FRAMES, csv=str(out))
+    options = PipelineOptions(source=str(clip), model=str(model),
+                              faces=FaceFindingOptions(face_model=str(face_model), download_face_model=False),
+                              schedule=ScheduleOptions(max_frames=CLIP_FRAMES), outputs=OutputOptions(csv=str(out)))
     with Pipeline(options) as pipeline:
         for _ in pipeline:
             pass

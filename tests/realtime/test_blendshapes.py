@@ -12,7 +12,7 @@ from affect.blendshapes import MEDIAPIPE_BLENDSHAPES, blendshape_row
 from affect.labels import EXPRESSIONS
 from affect.preprocess import prepare_batch
 from affect.spec import ModelSpec, SpecError
-from realtime import Pipeline, PipelineOptions
+from realtime import FaceFindingOptions, ModelOptions, Pipeline, PipelineOptions, ScheduleOptions
 from realtime import pipeline as pipeline_module
 from realtime.backends import BackendError, create_backend
 from realtime.cam import get_args_parser
@@ -175,8 +175,8 @@ def run_spied(options: PipelineOptions):
 @pytest.mark.parametrize("record", [True, False], ids=["recorded", "not-recorded"])
 def test_landmarker_faces_feed_their_blendshapes_to_the_model(hamilton_clip, blendshape_onnx_model,
                                                               face_model_path, record):
-    opts = PipelineOptions(source=ClipFrames(hamilton_clip), model=blendshape_onnx_model,
-                           face_model=face_model_path, threads=1, blendshapes=record,
+    opts = PipelineOptions(source=ClipFrames(hamilton_clip), model=ModelOptions(blendshape_onnx_model, threads=1),
+                           faces=FaceFindingOptions(face_model=face_model_path, blendshapes=record),
                            smoothing=SmoothingOptions(ema=False, one_euro=False))
     results, calls, spec, image_only = run_spied(opts)
     assert len(calls) == len(results) == 6
@@ -203,20 +203,21 @@ def test_landmarker_faces_feed_their_blendshapes_to_the_model(hamilton_clip, ble
 def test_detector_path_gives_nan_rows_and_a_single_notice(hamilton_clip, blendshape_onnx_model,
                                                           face_model_path, capsys, monkeypatch):
     monkeypatch.setattr(pipeline_module, "_NOTIFIED", set())
-    opts = dict(model=blendshape_onnx_model, face_model=face_model_path, threads=1, landmarks=False)
+    opts = dict(model=ModelOptions(blendshape_onnx_model, threads=1),
+                faces=FaceFindingOptions("detector", face_model=face_model_path))
     results, calls, _, _ = run_spied(PipelineOptions(source=ClipFrames(hamilton_clip), **opts))
     assert sum(len(r.faces) for r in results) >= 5
     assert all(rows.shape == (n, 40) and np.isnan(rows).all() for n, rows in calls)
     err = [line for line in capsys.readouterr().err.splitlines() if "bs_model.onnx" in line]
     assert len(err) == 1 and "reads the face images alone" in err[0]
-    with Pipeline(PipelineOptions(source=ClipFrames(hamilton_clip), **opts, max_frames=1)) as p:
+    with Pipeline(PipelineOptions(source=ClipFrames(hamilton_clip), **opts, schedule=ScheduleOptions(max_frames=1))) as p:
         list(p)
     assert "bs_model.onnx" not in capsys.readouterr().err  # once, not on every run
 
 
 def test_image_only_model_on_the_landmarker_path_gets_no_rows(hamilton_clip, onnx_model, face_model_path):
-    opts = PipelineOptions(source=ClipFrames(hamilton_clip), model=onnx_model, face_model=face_model_path,
-                           threads=1, max_frames=2)
+    opts = PipelineOptions(source=ClipFrames(hamilton_clip), model=ModelOptions(onnx_model, threads=1),
+                           faces=FaceFindingOptions(face_model=face_model_path), schedule=ScheduleOptions(max_frames=2))
     results, calls, _, _ = run_spied(opts)
     assert [n for n, _ in calls] == [len(r.faces) for r in results] and all(rows is None for _, rows in calls)
 

@@ -14,7 +14,14 @@ import cv2
 import pytest
 
 from affect.recording import read_csv
-from realtime import Pipeline, PipelineOptions
+from realtime import (
+    FaceFindingOptions,
+    ModelOptions,
+    OutputOptions,
+    Pipeline,
+    PipelineOptions,
+    ScheduleOptions,
+)
 from realtime.sources import Frame, LiveSource, Source, SourceOptions
 
 FRAMES = 60  # a subset of the clip: frames 0-59 hold a wide shot with two faces and cuts
@@ -38,10 +45,10 @@ def readings(options: PipelineOptions) -> list[tuple]:
 
 @pytest.mark.parametrize("every", [1, 3])
 def test_overlapped_results_equal_the_sequential_ones(hamilton_clip, onnx_model, face_model_path, every):
-    opts = dict(source=hamilton_clip, model=onnx_model, face_model=face_model_path, threads=1,
-                max_frames=FRAMES, every=every)
-    sequential = readings(PipelineOptions(overlap=False, **opts))
-    overlapped = readings(PipelineOptions(overlap=True, **opts))
+    opts = dict(source=hamilton_clip, model=ModelOptions(onnx_model, threads=1),
+                faces=FaceFindingOptions(face_model=face_model_path))
+    sequential = readings(PipelineOptions(schedule=ScheduleOptions(every, FRAMES, overlap=False), **opts))
+    overlapped = readings(PipelineOptions(schedule=ScheduleOptions(every, FRAMES, overlap=True), **opts))
     assert [r[0] for r in overlapped] == list(range(FRAMES))  # in order, none dropped
     assert sum(len(r[2]) for r in sequential) >= 30  # faces to compare (32 on this clip)
     assert overlapped == sequential
@@ -54,8 +61,9 @@ def test_end_of_a_file_delivers_every_frame_and_closes_the_sinks(hamilton_clip, 
     images = [cap.read()[1] for _ in range(25)]
     cap.release()
     # A queue of one and a slow last stage: the earlier stages must wait, not drop.
-    opts = PipelineOptions(source=ListSource(images), model=onnx_model, face_model=face_model_path,
-                           threads=1, queue_size=1, csv=tmp_path / "r.csv", video_out=tmp_path / "r.mp4")
+    opts = PipelineOptions(source=ListSource(images), model=ModelOptions(onnx_model, threads=1),
+                           faces=FaceFindingOptions(face_model=face_model_path), schedule=ScheduleOptions(queue_size=1),
+                           outputs=OutputOptions(csv=tmp_path / "r.csv", video_out=tmp_path / "r.mp4"))
     seen = []
     with Pipeline(opts) as p:
         for r in p:
@@ -115,9 +123,11 @@ def failing(calls: list, fail_at: int, fn, stage: str):
 def test_an_error_in_any_stage_is_raised_and_every_sink_closes(clip_images, onnx_model, face_model_path,
                                                                tmp_path, stage, overlap):
     fail_at = 8
-    opts = PipelineOptions(source=ListSource(clip_images, fail_at if stage == "read" else None), model=onnx_model,
-                           face_model=face_model_path, threads=1, overlap=overlap, csv=tmp_path / "r.csv",
-                           jsonl=tmp_path / "r.jsonl", video_out=tmp_path / "r.mp4")
+    opts = PipelineOptions(source=ListSource(clip_images, fail_at if stage == "read" else None),
+                           model=ModelOptions(onnx_model, threads=1), faces=FaceFindingOptions(face_model=face_model_path),
+                           schedule=ScheduleOptions(overlap=overlap),
+                           outputs=OutputOptions(csv=tmp_path / "r.csv", jsonl=tmp_path / "r.jsonl",
+                                                 video_out=tmp_path / "r.mp4"))
     seen, calls = [], []
     with pytest.raises(RuntimeError, match=f"boom in {stage}"):
         with Pipeline(opts) as p:
@@ -126,7 +136,7 @@ def test_an_error_in_any_stage_is_raised_and_every_sink_closes(clip_images, onnx
             elif stage == "model":
                 p.backend.predict = failing(calls, fail_at + 1, p.backend.predict, stage)
             elif stage == "write":
-                p.csv.write = failing(calls, fail_at + 1, p.csv.write, stage)  # the first sink of a frame
+                p.sinks[0].write = failing(calls, fail_at + 1, p.sinks[0].write, stage)  # the first sink (CSV)
             for r in p:
                 seen.append(r.index)
     assert seen == list(range(len(seen))) and len(seen) <= fail_at  # in order up to the failure
@@ -138,8 +148,9 @@ def test_an_error_in_any_stage_is_raised_and_every_sink_closes(clip_images, onnx
 
 
 def test_ctrl_c_during_an_overlapped_run_closes_cleanly(clip_images, onnx_model, face_model_path, tmp_path):
-    opts = PipelineOptions(source=ListSource(clip_images * 20), model=onnx_model, face_model=face_model_path,
-                           threads=1, csv=tmp_path / "r.csv", video_out=tmp_path / "r.mp4")
+    opts = PipelineOptions(source=ListSource(clip_images * 20), model=ModelOptions(onnx_model, threads=1),
+                           faces=FaceFindingOptions(face_model=face_model_path),
+                           outputs=OutputOptions(csv=tmp_path / "r.csv", video_out=tmp_path / "r.mp4"))
     p = Pipeline(opts)
     # pytest-xdist workers ignore SIGINT: put Python's own handler back for this test.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -158,7 +169,8 @@ def test_ctrl_c_during_an_overlapped_run_closes_cleanly(clip_images, onnx_model,
 
 
 def test_stop_and_leaving_the_loop_early_end_the_threads(clip_images, onnx_model, face_model_path):
-    opts = PipelineOptions(source=ListSource(clip_images), model=onnx_model, face_model=face_model_path, threads=1)
+    opts = PipelineOptions(source=ListSource(clip_images), model=ModelOptions(onnx_model, threads=1),
+                           faces=FaceFindingOptions(face_model=face_model_path))
     with Pipeline(opts) as p:
         for r in p:
             if r.index == 3:
@@ -200,7 +212,8 @@ def test_live_sources_keep_the_newest_frames(clip_images, onnx_model, face_model
     images = clip_images * 10  # 300 frames at about 500 FPS
     source = LiveSource("fake camera", "camera", (0,), SourceOptions(max_bad_reads=1),
                         lambda *a: FastCamera(images))
-    with Pipeline(PipelineOptions(source=source, model=onnx_model, face_model=face_model_path, threads=1)) as p:
+    with Pipeline(PipelineOptions(source=source, model=ModelOptions(onnx_model, threads=1),
+                                  faces=FaceFindingOptions(face_model=face_model_path))) as p:
         results = list(p)
     indices = [r.index for r in results]
     assert indices == sorted(set(indices))  # in order, each frame once
@@ -211,8 +224,9 @@ def test_live_sources_keep_the_newest_frames(clip_images, onnx_model, face_model
 
 
 def test_process_gives_the_sequential_results_one_frame_at_a_time(clip_images, onnx_model, face_model_path):
-    opts = dict(model=onnx_model, face_model=face_model_path, threads=1)
-    expected = readings(PipelineOptions(source=ListSource(clip_images[:10]), overlap=False, **opts))
+    opts = dict(model=ModelOptions(onnx_model, threads=1), faces=FaceFindingOptions(face_model=face_model_path))
+    expected = readings(PipelineOptions(source=ListSource(clip_images[:10]), schedule=ScheduleOptions(overlap=False),
+                                        **opts))
     with Pipeline(PipelineOptions(source=None, **opts)) as p:
         got = []
         for i, image in enumerate(clip_images[:10]):
@@ -237,7 +251,8 @@ class EndlessCamera(FastCamera):
 
 def test_closing_a_live_run_midway_is_prompt(clip_images, onnx_model, face_model_path):
     source = LiveSource("endless camera", "camera", (0,), SourceOptions(), lambda *a: EndlessCamera(clip_images))
-    with Pipeline(PipelineOptions(source=source, model=onnx_model, face_model=face_model_path, threads=1)) as p:
+    with Pipeline(PipelineOptions(source=source, model=ModelOptions(onnx_model, threads=1),
+                                  faces=FaceFindingOptions(face_model=face_model_path))) as p:
         for r in p:
             if r.index >= 5:
                 break

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from affect.recording import csv_columns, read_csv
-from realtime import Pipeline, PipelineOptions
+from realtime import (
+    FaceFindingOptions,
+    ModelOptions,
+    OutputOptions,
+    Pipeline,
+    PipelineOptions,
+    ScheduleOptions,
+)
 from realtime.cam import main as cam_main
 from realtime.smoothing import SmoothingOptions
 from realtime.sources import FileSource, Frame, Source, SourceOptions
@@ -29,9 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 def clip_run(tmp_path_factory, hamilton_clip, onnx_model, face_model_path):
     """One run over the whole clip (275 frames) with every sink on; tests read from it."""
     out = tmp_path_factory.mktemp("run")
-    opts = PipelineOptions(source=hamilton_clip, model=onnx_model, face_model=face_model_path, threads=1,
-                           csv=out / "rec.csv", jsonl=out / "rec.jsonl", jsonl_landmarks=True,
-                           video_out=out / "annotated.mp4")
+    opts = PipelineOptions(source=hamilton_clip, model=ModelOptions(onnx_model, threads=1),
+                           faces=FaceFindingOptions(face_model=face_model_path),
+                           outputs=OutputOptions(csv=out / "rec.csv", jsonl=out / "rec.jsonl", jsonl_landmarks=True,
+                                                 video_out=out / "annotated.mp4"))
     results = []
     with Pipeline(opts) as p:
         for r in p:
@@ -102,7 +110,7 @@ def test_smoothing_reduces_valence_arousal_jitter_on_a_real_track(clip_run):
 
 def test_summary_lists_each_stage(clip_run):
     stages = clip_run["summary"].stages_ms
-    assert list(stages) == ["read", "faces", "crop", "infer", "track", "draw", "write", "frame", "latency"]
+    assert list(stages) == ["read", "faces", "track", "crop", "infer", "smooth", "draw", "write", "frame", "latency"]
     assert all(v["p95"] >= v["p50"] >= 0 for v in stages.values())
     assert "faces/frame" in clip_run["summary"].format()
 
@@ -132,9 +140,9 @@ def tiled_faces(hamilton_clip, cols=4, rows=3, size=160):
 def test_ten_plus_faces_in_one_frame_are_read_in_one_batch(hamilton_clip, onnx_model, face_model_path,
                                                            tmp_path):
     grid = tiled_faces(hamilton_clip)
-    opts = PipelineOptions(source=ListSource([grid] * 3), model=onnx_model, face_model=face_model_path,
-                           max_faces=16, min_face_confidence=0.3, csv=tmp_path / "many.csv",
-                           video_out=tmp_path / "many.mp4")
+    opts = PipelineOptions(source=ListSource([grid] * 3), model=onnx_model,
+                           faces=FaceFindingOptions(face_model=face_model_path, max_faces=16, min_face_confidence=0.3),
+                           outputs=OutputOptions(csv=tmp_path / "many.csv", video_out=tmp_path / "many.mp4"))
     with Pipeline(opts) as p:
         calls = []
         predict = p.backend.predict
@@ -144,8 +152,8 @@ def test_ten_plus_faces_in_one_frame_are_read_in_one_batch(hamilton_clip, onnx_m
     assert calls == [12, 12, 12]  # one inference call per frame
     assert len({f.track_id for f in results[-1].faces}) == 12
     assert len(read_csv(str(tmp_path / "many.csv"))) == 36
-    capped = PipelineOptions(source=ListSource([grid]), model=onnx_model, face_model=face_model_path,
-                             max_faces=5, min_face_confidence=0.3)
+    capped = PipelineOptions(source=ListSource([grid]), model=onnx_model,
+                             faces=FaceFindingOptions(face_model=face_model_path, max_faces=5, min_face_confidence=0.3))
     with Pipeline(capped) as p:
         assert len(next(iter(p)).faces) == 5
 
@@ -176,7 +184,7 @@ def test_corrupt_frames_and_long_faceless_stretches_do_not_stop_the_run(hamilton
             pass
 
     source = FileSource("fake.mp4", SourceOptions(), Fake)
-    opts = PipelineOptions(source=source, model=onnx_model, face_model=face_model_path,
+    opts = PipelineOptions(source=source, model=onnx_model, faces=FaceFindingOptions(face_model=face_model_path),
                            smoothing=SmoothingOptions(ema=False, one_euro=False))
     with Pipeline(opts) as p:
         results = list(p)
@@ -192,8 +200,8 @@ def test_corrupt_frames_and_long_faceless_stretches_do_not_stop_the_run(hamilton
 
 
 def test_every_n_carries_readings_between_inferences(hamilton_clip, onnx_model, face_model_path):
-    opts = PipelineOptions(source=hamilton_clip, model=onnx_model, face_model=face_model_path,
-                           every=3, max_frames=120)
+    opts = PipelineOptions(source=hamilton_clip, model=onnx_model, faces=FaceFindingOptions(face_model=face_model_path),
+                           schedule=ScheduleOptions(every=3, max_frames=120))
     with Pipeline(opts) as p:
         flags = [(r.index, f.inferred) for r in p for f in r.faces if r.index >= 90]
     assert flags
@@ -310,8 +318,8 @@ def test_memory_stays_flat_over_a_long_run(tmp_path, hamilton_clip, onnx_model, 
 
     rss = {}
     opts = PipelineOptions(source=Looped("looped clip", SourceOptions()), model=onnx_model,
-                           face_model=face_model_path, csv=tmp_path / "r.csv", jsonl=tmp_path / "r.jsonl",
-                           draw=True)
+                           faces=FaceFindingOptions(face_model=face_model_path),
+                           outputs=OutputOptions(csv=tmp_path / "r.csv", jsonl=tmp_path / "r.jsonl", draw=True))
     with Pipeline(opts) as p:
         for r in p:
             if r.index in (len(clip) - 1, 3 * len(clip) - 1):

@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 import realtime
-from realtime import AffectReader, Pipeline, PipelineOptions, model_choice
+from realtime import (
+    AffectReader,
+    FaceFindingOptions,
+    ModelOptions,
+    OutputOptions,
+    Pipeline,
+    PipelineOptions,
+    ScheduleOptions,
+    model_choice,
+)
 from realtime.backends import BackendError, create_backend, ort_thread_settings
 from realtime.sources import Frame, Source, SourceOptions
 
@@ -54,8 +63,9 @@ def test_reader_passes_blendshapes_to_a_model_that_takes_them(blendshape_onnx_mo
 
 
 def test_pipeline_reads_through_its_reader(hamilton_clip, onnx_model, face_model_path):
-    with Pipeline(PipelineOptions(source=hamilton_clip, model=onnx_model, face_model=face_model_path,
-                                  threads=1, max_frames=1)) as p:
+    with Pipeline(PipelineOptions(source=hamilton_clip, model=ModelOptions(onnx_model, threads=1),
+                                  faces=FaceFindingOptions(face_model=face_model_path),
+                                  schedule=ScheduleOptions(max_frames=1))) as p:
         assert p.backend is p.reader.backend
 
 
@@ -85,11 +95,12 @@ class Frames(Source):
 def test_the_default_face_path_runs_the_landmarker_only_when_needed(request, hamilton_clip, face_model_path,
                                                                     tmp_path, model, options, expected):
     path = request.getfixturevalue(model)
-    if options.get("jsonl_landmarks"):
-        options = dict(options, jsonl=tmp_path / "r.jsonl")
+    outputs = OutputOptions(jsonl=tmp_path / "r.jsonl", jsonl_landmarks=True) if options.get("jsonl_landmarks") \
+        else OutputOptions()
     calls = []
-    with Pipeline(PipelineOptions(source=Frames(hamilton_clip), model=path, face_model=face_model_path,
-                                  threads=1, **options)) as p:
+    with Pipeline(PipelineOptions(source=Frames(hamilton_clip), model=ModelOptions(path, threads=1),
+                                  faces=FaceFindingOptions(options.get("faces", "auto"), face_model=face_model_path),
+                                  outputs=outputs)) as p:
         assert p.face_path == expected
         assert (p.finder.task is not None) == (expected == "landmarker")
         predict = p.backend.predict
