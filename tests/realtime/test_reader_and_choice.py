@@ -125,11 +125,11 @@ def test_cli_faces_flag(capsys):
     from realtime.cam import get_args_parser, options_from_args
 
     parse = get_args_parser().parse_args
-    assert options_from_args(parse([])).faces == "auto"
-    assert options_from_args(parse(["--detector-only"])).faces == "detector"
-    assert options_from_args(parse(["--faces", "landmarker"])).faces == "landmarker"
-    assert options_from_args(parse(["--sequential"])).overlap is False
-    assert options_from_args(parse(["--no-spinning", "--threads", "2"])).spinning is False
+    assert options_from_args(parse([])).faces.finder == "auto"
+    assert options_from_args(parse(["--detector-only"])).faces.finder == "detector"
+    assert options_from_args(parse(["--faces", "landmarker"])).faces.finder == "landmarker"
+    assert options_from_args(parse(["--sequential"])).schedule.overlap is False
+    assert options_from_args(parse(["--no-spinning", "--threads", "2"])).model.spinning is False
 
 
 # --- thread settings -----------------------------------------------------------------------------
