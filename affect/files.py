@@ -1,4 +1,5 @@
-"""Files every room writes and reads the same way: the cache root and atomic writes.
+"""Files every room writes and reads the same way: the cache root, the check
+that an output can be written, and atomic writes.
 
 An atomic write goes to a temporary file next to the target (a unique name,
 `.<stem>.<random>.partial<suffix>`: the suffix stays last because cv2 and
@@ -40,6 +41,40 @@ def cache_root(kind: str | None = None) -> Path:
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "affectcam"
     return root / kind if kind else root
+
+
+class NotWritable(ValueError):
+    """`path` cannot be written. `kind`: "folder" (the path is a folder), "mkdir" (its folder
+    cannot be created) or "write" (no file can be made in its folder); `reason`: the system's words."""
+
+    def __init__(self, path: Path, kind: str, reason: str = ""):
+        self.path, self.kind, self.reason = path, kind, reason
+        problem = {"folder": "is a folder", "mkdir": f"cannot create the folder {path.parent} ({reason})",
+                   "write": f"cannot write in {path.parent} ({reason})"}[kind]
+        super().__init__(f"{path}: {problem}")
+
+
+def _strerror(exc: OSError) -> str:
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Before long work: `path` is not a folder, its folder exists (created if need be), and a
+    file can be made there (tried, not guessed from permission bits: ACLs, read-only mounts and
+    root all fool `os.access`). Returns the path, `~` expanded; raises NotWritable."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise NotWritable(path, "folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NotWritable(path, "mkdir", _strerror(exc)) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise NotWritable(path, "write", _strerror(exc)) from None
+    return path
 
 
 class PendingFile:

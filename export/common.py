@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from affect import files
 from affect.files import atomic_path
 from affect.spec import INPUT_BLENDSHAPES, ModelSpec, SpecError
 
@@ -22,16 +23,16 @@ class ParityError(ExportError):
 
 
 def check_writable(out: Path) -> None:
-    """Fail before any work if `out` cannot be written (no half-done export later)."""
-    parent = out.parent if str(out.parent) else Path(".")
+    """Fail before any work if `out` cannot be written (no half-done export later):
+    `affect.files.check_writable`, worded for `-o`."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"{out}: cannot create output folder {parent} ({exc.strerror})") from None
-    if out.is_dir():
-        raise ExportError(f"{out}: is a folder; give an output file name")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"{out}: output folder {parent} is not writable; choose another path with -o")
+        files.check_writable(out)
+    except files.NotWritable as exc:
+        parent = exc.path.parent
+        raise ExportError({"folder": f"{out}: is a folder; give an output file name",
+                           "mkdir": f"{out}: cannot create output folder {parent} ({exc.reason})",
+                           "write": f"{out}: output folder {parent} is not writable ({exc.reason}); "
+                                    "choose another path with -o"}[exc.kind]) from None
 
 
 @contextlib.contextmanager

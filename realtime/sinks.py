@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from affect.files import PendingFile, atomic_write_json
+from affect.files import NotWritable, PendingFile, atomic_write_json, check_writable
 from affect.recording import FaceRow, write_csv_header
 from affect.spec import ModelSpec
 from realtime.results import FaceResult, FrameResult, RunSummary
@@ -107,23 +106,14 @@ def _strerror(exc: OSError) -> str:
 
 
 def check_output(path: str | os.PathLike, flag: str) -> Path:
-    """Before the run: the folder exists (created if need be), the name is not a
-    folder, and a file can be written there, so a long run never ends in a
+    """Before the run (`affect.files.check_writable`): the folder exists (created if need be),
+    the name is not a folder, and a file can be written there, so a long run never ends in a
     traceback or with its results left under a hidden `.NAME.partial.*` name."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise OutputError(f"{flag} {path}: is a folder; give a file name, e.g. {path / ('out' + _SUFFIX[flag])}")
-    parent = path.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{flag} {path}: cannot create the folder {parent} ({_strerror(exc)})") from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"{flag} {path}: cannot write in {parent} ({_strerror(exc)})") from None
-    return path
+        return check_writable(path)
+    except NotWritable as exc:
+        hint = f"; give a file name, e.g. {exc.path / ('out' + _SUFFIX.get(flag, ''))}" if exc.kind == "folder" else ""
+        raise OutputError(f"{flag} {exc}{hint}") from None
 
 
 _SUFFIX = {"--csv": ".csv", "--jsonl": ".jsonl", "--video-out": ".mp4", "--summary-json": ".json"}
