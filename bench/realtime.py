@@ -1,7 +1,7 @@
 """Realtime benchmark: the whole pipeline, headless, on the shared clip.
 
 For each model it reports end-to-end FPS, per-frame latency p50/p95 and every
-stage's p50/p95 (read, faces, crop, infer, track, draw, write), as a markdown
+stage's p50/p95 (read, faces, track, crop, infer, smooth, draw, write), as a markdown
 table and JSON. Targets from the realtime issue (2 CPU cores, MobileNetV2
 INT8 ONNX): at least 60 FPS, p95 per-frame latency at most 25 ms.
 
