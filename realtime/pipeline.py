@@ -270,7 +270,10 @@ class Pipeline:
     def _groups(o: PipelineOptions) -> tuple[ModelOptions, FaceFindingOptions, OutputOptions]:
         if not isinstance(o, PipelineOptions):
             raise PipelineError(f"Pipeline takes PipelineOptions, got {type(o).__name__}")
-        assert isinstance(o.model, ModelOptions) and isinstance(o.faces, FaceFindingOptions)  # __post_init__
+        if not (isinstance(o.model, ModelOptions) and isinstance(o.faces, FaceFindingOptions)):
+            # __post_init__ turned a path / finder name into its group: only a later assignment gets here
+            raise PipelineError("options.model and options.faces must be ModelOptions and FaceFindingOptions "
+                                "(a path or a finder name is turned into one only when PipelineOptions is made)")
         return o.model, o.faces, o.outputs
 
     @staticmethod
