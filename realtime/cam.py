@@ -40,21 +40,28 @@ FLAGS = {"ModelOptions.threads": "--threads", "FaceFindingOptions.max_faces": "-
          "SourceOptions.width": "--width", "SourceOptions.height": "--height", "SourceOptions.fps": "--fps",
          "SmoothingOptions.ema_alpha": "--ema-alpha", "SmoothingOptions.min_cutoff": "--euro-min-cutoff",
          "SmoothingOptions.beta": "--euro-beta"}
-__all__ = ["main", "get_args_parser", "check_args", "options_from_args", "MAX_FACES_LIMIT"]
+__all__ = ["main", "get_args_parser", "add_pipeline_arguments", "check_args", "checked_options",
+           "options_from_args", "MAX_FACES_LIMIT"]
 
 
 class ArgumentError(ValueError):
     """A command-line value out of range; one line naming the flag."""
 
 
-def check_args(args: argparse.Namespace) -> PipelineOptions:
-    """The run's options, refused before anything is opened when a value is out of range (the
+def checked_options(args: argparse.Namespace) -> PipelineOptions:
+    """`options_from_args`, with a value out of range refused in one line naming its flag (the
     options check themselves: `affect.checks`; MediaPipe would fail with a traceback on
-    --max-faces 0, and the detector would silently find no face), or when two outputs are one file."""
+    --max-faces 0, and the detector would silently find no face)."""
     try:
-        options = options_from_args(args)
+        return options_from_args(args)
     except OptionError as exc:
         raise ArgumentError(f"{FLAGS.get(exc.option, exc.option)} {exc.value}: {exc.problem}") from None
+
+
+def check_args(args: argparse.Namespace) -> PipelineOptions:
+    """The run's options, refused before anything is opened when a value is out of range
+    (`checked_options`) or when two outputs are one file."""
+    options = checked_options(args)
     outputs = [(flag, value) for flag, value in (("--csv", args.csv), ("--jsonl", args.jsonl),
                                                  ("--video-out", args.video_out),
                                                  ("--summary-json", args.summary_json)) if value]
@@ -80,6 +87,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m realtime.cam", description=__doc__.splitlines()[0])
     ap.add_argument("--source", default="0",
                     help="camera index, video file, image folder, rtsp/http URL or GStreamer pipeline (default 0)")
+    add_pipeline_arguments(ap)
+    ap.add_argument("--headless", action="store_true", help="no window")
+    ap.add_argument("--csv", default=None, help="write the per-face CSV recording here")
+    ap.add_argument("--jsonl", default=None, help="write the per-face JSONL recording here")
+    ap.add_argument("--video-out", default=None, help="write the annotated video here (.mp4)")
+    ap.add_argument("--summary-json", default=None, help="write the end-of-run summary here as JSON")
+    ap.add_argument("--width", type=int, default=None, help="camera resolution request")
+    ap.add_argument("--height", type=int, default=None)
+    ap.add_argument("--fps", type=float, default=None, help="camera FPS request")
+    return ap
+
+
+def add_pipeline_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model, face, schedule and smoothing options: one meaning in every command that reads
+    video (`realtime.cam`, `realtime.batch`); `options_from_args` reads them."""
     ap.add_argument("--model", default=None, help="model file: .onnx, .engine or .pt (default: the packaged model)")
     ap.add_argument("--backend", default=None, choices=sorted(BACKENDS), help="default: by the model's extension")
     ap.add_argument("--threads", type=int, default=None,
@@ -109,17 +131,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="the face finder's detection threshold in (0, 1) (default 0.4, measured: "
                          "docs/BENCHMARKS.md; lower finds more faces in dim or small footage, and "
                          "more false ones)")
-    ap.add_argument("--headless", action="store_true", help="no window")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--every", type=int, default=1, help="run the model every Nth frame, carrying results between")
-    ap.add_argument("--csv", default=None, help="write the per-face CSV recording here")
-    ap.add_argument("--jsonl", default=None, help="write the per-face JSONL recording here")
     ap.add_argument("--jsonl-landmarks", action="store_true", help="add landmarks and blendshapes to the JSONL")
-    ap.add_argument("--video-out", default=None, help="write the annotated video here (.mp4)")
-    ap.add_argument("--summary-json", default=None, help="write the end-of-run summary here as JSON")
-    ap.add_argument("--width", type=int, default=None, help="camera resolution request")
-    ap.add_argument("--height", type=int, default=None)
-    ap.add_argument("--fps", type=float, default=None, help="camera FPS request")
     smooth = ap.add_argument_group("smoothing")
     smooth.add_argument("--no-smoothing", action="store_true", help="switch both filters off")
     smooth.add_argument("--ema-alpha", type=float, default=SmoothingOptions.ema_alpha,
@@ -128,7 +142,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     smooth.add_argument("--euro-min-cutoff", type=float, default=SmoothingOptions.min_cutoff)
     smooth.add_argument("--euro-beta", type=float, default=SmoothingOptions.beta)
     smooth.add_argument("--no-one-euro", action="store_true")
-    return ap
 
 
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
