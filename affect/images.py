@@ -9,6 +9,8 @@ import numpy as np
 # What counts as an image file in a folder (training sets, the benchmark's
 # faces, the camera's image-folder source).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# What counts as a video file (the dashboard's video lists, the corpus command's folders).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 class UnreadableImage(ValueError):

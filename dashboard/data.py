@@ -14,13 +14,13 @@ from typing import Any
 
 import pandas as pd
 
+from affect.images import VIDEO_SUFFIXES
 from affect.metrics import MetricsError, check_metrics
 from affect.recording import RecordingError, labels_from_columns, read_recording
 from affect.spec import ModelSpec, SpecError
 from dashboard.config import DEFAULT_MAX_ENTRIES, DashboardError
 
 RECORDING_SUFFIXES = (".csv", ".jsonl")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MODEL_SUFFIXES = (".onnx",)
 RUN_MARKERS = ("metrics.json", "predictions.csv", "checkpoint.pt", "history.csv")
 

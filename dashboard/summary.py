@@ -5,41 +5,13 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pandas as pd
 
-from affect.labels import QUADRANTS, quadrant
+# The per-recording numbers live in affect/ so the corpus table (realtime.batch) shares them.
+from affect.session_stats import QUADRANT_ORDER, frame_interval_ms, time_per, with_quadrants
 
-QUADRANT_ORDER = [QUADRANTS[k] for k in ((True, True), (False, True), (False, False), (True, False))]
-
-
-def frame_interval_ms(df: pd.DataFrame) -> float:
-    """Typical time between frames: each face row stands for this much time.
-    The median ignores the gaps where no face was found."""
-    times = np.unique(df["t_ms"].to_numpy(dtype=float))
-    if len(times) < 2:
-        return 0.0
-    return float(np.median(np.diff(times)))
-
-
-def with_quadrants(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    out["quadrant"] = [quadrant(float(v), float(a)) for v, a in zip(out["valence"], out["arousal"], strict=True)]
-    return out
-
-
-def time_per(df: pd.DataFrame, category: str, order: list[str], interval_ms: float,
-             by_track: bool = False) -> pd.DataFrame:
-    """Face-frames and seconds per category value (all values in `order`, zeros kept)."""
-    keys = ["track_id", category] if by_track else [category]
-    counts = df.groupby(keys).size().rename("frames").reset_index()
-    if not by_track:
-        counts = counts.set_index(category).reindex(order, fill_value=0).rename_axis(category).reset_index()
-    counts["frames"] = counts["frames"].astype(int)
-    counts["seconds"] = counts["frames"] * interval_ms / 1000.0
-    total = counts["frames"].sum()
-    counts["share"] = counts["frames"] / total if total else 0.0
-    return counts
+__all__ = ["QUADRANT_ORDER", "frame_interval_ms", "state_at", "summary_csv", "time_per", "track_table",
+           "with_quadrants"]
 
 
 def track_table(df: pd.DataFrame, interval_ms: float) -> pd.DataFrame:

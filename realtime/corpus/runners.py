@@ -1,0 +1,187 @@
+"""Where the videos of a corpus are read: worker processes on this machine, or Ray tasks.
+
+Local: `workers` processes (spawned, so no thread or model state is forked), each handed
+one video at a time by this process, which therefore always knows which video a worker
+holds: a worker that dies (a decoder crash, the OOM killer) is one failure line for its
+video and is replaced. Workers ignore Ctrl-C (the terminal sends it to the whole
+process group); this process ends them, so an interrupt loses only the videos in flight.
+On Linux a worker also dies with this process (PR_SET_PDEATHSIG), so a `kill -9` of the
+command leaves nothing running.
+
+Ray: the same `process_video` as a Ray task per video on an existing cluster
+(`--ray auto` or an address); Ray is an optional extra (`pip install affectcam[ray]`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from realtime.corpus.video import VideoOutcome, VideoTask, process_video
+
+# Cores one worker keeps busy with the camera's default settings (one ONNX Runtime thread, no
+# spinning, the stages overlapped): CPU time over wall time of one worker on a clip, measured
+# with bench/corpus_throughput.py (docs/BENCHMARKS.md, "Corpus").
+CORES_PER_WORKER = 1.0
+
+Events = Callable[[str, Any], None]
+
+
+class RayMissing(RuntimeError):
+    """--ray without Ray installed."""
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(cores: int | None = None) -> int:
+    """As many workers as the cores hold at the measured load of one."""
+    cores = cores or available_cores()
+    return max(1, int(cores / CORES_PER_WORKER + 0.5))
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _worker(inbox: Any, events: Any, worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+    def progress(kind: str, key: str, n: int) -> None:
+        events.put((kind, worker_id, key, n))
+
+    while True:
+        task = inbox.get()
+        if task is None:
+            return
+        events.put(("outcome", worker_id, task.key, process_video(task, progress)))
+
+
+class LocalRunner:
+    def __init__(self, workers: int):
+        self.workers = max(1, workers)
+        self.ctx = mp.get_context("spawn")
+        self.events = self.ctx.Queue()
+        self.procs: dict[int, Any] = {}
+        self.inboxes: dict[int, Any] = {}
+        self._next_id = 0
+
+    def _start_worker(self) -> int:
+        wid, self._next_id = self._next_id, self._next_id + 1
+        inbox = self.ctx.Queue()
+        proc = self.ctx.Process(target=_worker, args=(inbox, self.events, wid), name=f"affectcam-corpus-{wid}",
+                                daemon=True)
+        proc.start()
+        self.procs[wid], self.inboxes[wid] = proc, inbox
+        return wid
+
+    def run(self, tasks: Iterable[VideoTask], on_event: Events) -> Iterator[VideoOutcome]:
+        pending = deque(tasks)
+        busy: dict[int, VideoTask] = {}
+        try:
+            for _ in range(min(self.workers, len(pending))):
+                self._start_worker()
+            while pending or busy:
+                for wid in list(self.procs):
+                    if wid not in busy and pending:
+                        busy[wid] = task = pending.popleft()
+                        self.inboxes[wid].put(task)
+                try:
+                    kind, wid, key, payload = self.events.get(timeout=0.5)
+                except queue.Empty:
+                    yield from self._reap(busy, bool(pending))
+                    continue
+                if kind == "outcome":
+                    busy.pop(wid, None)
+                    yield payload
+                else:
+                    on_event(kind, (key, payload))
+        finally:
+            self.close()
+
+    def _reap(self, busy: dict[int, VideoTask], more: bool) -> Iterator[VideoOutcome]:
+        """Workers that died holding a video: a failure line each, and a new worker if work is left."""
+        for wid, proc in list(self.procs.items()):
+            if proc.is_alive():
+                continue
+            self.procs.pop(wid)
+            self.inboxes.pop(wid)
+            task = busy.pop(wid, None)
+            if task is not None:
+                code = proc.exitcode
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                yield VideoOutcome(task.key, task.path, ok=False,
+                                   error=f"{task.path}: the worker reading it died ({how})")
+            if more or busy:
+                self._start_worker()
+
+    def close(self) -> None:
+        for inbox in self.inboxes.values():
+            try:
+                inbox.put_nowait(None)
+            except (ValueError, OSError, queue.Full):
+                pass
+        for proc in self.procs.values():
+            proc.join(timeout=0.2)
+        for proc in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self.procs.values():
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+        self.procs.clear()
+        self.inboxes.clear()
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise RayMissing("--ray needs Ray, which is not installed: pip install 'affectcam[ray]'") from None
+    return ray
+
+
+def run_ray(tasks: list[VideoTask], address: str, on_event: Events) -> Iterator[VideoOutcome]:
+    """Each video a Ray task on the cluster at `address` ("auto": the one this machine runs)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayMissing(f"--ray {address}: cannot connect to a Ray cluster ({str(exc).splitlines()[0]})") \
+                from None
+    remote = ray.remote(num_cpus=CORES_PER_WORKER, max_retries=0)(process_video)
+    refs = {remote.remote(task): task for task in tasks}
+    for task in tasks:
+        on_event("start", (task.key, 0))
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for ref in ready:
+                task = refs.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as exc:  # a task that crashed its worker
+                    line = str(exc).strip().splitlines()
+                    yield VideoOutcome(task.key, task.path, ok=False,
+                                       error=f"{task.path}: the Ray task failed ({line[0] if line else type(exc).__name__})")
+    finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
