@@ -1,0 +1,238 @@
+"""Corpus mode (`python -m realtime.batch`) on short clips cut from the shared video, with
+the packaged model and the real MediaPipe face model: failures isolated, reruns resumed,
+a kill mid-corpus recovered, manifest metadata carried, Ray and local runs equal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+
+from realtime.batch import main as batch_main
+from realtime.corpus.inputs import collect_inputs, session_key
+from realtime.corpus.video import DONE, RECORDING, SESSIONS, SUMMARY
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "realtime" / "models" / "affectcam_default.int8.onnx"
+CLIP_FRAMES = 20
+STARTS = {"a": 90, "b": 130, "c": 170}  # the shared clip has faces from about frame 82
+
+
+def _cut(frames: list, start: int, path: Path) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for image in frames[start:start + CLIP_FRAMES]:
+        writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, hamilton_clip) -> dict[str, Path]:
+    """Three 20-frame clips of the shared video, and a corrupt one (an MP4 cut short)."""
+    cap = cv2.VideoCapture(str(hamilton_clip))
+    frames = []
+    while len(frames) < max(STARTS.values()) + CLIP_FRAMES:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    root = tmp_path_factory.mktemp("clips")
+    out = {name: _cut(frames, start, root / f"{name}.mp4") for name, start in STARTS.items()}
+    out["corrupt"] = root / "corrupt.mp4"
+    out["corrupt"].write_bytes(out["a"].read_bytes()[:3000])
+    return out
+
+
+@pytest.fixture
+def common(face_model_path) -> list[str]:
+    return ["--model", str(MODEL), "--face-model", str(face_model_path), "--no-progress"]
+
+
+def _folder(tmp_path: Path, clips: dict[str, Path], names: list[str]) -> Path:
+    folder = tmp_path / "videos"
+    (folder / "day2").mkdir(parents=True)
+    for i, name in enumerate(names):
+        target = folder / ("day2" if i == 1 else "") / clips[name].name  # one in a sub-folder
+        target.write_bytes(clips[name].read_bytes())
+    return folder
+
+
+def _sessions(out: Path) -> dict[str, Path]:
+    return {p.parent.name: p.parent for p in (out / SESSIONS).glob(f"*/{DONE}")}
+
+
+def _failure_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("affectcam: failed:")]
+
+
+def test_a_corrupt_video_is_one_failure_line_and_the_rerun_skips_the_done_and_retries_it(
+        tmp_path, clips, common, capsys):
+    folder = _folder(tmp_path, clips, ["a", "b", "corrupt"])
+    out = tmp_path / "out"
+    assert batch_main([str(folder), "-o", str(out), "--workers", "2", *common]) == 1
+    err = capsys.readouterr().err
+    failures = _failure_lines(err)
+    assert len(failures) == 1 and "corrupt.mp4" in failures[0], err
+    sessions = _sessions(out)
+    assert len(sessions) == 2
+    table = pd.read_parquet(out / "corpus.parquet")
+    assert list(table["status"]) == ["done", "failed", "done"]  # path order: a, corrupt, day2/b
+    for session in sessions.values():
+        recording = pd.read_csv(session / RECORDING)
+        assert len(recording) > 0 and set(recording["frame"]) <= set(range(CLIP_FRAMES))
+    before = {key: (s / DONE).stat().st_mtime_ns for key, s in sessions.items()}
+
+    # The corrupt file is replaced by a good one: the rerun skips the two done and reads it.
+    (folder / "corrupt.mp4").write_bytes(clips["c"].read_bytes())
+    assert batch_main([str(folder), "-o", str(out), "--workers", "2", *common]) == 0
+    captured = capsys.readouterr()
+    assert "1 videos read, 0 failed, 2 skipped" in captured.out
+    assert not _failure_lines(captured.err)
+    after = _sessions(out)
+    assert len(after) == 3
+    assert {key: (after[key] / DONE).stat().st_mtime_ns for key in before} == before  # untouched
+    table = pd.read_parquet(out / "corpus.parquet")
+    assert list(table["status"]) == ["done", "done", "done"]
+    assert (table["frames"] == CLIP_FRAMES).all()
+
+
+def test_a_kill_mid_corpus_then_a_rerun_gives_the_outputs_of_an_uninterrupted_run(tmp_path, clips, common):
+    folder = _folder(tmp_path, clips, ["a", "b", "c"])
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert batch_main([str(folder), "-o", str(whole), "--workers", "1", *common]) == 0
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "realtime.batch", str(folder), "-o", str(killed),
+                             "--workers", "1", *common], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not _sessions(killed) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # no clean-up of any kind: the worker dies with it
+    proc.wait(timeout=30)
+    assert 1 <= len(_sessions(killed)) < 3, "the kill did not land mid-corpus"
+
+    assert batch_main([str(folder), "-o", str(killed), "--workers", "1", *common]) == 0
+    assert (killed / "corpus.csv").read_text() == (whole / "corpus.csv").read_text()
+    assert pd.read_parquet(killed / "corpus.parquet").equals(pd.read_parquet(whole / "corpus.parquet"))
+    for key, session in _sessions(whole).items():
+        assert (killed / SESSIONS / key / RECORDING).read_bytes() == (session / RECORDING).read_bytes()
+    leftovers = [p.name for p in (killed / SESSIONS).iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # the killed run's partial folder was removed
+
+
+def test_manifest_metadata_lands_in_the_corpus_table(tmp_path, clips, common):
+    manifest = tmp_path / "manifest.csv"
+    rel = os.path.relpath(clips["a"], tmp_path)
+    manifest.write_text(f"path,participant,condition,age\n{rel},P01,control,31\n{clips['b']},P02,stress,\n"
+                        f"missing.mp4,P03,control,40\n")
+    out = tmp_path / "out"
+    assert batch_main([str(manifest), "-o", str(out), "--workers", "1", *common]) == 1  # missing.mp4 fails
+    table = pd.read_parquet(out / "corpus.parquet")
+    assert list(table.columns[:4]) == ["participant", "condition", "age", "video"]
+    assert list(table["participant"]) == ["P01", "P02", "P03"]
+    assert list(table["condition"]) == ["control", "stress", "control"]
+    assert table["age"].iloc[0] == 31 and pd.isna(table["age"].iloc[1])
+    assert list(table["status"]) == ["done", "done", "failed"]
+    assert "missing.mp4" in table["error"].iloc[2]
+    done = table[table["status"] == "done"]
+    shares = done[[c for c in table.columns if c.startswith("share_")]]
+    expressions = [c for c in shares.columns if c[6:7].isupper()]  # share_<Label>, not quadrants
+    assert ((shares[expressions].sum(axis=1) - 1).abs() < 1e-9).all()
+    assert (done["frames_with_face"] > 0).all() and done["valence_mean"].between(-1, 1).all()
+    summary = (out / SESSIONS / table["session"].iloc[0] / SUMMARY).read_text()
+    assert '"participant": "P01"' in summary
+    assert pd.read_csv(out / "corpus.csv")["participant"].tolist() == ["P01", "P02", "P03"]
+
+
+def test_same_named_videos_in_different_folders_get_their_own_sessions(tmp_path, clips):
+    for sub in ("one", "two"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "interview.mp4").write_bytes(clips["a"].read_bytes())
+    videos = collect_inputs([str(tmp_path / "one"), str(tmp_path / "two")])
+    assert len({v.key for v in videos}) == 2
+    assert all(v.key.startswith("interview-") for v in videos)
+    assert session_key(tmp_path / "one" / "interview.mp4") == videos[0].key  # stable across runs
+
+
+def test_changed_options_redo_the_videos(tmp_path, clips, common, capsys):
+    folder = _folder(tmp_path, clips, ["a"])
+    out = tmp_path / "out"
+    assert batch_main([str(folder), "-o", str(out), "--workers", "1", *common]) == 0
+    capsys.readouterr()
+    assert batch_main([str(folder), "-o", str(out), "--workers", "1", "--max-frames", "5", *common]) == 0
+    assert "1 videos read, 0 failed, 0 skipped" in capsys.readouterr().out
+    assert pd.read_parquet(out / "corpus.parquet")["frames"].tolist() == [5]
+
+
+def test_ray_missing_is_one_line(tmp_path, clips, common, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when not installed
+    folder = _folder(tmp_path, clips, ["a"])
+    assert batch_main([str(folder), "-o", str(tmp_path / "out"), "--ray", "auto", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "affectcam[ray]" in err[0], err
+
+
+@pytest.mark.slow
+def test_ray_gives_the_corpus_table_of_local_workers(tmp_path, clips, common):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'affectcam[ray]')")
+    folder = _folder(tmp_path, clips, ["a", "b", "corrupt"])
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    assert batch_main([str(folder), "-o", str(local), "--workers", "2", *common]) == 1
+
+    port = _free_port()
+    ray_dir = Path("/tmp") / f"rt{os.getpid()}"  # Ray's socket paths must stay short
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    ray_bin = Path(sys.executable).with_name("ray")
+    # --block: the head (and every Ray process it started) ends when this process is terminated,
+    # so the test stops its own cluster and no other.
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--disable-usage-stats", "--temp-dir", str(ray_dir)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, head)
+        run = subprocess.run([sys.executable, "-m", "realtime.batch", str(folder), "-o", str(on_ray),
+                              "--ray", f"127.0.0.1:{port}", *common], env=env, capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert len(_failure_lines(run.stderr)) == 1
+    assert (on_ray / "corpus.csv").read_text() == (local / "corpus.csv").read_text()
+    assert pd.read_parquet(on_ray / "corpus.parquet").equals(pd.read_parquet(local / "corpus.parquet"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "ray start --head ended early"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"the local Ray head did not listen on port {port} within {timeout:.0f} s")
