@@ -1,6 +1,6 @@
 """Where the videos of a corpus are read: worker processes on this machine, or Ray tasks.
 
-Local: `workers` processes (spawned, so no thread or model state is forked), each handed
+Local: `workers` processes (`worker_context`: no thread or model state is inherited), each handed
 one video at a time by this process, which therefore always knows which video a worker
 holds: a worker that dies (a decoder crash, the OOM killer) is one failure line for its
 video and is replaced. Workers ignore Ctrl-C (the terminal sends it to the whole
@@ -73,10 +73,22 @@ def _worker(inbox: Any, events: Any, worker_id: int) -> None:
         events.put(("outcome", worker_id, task.key, process_video(task, progress)))
 
 
+def worker_context():
+    """forkserver where there is one (Linux): a clean process with the pipeline's modules
+    imported once, from which each worker forks in a moment; else spawn. Never a plain fork
+    of this process, whose threads (ONNX Runtime, MediaPipe, tqdm) a child would inherit
+    half-held."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["realtime.corpus.video", "realtime.pipeline", "realtime.cam"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 class LocalRunner:
     def __init__(self, workers: int):
         self.workers = max(1, workers)
-        self.ctx = mp.get_context("spawn")
+        self.ctx = worker_context()
         self.events = self.ctx.Queue()
         self.procs: dict[int, Any] = {}
         self.inboxes: dict[int, Any] = {}

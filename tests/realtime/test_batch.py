@@ -5,6 +5,7 @@ a kill mid-corpus recovered, manifest metadata carried, Ray and local runs equal
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -211,6 +212,7 @@ def test_ray_gives_the_corpus_table_of_local_workers(tmp_path, clips, common):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             head.kill()
+        shutil.rmtree(ray_dir, ignore_errors=True)
     assert run.returncode == 1, run.stderr[-2000:]
     assert len(_failure_lines(run.stderr)) == 1
     assert (on_ray / "corpus.csv").read_text() == (local / "corpus.csv").read_text()
