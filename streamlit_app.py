@@ -16,6 +16,7 @@ st.set_page_config(page_title="affectcam", page_icon="🙂", layout="wide")
 page = st.navigation([
     st.Page(HERE / "dashboard/pages/live.py", title="Live", default=True),  # the default page is at /
     st.Page(HERE / "dashboard/pages/session.py", title="Session", url_path="session"),
+    st.Page(HERE / "dashboard/pages/corpus.py", title="Corpus", url_path="corpus"),
     st.Page(HERE / "dashboard/pages/metrics.py", title="Test-set metrics", url_path="metrics"),
     st.Page(HERE / "dashboard/pages/model.py", title="Model", url_path="model"),
 ])

@@ -1,0 +1,3 @@
+from dashboard.corpus_page import render
+
+render()
