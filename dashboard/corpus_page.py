@@ -104,7 +104,8 @@ def show_corpus(df: pd.DataFrame, folder: Path, config: DashboardConfig) -> None
     cols[0].metric("Sessions", len(df))
     cols[1].metric("Read", len(done))
     cols[2].metric("Failed", int((df["status"] == "failed").sum()))
-    cols[3].metric("Video (min)", f"{done['duration_s'].sum() / 60:.1f}")
+    seconds = float(done["duration_s"].sum())
+    cols[3].metric("Video", f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s")
     for _, row in df[df["status"] == "failed"].iterrows():
         st.warning(f"failed: {row['error']}")
 

@@ -64,6 +64,7 @@ class VideoOutcome:
     frames: int = 0
     wall_s: float = 0.0  # the whole call, model loading included
     setup_s: float = 0.0  # opening the source, the model and the face finder
+    cpu_s: float = 0.0  # CPU time of the worker process over the call, all its threads
 
 
 def input_identity(path: str | os.PathLike) -> dict[str, int]:
@@ -166,7 +167,7 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
     from affect.recording import read_recording
     from affect.session_stats import session_stats
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     outcome = VideoOutcome(task.key, task.path, ok=False)
     sessions = Path(task.out_dir) / SESSIONS
     tmp: Path | None = None
@@ -205,4 +206,5 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         outcome.wall_s = time.perf_counter() - t0
+        outcome.cpu_s = time.process_time() - cpu0
     return outcome

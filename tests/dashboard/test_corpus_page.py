@@ -182,6 +182,11 @@ def test_the_corpus_page_renders_and_opens_a_session_in_chromium(corpus_server, 
             assert page.url.endswith("/session")
             typed = page.get_by_role("textbox", name="…or a path to a recording", exact=True)
             assert typed.input_value().endswith("recording.csv")
-            assert page.locator(".js-plotly-plot").filter(has_text="excited").count() >= 1
+            # The Session page's own plane (the corpus page's charts may linger while it draws).
+            plane = page.locator(".js-plotly-plot").filter(has_text="Valence–arousal at")
+            plane.first.wait_for(timeout=90_000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_corpus_session.png"))
+            assert plane.filter(has_text="excited").count() == 1
+            assert page.locator('[data-testid="stAlert"]').filter(has_text="refused").count() == 0
         finally:
             browser.close()
