@@ -1,12 +1,12 @@
 """Corpus mode: throughput of 1 vs N workers, per-video overhead, and cores per worker.
 
-    python bench/corpus_throughput.py --clips 20 --frames 100 --rounds 2 --workers 1 2 -o runs/bench_corpus
+    python bench/corpus_throughput.py --clips 20 --frames 100 --rounds 3 --variants 1 2 2:--sequential -o runs/bench_corpus
 
 Makes `--clips` clips of `--frames` frames from the shared video (looping it), then runs
-the real command (`python -m realtime.batch CLIPS -o OUT --workers W`, a fresh OUT each
-time) for each worker count in turn, rounds alternating (1 2 1 2 …), and reports the
-median throughput (video-seconds per wall-second, the command's own figure) and the
-ratio to the first count. Then, on one clip of `--overhead-frames` frames (10 s at 30 fps
+the real command (`python -m realtime.batch CLIPS -o OUT --workers W [OPTIONS]`, a fresh
+OUT each time) for each variant (`W` or `W:OPTIONS`) in turn, rounds alternating, and
+reports the median throughput (video-seconds per wall-second, the command's own figure)
+and the ratio to the first variant. Then, on one clip of `--overhead-frames` frames (10 s at 30 fps
 by default), reads the per-video set-up time (source, model, face finder) against the whole
 video's time from `process_video`'s outcome, and the cores one worker keeps busy
 (CPU time / wall time: `realtime.corpus.runners.CORES_PER_WORKER`).
@@ -57,9 +57,10 @@ def make_clips(folder: Path, n: int, frames: int) -> list[Path]:
     return paths
 
 
-def run_command(clips: Path, out: Path, workers: int, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "realtime.batch", str(clips), "-o", str(out), "--workers", str(workers),
-           "--no-progress", "--face-model", str(FACE_MODEL), *extra]
+def run_command(clips: Path, out: Path, variant: str, extra: list[str]) -> dict:
+    workers, _, more = variant.partition(":")
+    cmd = [sys.executable, "-m", "realtime.batch", str(clips), "-o", str(out), "--workers", workers,
+           "--no-progress", "--face-model", str(FACE_MODEL), *more.split(), *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -67,26 +68,57 @@ def run_command(clips: Path, out: Path, workers: int, extra: list[str]) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-1500:]}")
     match = re.search(r"throughput: ([0-9.]+) video-seconds per wall-second \(([0-9.]+) s of video in ([0-9.]+) s",
                       proc.stdout)
-    return {"workers": workers, "throughput": float(match.group(1)), "video_s": float(match.group(2)),
+    return {"variant": variant, "throughput": float(match.group(1)), "video_s": float(match.group(2)),
             "run_s": float(match.group(3)), "command_s": wall}
 
 
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds so far of each thread of this process (utime + stime from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def overhead(clip: Path, out: Path, extra: list[str]) -> dict:
-    """process_video on one clip, twice (the first warms the caches): set-up vs the whole call."""
+    """process_video on one clip, three times (the first warms the caches): set-up vs the whole
+    call, and how many threads of the worker were busy: the CPU time of all its threads over
+    that of the busiest one (sampled from /proc while it runs; the stage threads end with the
+    video). On a shared CPU that ratio holds where CPU time over wall time does not."""
+    import threading
+
     from realtime.batch import _resolved_options, get_args_parser
     from realtime.corpus.video import VideoTask, options_digest, process_video
 
     args = get_args_parser().parse_args([str(clip), "-o", str(out), "--face-model", str(FACE_MODEL), *extra])
     options = _resolved_options(args)
-    outcomes = []
+    outcomes, busy = [], []
     for i in range(3):
         task = VideoTask(str(clip), f"overhead{i}", str(out), options, options_digest(options))
-        outcomes.append(process_video(task))
+        start = _thread_cpu()
+        peak: dict[int, float] = {}
+        result = []
+        worker = threading.Thread(target=lambda t=task, r=result: r.append(process_video(t)))
+        worker.start()
+        while worker.is_alive():
+            for tid, cpu in _thread_cpu().items():
+                peak[tid] = max(peak.get(tid, 0.0), cpu - start.get(tid, 0.0))
+            time.sleep(0.05)
+        worker.join()
+        outcomes.append(result[0])
+        used = [c for c in peak.values() if c > 0]
+        busy.append(sum(used) / max(used) if used else 0.0)
     o = outcomes[-1]
     return {"video_s": o.duration_s, "wall_s": o.wall_s, "setup_s": o.setup_s, "cpu_s": o.cpu_s,
-            "setup_share": o.setup_s / o.wall_s, "cores_per_worker": o.cpu_s / o.wall_s,
-            "setup_s_all": [round(x.setup_s, 3) for x in outcomes],
-            "cores_all": [round(x.cpu_s / x.wall_s, 3) for x in outcomes]}
+            "setup_share": o.setup_s / o.wall_s, "cpu_over_wall": o.cpu_s / o.wall_s,
+            "busy_threads": statistics.median(busy[1:]),
+            "setup_s_all": [round(x.setup_s, 3) for x in outcomes], "busy_threads_all": [round(b, 2) for b in busy],
+            "wall_s_all": [round(x.wall_s, 2) for x in outcomes]}
 
 
 def main() -> None:
@@ -95,7 +127,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100, help="frames per clip of the throughput corpus")
     ap.add_argument("--overhead-frames", type=int, default=300, help="frames of the overhead clip (300 = 10 s)")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--variants", nargs="+", default=["1", "2"],
+                    help="worker counts, each optionally with options: 2:--sequential")
     ap.add_argument("--extra", default="", help="more options for every run, e.g. '--sequential'")
     ap.add_argument("-o", "--out", default="runs/bench_corpus")
     args = ap.parse_args()
@@ -103,28 +136,29 @@ def main() -> None:
     root = Path(args.out)
     clips = root / f"clips_{args.clips}x{args.frames}"
     make_clips(clips, args.clips, args.frames)
-    results: dict[int, list[dict]] = {w: [] for w in args.workers}
+    results: dict[str, list[dict]] = {v: [] for v in args.variants}
     for r in range(args.rounds):
-        for w in args.workers:
-            out = root / f"out_r{r}_w{w}"
+        for i, v in enumerate(args.variants):
+            out = root / f"out_r{r}_v{i}"
             if out.exists():
                 import shutil
 
                 shutil.rmtree(out)
-            res = run_command(clips, out, w, extra)
-            results[w].append(res)
+            res = run_command(clips, out, v, extra)
+            results[v].append(res)
             print(json.dumps({"round": r, **res}), flush=True)
-    base = statistics.median(x["throughput"] for x in results[args.workers[0]])
-    print("\nworkers  throughput (video-s / wall-s, median)  ratio")
+    base = statistics.median(x["throughput"] for x in results[args.variants[0]])
+    print("\nvariant           throughput (video-s / wall-s, median)  ratio")
     summary = {}
-    for w in args.workers:
-        med = statistics.median(x["throughput"] for x in results[w])
-        summary[w] = {"throughput": med, "ratio": med / base, "rounds": [x["throughput"] for x in results[w]]}
-        print(f"{w:7d}  {med:10.3f}  {med / base:6.2f}x   rounds {summary[w]['rounds']}")
+    for v in args.variants:
+        med = statistics.median(x["throughput"] for x in results[v])
+        summary[v] = {"throughput": med, "ratio": med / base, "rounds": [x["throughput"] for x in results[v]]}
+        print(f"{v:16s}  {med:10.3f}  {med / base:6.2f}x   rounds {summary[v]['rounds']}")
     one = make_clips(root / f"clip_{args.overhead_frames}", 1, args.overhead_frames)[0]
     ov = overhead(one, root / "overhead", extra)
     print(f"\nper-video set-up {ov['setup_s']:.2f} s of a {ov['video_s']:.1f}-s clip read in {ov['wall_s']:.1f} s "
-          f"= {100 * ov['setup_share']:.1f} %; one worker keeps {ov['cores_per_worker']:.2f} cores busy")
+          f"= {100 * ov['setup_share']:.1f} %; a worker's busy threads {ov['busy_threads']:.2f} "
+          f"(CPU/wall {ov['cpu_over_wall']:.2f} on this machine's load)")
     (root / "results.json").write_text(json.dumps({"throughput": summary, "overhead": ov,
                                                    "args": vars(args)}, indent=2))
 

@@ -192,9 +192,8 @@ def _run(args: argparse.Namespace, videos: list[VideoInput], out: Path) -> int:
         raise KeyboardInterrupt
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    outcomes = run_ray(todo, args.ray, progress.event) if ray_mod else LocalRunner(workers).run(todo, progress.event)
     try:
-        outcomes = run_ray(todo, args.ray, progress.event) if ray_mod else \
-            LocalRunner(workers).run(todo, progress.event)
         for outcome in outcomes:
             progress.outcome(outcome)
             if outcome.ok:
@@ -205,9 +204,9 @@ def _run(args: argparse.Namespace, videos: list[VideoInput], out: Path) -> int:
     except KeyboardInterrupt:
         interrupted = True
     except RayMissing as exc:
-        progress.close()
         return _error(str(exc))
     finally:
+        outcomes.close()  # ends the workers (or cancels the Ray tasks) still holding a video
         signal.signal(signal.SIGTERM, old_term)
         progress.close()
     wall = time.perf_counter() - t0
