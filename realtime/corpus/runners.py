@@ -5,8 +5,8 @@ one video at a time by this process, which therefore always knows which video a 
 holds: a worker that dies (a decoder crash, the OOM killer) is one failure line for its
 video and is replaced. Workers ignore Ctrl-C (the terminal sends it to the whole
 process group); this process ends them, so an interrupt loses only the videos in flight.
-On Linux a worker also dies with this process (PR_SET_PDEATHSIG), so a `kill -9` of the
-command leaves nothing running.
+A worker also dies with this process (a pipe only this process writes to reaches EOF), so
+a `kill -9` of the command leaves nothing running.
 
 Ray: the same `process_video` as a Ray task per video on an existing cluster
 (`--ray auto` or an address); Ray is an optional extra (`pip install affectcam[ray]`).
@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -59,9 +60,24 @@ def _die_with_parent() -> None:
             pass
 
 
-def _worker(inbox: Any, events: Any, worker_id: int) -> None:
+def _exit_with_main(life: Any) -> None:
+    """The main process holds the only write end of `life`: EOF means it is gone (even by
+    kill -9), and this worker goes too. (A forkserver worker's parent is the forkserver,
+    which outlives a killed main while any worker lives, so PR_SET_PDEATHSIG alone is not enough.)"""
+    def watch() -> None:
+        try:
+            life.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="affectcam-corpus-watch", daemon=True).start()
+
+
+def _worker(inbox: Any, events: Any, worker_id: int, life: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    _exit_with_main(life)
 
     def progress(kind: str, key: str, n: int) -> None:
         events.put((kind, worker_id, key, n))
@@ -90,6 +106,7 @@ class LocalRunner:
         self.workers = max(1, workers)
         self.ctx = worker_context()
         self.events = self.ctx.Queue()
+        self._life_r, self._life_w = self.ctx.Pipe(duplex=False)
         self.procs: dict[int, Any] = {}
         self.inboxes: dict[int, Any] = {}
         self._next_id = 0
@@ -97,7 +114,7 @@ class LocalRunner:
     def _start_worker(self) -> int:
         wid, self._next_id = self._next_id, self._next_id + 1
         inbox = self.ctx.Queue()
-        proc = self.ctx.Process(target=_worker, args=(inbox, self.events, wid), name=f"affectcam-corpus-{wid}",
+        proc = self.ctx.Process(target=_worker, args=(inbox, self.events, wid, self._life_r), name=f"affectcam-corpus-{wid}",
                                 daemon=True)
         proc.start()
         self.procs[wid], self.inboxes[wid] = proc, inbox
@@ -160,6 +177,7 @@ class LocalRunner:
                 proc.kill()
         self.procs.clear()
         self.inboxes.clear()
+        self._life_w.close()
 
 
 def import_ray():

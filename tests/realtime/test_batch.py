@@ -118,9 +118,15 @@ def test_a_kill_mid_corpus_then_a_rerun_gives_the_outputs_of_an_uninterrupted_ru
     deadline = time.monotonic() + 120
     while not _sessions(killed) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # no clean-up of any kind: the worker dies with it
+    helpers = _descendants(proc.pid)  # the forkserver and the worker
+    proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
     proc.wait(timeout=30)
     assert 1 <= len(_sessions(killed)) < 3, "the kill did not land mid-corpus"
+    assert helpers, "no worker process was seen"
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in helpers if Path(f"/proc/{pid}").exists()], "workers outlived the killed command"
 
     assert batch_main([str(folder), "-o", str(killed), "--workers", "1", *common]) == 0
     assert (killed / "corpus.csv").read_text() == (whole / "corpus.csv").read_text()
@@ -238,3 +244,17 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) ->
                 return
         time.sleep(0.2)
     pytest.fail(f"the local Ray head did not listen on port {port} within {timeout:.0f} s")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, recursively (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in children.read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
