@@ -27,17 +27,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from realtime.cam import (
-    USER_ERRORS,
-    ArgumentError,
-    add_pipeline_arguments,
-    check_pipeline_args,
-    options_from_args,
-)
+from realtime.cam import USER_ERRORS, ArgumentError, add_pipeline_arguments, checked_options
 from realtime.corpus.inputs import InputError, VideoInput, collect_inputs
 from realtime.corpus.runners import LocalRunner, RayMissing, available_cores, default_workers, run_ray
 from realtime.corpus.table import TableError, check_metadata_columns, corpus_frame, write_table
-from realtime.corpus.video import SESSIONS, VideoOutcome, VideoTask, is_done, options_digest, remove_partials
+from realtime.corpus.video import (
+    SESSIONS,
+    VideoOutcome,
+    VideoTask,
+    camera_args,
+    is_done,
+    options_digest,
+    remove_partials,
+)
 
 BATCH_ONLY = ("inputs", "out", "workers", "ray", "no_progress")
 LOCK = ".affectcam-corpus.lock"
@@ -103,21 +105,21 @@ def _file_identity(path: str | os.PathLike | None) -> Any:
         return str(path)
 
 
+def _pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in BATCH_ONLY}
+
+
 def _resolved_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options every worker gets; the model is resolved once here (and checked: a bad model
     or face model is one line before any video starts)."""
     from realtime.pipeline import Pipeline
 
-    ns = argparse.Namespace(**vars(args))
-    ns.source, ns.csv, ns.jsonl, ns.video_out, ns.headless = None, None, None, None, True
-    ns.width = ns.height = ns.fps = None
-    pipeline = Pipeline(options_from_args(ns))
+    options = _pipeline_options(args)
+    pipeline = Pipeline(checked_options(camera_args(options, None)))
     try:
-        model = str(pipeline.backend.path)
+        options["model"] = str(pipeline.backend.path)
     finally:
         pipeline.close()
-    options = {k: v for k, v in vars(args).items() if k not in BATCH_ONLY}
-    options["model"] = model
     return options
 
 
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     quiet_mediapipe()
     try:
-        check_pipeline_args(args)
+        checked_options(camera_args(_pipeline_options(args), None))  # a value out of range: one line
         if args.workers is not None and args.workers < 1:
             raise ArgumentError(f"--workers {args.workers}: must be a whole number of at least 1")
         videos = collect_inputs(args.inputs)

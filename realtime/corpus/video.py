@@ -127,19 +127,22 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def camera_args(options: dict[str, Any], source: str | None, csv: str | None = None, jsonl: str | None = None,
+                video_out: str | None = None) -> argparse.Namespace:
+    """The camera command's arguments for one video: the corpus command's model, face and
+    smoothing options (`realtime.cam.add_pipeline_arguments`) plus the camera-only ones."""
+    return argparse.Namespace(**{**options, "source": source, "csv": csv, "jsonl": jsonl, "video_out": video_out,
+                                 "summary_json": None, "headless": True, "width": None, "height": None,
+                                 "fps": None})
+
+
 def _run_pipeline(task: VideoTask, tmp: Path, progress: Callable[[str, int, int], None] | None):
     """The camera command's pipeline over the file, built by the camera's own option reader."""
     from realtime.cam import options_from_args
     from realtime.pipeline import Pipeline
 
-    ns = argparse.Namespace(**task.args)
-    ns.source = task.path
-    ns.csv = str(tmp / RECORDING)
-    ns.jsonl = str(tmp / JSONL) if task.write_jsonl else None
-    ns.video_out = str(tmp / VIDEO) if task.write_video else None
-    ns.summary_json = None
-    ns.headless = True
-    ns.width = ns.height = ns.fps = None
+    ns = camera_args(task.args, task.path, str(tmp / RECORDING), str(tmp / JSONL) if task.write_jsonl else None,
+                     str(tmp / VIDEO) if task.write_video else None)
     t0 = time.perf_counter()
     pipeline = Pipeline(options_from_args(ns))
     setup_s = time.perf_counter() - t0
