@@ -8,8 +8,8 @@ OUT each time) for each variant (`W` or `W:OPTIONS`) in turn, rounds alternating
 reports the median throughput (video-seconds per wall-second, the command's own figure)
 and the ratio to the first variant. Then, on one clip of `--overhead-frames` frames (10 s at 30 fps
 by default), reads the per-video set-up time (source, model, face finder) against the whole
-video's time from `process_video`'s outcome, and the cores one worker keeps busy
-(CPU time / wall time: `realtime.corpus.runners.CORES_PER_WORKER`).
+video's time from `process_video`'s outcome, and the threads one worker keeps busy (the CPU
+time of all its threads over the busiest one's: `realtime.corpus.runners.THREADS_PER_WORKER`).
 """
 
 from __future__ import annotations

@@ -27,10 +27,13 @@ from typing import Any
 
 from realtime.corpus.video import VideoOutcome, VideoTask, process_video
 
-# Cores one worker keeps busy with the camera's default settings (one ONNX Runtime thread, no
-# spinning, the stages overlapped): CPU time over wall time of one worker on a clip, measured
-# with bench/corpus_throughput.py (docs/BENCHMARKS.md, "Corpus").
-CORES_PER_WORKER = 1.0
+# Threads one worker keeps busy with the camera's default settings (one ONNX Runtime thread, no
+# spinning, the stages overlapped; MediaPipe Tasks' Python API sets no thread count): the CPU time
+# of all its threads over that of the busiest one, 3.40-3.49 on a 10-s clip (bench/corpus_throughput.py,
+# docs/BENCHMARKS.md "Corpus"). So one worker can already fill 2 cores, and the default is one
+# worker per 3.4 cores (at least one); a Ray task asks for one CPU and Ray packs them.
+THREADS_PER_WORKER = 3.4
+
 
 Events = Callable[[str, Any], None]
 
@@ -47,9 +50,9 @@ def available_cores() -> int:
 
 
 def default_workers(cores: int | None = None) -> int:
-    """As many workers as the cores hold at the measured load of one."""
+    """As many workers as the cores hold at the measured threads of one."""
     cores = cores or available_cores()
-    return max(1, int(cores / CORES_PER_WORKER + 0.5))
+    return max(1, int(cores / THREADS_PER_WORKER + 0.5))
 
 
 def _die_with_parent() -> None:
@@ -197,7 +200,7 @@ def run_ray(tasks: list[VideoTask], address: str, on_event: Events) -> Iterator[
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayMissing(f"--ray {address}: cannot connect to a Ray cluster ({str(exc).splitlines()[0]})") \
                 from None
-    remote = ray.remote(num_cpus=CORES_PER_WORKER, max_retries=0)(process_video)
+    remote = ray.remote(num_cpus=1, max_retries=0)(process_video)
     refs = {remote.remote(task): task for task in tasks}
     for task in tasks:
         on_event("start", (task.key, 0))
