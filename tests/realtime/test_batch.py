@@ -171,14 +171,29 @@ def test_same_named_videos_in_different_folders_get_their_own_sessions(tmp_path,
     assert session_key(tmp_path / "one" / "interview.mp4") == videos[0].key  # stable across runs
 
 
-def test_changed_options_redo_the_videos(tmp_path, clips, common, capsys):
+def test_changed_options_redo_the_videos_and_write_what_they_ask_for(tmp_path, clips, common, capsys):
     folder = _folder(tmp_path, clips, ["a"])
     out = tmp_path / "out"
     assert batch_main([str(folder), "-o", str(out), "--workers", "1", *common]) == 0
     capsys.readouterr()
-    assert batch_main([str(folder), "-o", str(out), "--workers", "1", "--max-frames", "5", *common]) == 0
+    assert batch_main([str(folder), "-o", str(out), "--workers", "1", "--max-frames", "5", "--write-jsonl",
+                       "--write-video", *common]) == 0
     assert "1 videos read, 0 failed, 0 skipped" in capsys.readouterr().out
     assert pd.read_parquet(out / "corpus.parquet")["frames"].tolist() == [5]
+    session = next(iter(_sessions(out).values()))
+    assert sorted(p.name for p in session.iterdir()) == ["annotated.mp4", DONE, RECORDING, "recording.jsonl", SUMMARY]
+    assert len(pd.read_json(session / "recording.jsonl", lines=True)) == len(pd.read_csv(session / RECORDING))
+    cap = cv2.VideoCapture(str(session / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
+
+
+def test_an_option_out_of_range_is_one_line_before_anything_runs(tmp_path, clips, common, capsys):
+    folder = _folder(tmp_path, clips, ["a"])
+    assert batch_main([str(folder), "-o", str(tmp_path / "out"), "--every", "0", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["affectcam: error: --every 0: must be a whole number of at least 1"], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_ray_missing_is_one_line(tmp_path, clips, common, capsys, monkeypatch):
