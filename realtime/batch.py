@@ -55,7 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help=f"worker processes (default: from the cores and the measured load of one worker; "
                          f"{default_workers()} here)")
     ap.add_argument("--ray", default=None, metavar="auto|ADDRESS",
-                    help="run each video as a Ray task on an existing cluster (needs affectcam[ray])")
+                    help="run each video as a Ray task on an existing cluster (needs affectcam[ray] on every "
+                         "node; the videos, OUT, --model and --face-model must be at the same paths there)")
     ap.add_argument("--write-jsonl", action="store_true", help="also write each video's JSONL recording")
     ap.add_argument("--write-video", action="store_true", help="also write each video's annotated MP4")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
