@@ -96,6 +96,23 @@ def test_a_path_outside_the_scanned_directories_is_refused(corpus_app, tmp_path)
     assert not at.dataframe
 
 
+def test_a_corpus_table_linked_from_outside_is_refused(corpus_app, corpus, workspace, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "corpus.parquet").write_bytes((corpus / "corpus.parquet").read_bytes())
+    linked = workspace / "recordings" / "linked_corpus"
+    linked.mkdir()
+    (linked / "corpus.parquet").symlink_to(outside / "corpus.parquet")
+    try:
+        at = corpus_app
+        at.text_input(key="corpus_dir_typed").input(str(linked)).run()
+        assert any("outside the scanned directories; refused" in e.value for e in at.error)
+        assert not at.dataframe
+    finally:
+        (linked / "corpus.parquet").unlink()
+        linked.rmdir()
+
+
 # --- in Chromium ----------------------------------------------------------------------------
 
 
