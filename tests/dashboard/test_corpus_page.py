@@ -161,7 +161,7 @@ def corpus_server(workspace, corpus):
 
 
 def _settle(page, title: str, charts: int = 0, timeout_ms: int = 90_000) -> None:
-    page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
+    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=timeout_ms)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
     page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
@@ -195,8 +195,8 @@ def test_the_corpus_page_renders_and_opens_a_session_in_chromium(corpus_server, 
             page.screenshot(path=str(ARTIFACTS / "dashboard_corpus.png"))
 
             page.get_by_role("button", name="Replay on the Session page").click()
+            page.wait_for_url("**/session", timeout=90_000)
             _settle(page, "Session", charts=4)
-            assert page.url.endswith("/session")
             typed = page.get_by_role("textbox", name="…or a path to a recording", exact=True)
             assert typed.input_value().endswith("recording.csv")
             # The Session page's own plane (the corpus page's charts may linger while it draws).
