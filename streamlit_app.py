@@ -1,16 +1,31 @@
-"""affectcam dashboard: `streamlit run streamlit_app.py`.
+"""affectcam dashboard: `streamlit run streamlit_app.py` (or `python -m dashboard`, which
+checks the launch options before the server starts).
 
 Pages live in dashboard/pages/ (thin scripts) and dashboard/*_page.py (the
 code). The sidebar takes the directories to scan; see dashboard/config.py.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard.common import sidebar_config
+from dashboard.common import sidebar_config, under_streamlit_run
+from dashboard.config import DashboardError, owner_settings
 
 HERE = Path(__file__).resolve().parent
+
+try:
+    owner_settings()
+except DashboardError as exc:
+    # A malformed dashboard.toml or option: the server refuses to run (one line, status 2)
+    # rather than show the error on every page to every visitor.
+    if under_streamlit_run():
+        print(f"dashboard: {exc}; not serving", file=sys.stderr, flush=True)
+        os._exit(2)
+    st.error(f"dashboard: {exc}")
+    st.stop()
 
 st.set_page_config(page_title="affectcam", page_icon="🙂", layout="wide")
 page = st.navigation([

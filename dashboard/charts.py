@@ -16,15 +16,37 @@ from affect.labels import QUADRANTS
 PALETTE = qualitative.D3 + qualitative.Set2
 
 
-def track_colour(track_id: int) -> str:
-    """A track's colour: the one realtime's overlay draws its box in (so the
-    annotated frame and the plane agree), the same on every page and chart."""
+GOLDEN_TURN = 0.381966  # hue step (1 - 1/φ of a turn): consecutive hues never coincide
+
+
+def _overlay_palette() -> list[str]:
     try:
-        from realtime.overlay import track_color
+        from realtime.overlay import PALETTE as OVERLAY
     except ImportError:
-        return PALETTE[int(track_id) % len(PALETTE)]
-    b, g, r = track_color(int(track_id))  # OpenCV's BGR
-    return f"#{r:02X}{g:02X}{b:02X}"
+        return list(PALETTE[:10])
+    return [f"#{r:02X}{g:02X}{b:02X}" for b, g, r in OVERLAY]  # OpenCV's BGR
+
+
+def track_colour(track_id: int) -> str:
+    """A track's colour, the same on every page and chart, and different for every
+    track: the first tracks get the colours realtime's overlay draws their boxes in (so
+    the annotated frame and the plane agree); once that palette would repeat, each
+    further id gets its own hue (golden-ratio steps, alternating lightness), never
+    one already used. Every trace is also labelled "track <id>"."""
+    import colorsys
+
+    track_id = int(track_id)
+    base = _overlay_palette()
+    if 0 <= track_id < len(base) and len(set(base)) == len(base):
+        return base[track_id]
+    n = abs(track_id)
+    hue = (0.07 + n * GOLDEN_TURN) % 1.0
+    light = (0.38, 0.52, 0.64)[n % 3]
+    r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
+    colour = f"#{round(r * 255):02X}{round(g * 255):02X}{round(b * 255):02X}"
+    if colour in base:  # vanishingly rare: nudge off an overlay colour
+        colour = colour[:-2] + f"{(int(colour[-2:], 16) ^ 1):02X}"
+    return colour
 
 
 def va_plane(trails: pd.DataFrame | None = None, current: pd.DataFrame | None = None,
@@ -109,7 +131,7 @@ def share_bars(per_track: pd.DataFrame, category: str, order: Sequence[str]) -> 
         rows = rows.set_index(category).reindex(order).fillna(0)
         fig.add_trace(go.Bar(x=list(order), y=rows["seconds"], name=f"track {track_id}",
                              marker={"color": track_colour(track_id)}))
-    fig.update_layout(barmode="stack", height=300, yaxis={"title": "seconds"},
+    fig.update_layout(barmode="stack", height=300, yaxis={"title": "face-seconds (summed over tracks)"},
                       margin={"l": 40, "r": 10, "t": 20, "b": 40})
     return fig
 

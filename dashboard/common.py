@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -16,6 +17,11 @@ from dashboard.config import (
 )
 
 CONFIG_KEY = "dashboard_config"
+
+
+def under_streamlit_run() -> bool:
+    """Whether this process is `streamlit run streamlit_app.py` (not a test's AppTest)."""
+    return Path(sys.argv[0]).name == "streamlit_app.py"
 
 
 def owner() -> OwnerSettings:
@@ -34,7 +40,7 @@ def sidebar_config() -> DashboardConfig:
     kept, refused = narrow(parse_dirs(text), settings)
     for d in refused:
         st.sidebar.error(f"{d}: not inside the directories the dashboard was started with; refused")
-    config = DashboardConfig(kept, settings.max_entries)
+    config = DashboardConfig(kept, settings.max_entries, settings)
     missing = [d for d, root in zip(config.dirs, config.roots, strict=True) if not root.is_dir()]
     if missing:
         st.sidebar.caption("Not found (yet): " + ", ".join(missing))
@@ -46,7 +52,7 @@ def get_config() -> DashboardConfig:
     config = st.session_state.get(CONFIG_KEY)
     if config is None:
         settings = owner()
-        config = DashboardConfig(list(settings.dirs), settings.max_entries)
+        config = DashboardConfig(list(settings.dirs), settings.max_entries, settings)
     return config
 
 
@@ -85,6 +91,7 @@ def checked(path: str | Path, config: DashboardConfig, extra_roots: tuple[Path, 
     """The resolved path, or None after a one-line refusal on the page."""
     try:
         return config.check(path, extra_roots)
-    except DashboardError:
-        st.error(f"{shown or path}: outside the scanned directories; refused")
+    except DashboardError as exc:
+        # The message names what was given (escaped), or the list entry shown; never a resolved path.
+        st.error(f"{shown}: outside the scanned directories; refused" if shown else str(exc))
         return None

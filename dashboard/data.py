@@ -16,7 +16,7 @@ import pandas as pd
 
 from affect.images import VIDEO_SUFFIXES
 from affect.metrics import MetricsError, check_metrics
-from affect.recording import RecordingError, labels_from_columns, read_recording
+from affect.recording import BASE_COLUMNS, TAIL_COLUMNS, RecordingError, labels_from_columns, read_recording
 from affect.spec import ModelSpec, SpecError
 from dashboard.config import DEFAULT_MAX_ENTRIES, DashboardError
 
@@ -33,12 +33,23 @@ class Found(list):
 def _scan(roots: list[Path], keep, max_entries: int) -> Found:
     """Files under `roots` (breadth first, names sorted) for which `keep(path)` holds.
 
-    At most `max_entries` directory entries are looked at in all, so a scanned
-    `/` answers in a moment (with `truncated` set) instead of listing the
-    disk. Symlinked directories are not descended into; symlinked files are
-    listed, and opening one is checked like any typed path."""
+    At most `max_entries` directory entries are looked at under each root, so a
+    scanned `/` answers in a moment (with `truncated` set) instead of listing
+    the disk, and one huge directory does not starve the others of the budget.
+    Symlinked directories are not descended into; symlinked files are listed,
+    and opening one is checked like any typed path."""
+    found, listed = Found(), set()
+    for root in roots:
+        part = _scan_one(root, keep, max_entries)
+        found.extend(p for p in part if p not in listed)  # nested roots: each file once
+        listed.update(part)
+        found.truncated = found.truncated or part.truncated
+    return found
+
+
+def _scan_one(root: Path, keep, max_entries: int) -> Found:
     found, seen = Found(), 0
-    queue = [r for r in roots if r.is_dir()]
+    queue = [root] if root.is_dir() else []
     while queue:
         directory = queue.pop(0)
         try:
@@ -56,7 +67,7 @@ def _scan(roots: list[Path], keep, max_entries: int) -> Found:
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith("."):
                         subdirs.append(Path(entry.path))
-                elif keep(Path(entry.path)) and entry.is_file():
+                elif entry.is_file() and keep(Path(entry.path)):
                     found.append(Path(entry.path))
             except OSError:
                 continue
@@ -65,24 +76,54 @@ def _scan(roots: list[Path], keep, max_entries: int) -> Found:
 
 
 def _walk(roots: list[Path], suffixes: tuple[str, ...], max_entries: int = DEFAULT_MAX_ENTRIES,
-          limit: int = 500) -> Found:
-    found = _scan(roots, lambda p: p.suffix.lower() in suffixes, max_entries)
+          limit: int = 500, keep=None) -> Found:
+    found = _scan(roots, lambda p: p.suffix.lower() in suffixes and (keep is None or keep(p)), max_entries)
     if len(found) > limit:  # a huge tree should not stall the page
         del found[limit:]
         found.truncated = True
     return found
 
 
+RECORDING_KEYS = (*BASE_COLUMNS, *TAIL_COLUMNS)
+
+
+def looks_like_recording(path: Path) -> bool:
+    """Whether the file's header (CSV) or first object (JSONL) has the recording format's
+    columns (affect.recording): a compare.csv or predictions.csv is not offered as one.
+    Reads one line; a symlink out is not followed (the page's check refuses it later)."""
+    if path.is_symlink():
+        return True  # listed so that picking it is refused in one line, never read here
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(64_000).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return False
+    if path.suffix.lower() == ".jsonl":
+        try:
+            keys = list(json.loads(first))
+        except (ValueError, TypeError, RecursionError):
+            return False
+        keys += [f"p_{k}" for k in ("probabilities",) if k in keys]  # nested probabilities are allowed
+    else:
+        keys = [k.strip().strip('"') for k in first.split(",")]
+    return all(k in keys for k in RECORDING_KEYS) and any(str(k).startswith("p_") for k in keys)
+
+
 def find_recordings(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
-    found = _walk(roots, RECORDING_SUFFIXES, max_entries)
-    kept = Found(p for p in found if p.name not in ("predictions.csv", "history.csv")
-                 and not p.name.endswith(".bench.csv"))
-    kept.truncated = found.truncated
-    return kept
+    return _walk(roots, RECORDING_SUFFIXES, max_entries, keep=looks_like_recording)
 
 
 def find_videos(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
-    return _walk(roots, VIDEO_SUFFIXES, max_entries)
+    """Videos, plain ones first: a video with a recording of the same stem beside it is
+    `realtime.cam --video-out` output (boxes already drawn), listed after the others."""
+    found = _walk(roots, VIDEO_SUFFIXES, max_entries)
+    ordered = Found(sorted(found, key=is_annotated_output))  # stable: scan order within each group
+    ordered.truncated = found.truncated
+    return ordered
+
+
+def is_annotated_output(video: Path) -> bool:
+    return any(video.with_suffix(s).is_file() for s in RECORDING_SUFFIXES)
 
 
 def packaged_model_dir() -> Path | None:
@@ -100,7 +141,13 @@ def model_roots() -> tuple[Path, ...]:
 
 
 def find_models(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
-    return _walk([*roots, *model_roots()], MODEL_SUFFIXES, max_entries)
+    """The packaged model(s) first, always (whatever the scanned directories hold), then
+    the models found under `roots`."""
+    packaged = _walk(list(model_roots()), MODEL_SUFFIXES, max_entries)
+    found = _walk(roots, MODEL_SUFFIXES, max_entries)
+    listed = Found([*packaged, *(p for p in found if p not in packaged)])
+    listed.truncated = found.truncated
+    return listed
 
 
 def find_run_dirs(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
@@ -118,6 +165,7 @@ def find_run_dirs(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> 
 
 # Beyond these a value cannot come from realtime.cam: the plot would be nonsense.
 MAX_T_MS = 7 * 24 * 3600 * 1000.0  # a week of recording
+MAX_TRACK_ID = 2**31 - 1  # a tracker's counter; larger ones do not survive int conversion
 
 
 def impossible_rows(df: pd.DataFrame, labels: list[str]) -> tuple[pd.Series, list[str]]:
@@ -132,6 +180,8 @@ def impossible_rows(df: pd.DataFrame, labels: list[str]) -> tuple[pd.Series, lis
         "an expression that is not one of the labels": ~df["expression"].astype(str).isin(labels),
         "t_ms outside [0, one week]": ~df["t_ms"].between(0.0, MAX_T_MS),
         "a negative frame or track number": (df["frame"] < 0) | (df["track_id"] < 0),
+        "a track number that is not a whole number below 2^31":
+            (df["track_id"] > MAX_TRACK_ID) | (df["track_id"] % 1 != 0),
     }
     bad = pd.Series(False, index=df.index)
     problems = []
@@ -166,6 +216,9 @@ def load_recording(path: Path) -> Recording:
         df = read_recording(path)  # the format's own reader: columns and numbers checked
     except RecordingError as exc:
         raise DashboardError(str(exc)) from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # e.g. track_id = inf, which no int holds: the kind of problem, never the values
+        raise DashboardError(f"{path}: impossible values in the recording ({type(exc).__name__})") from None
     labels = labels_from_columns([str(c) for c in df.columns])
     numeric = ["frame", "t_ms", "track_id", "valence", "arousal", "confidence", *(f"p_{lab}" for lab in labels)]
     df[numeric] = df[numeric].replace([math.inf, -math.inf], math.nan)
@@ -212,12 +265,16 @@ def _allowed(path: Path, check) -> bool:
 def read_metrics(metrics_path: Path) -> dict[str, Any]:
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise DashboardError(f"{metrics_path}: nested too deeply to be metrics") from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise DashboardError(f"{metrics_path}: not valid JSON ({type(exc).__name__})") from None
     try:
         return check_metrics(metrics, str(metrics_path))
     except MetricsError as exc:
         raise DashboardError(str(exc)) from None
+    except RecursionError:
+        raise DashboardError(f"{metrics_path}: nested too deeply to be metrics") from None
 
 
 def load_run(path: Path, check=None) -> RunDir:
@@ -257,6 +314,11 @@ class ModelInfo:
 def read_spec(path: Path) -> ModelSpec:
     import onnx  # only the Model and Live pages need it
 
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        hint = (f"; export it with `python -m export onnx {path.name}`" if path.suffix.lower() == ".pt"
+                else "")
+        raise DashboardError(f"{path}: not an ONNX model (the Model page reads "
+                             f"{', '.join(MODEL_SUFFIXES)} files){hint}")
     try:
         # The spec is in metadata_props; large external weights need not be read.
         proto = onnx.load(str(path), load_external_data=False)
@@ -296,7 +358,7 @@ def load_model(path: Path, check=None) -> ModelInfo:
         if info.bench is None and json_path.is_file() and _allowed(json_path, check):
             try:
                 info.bench = _bench_frame(json.loads(json_path.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError):
                 info.bench = None  # the markdown twin, if any, still shows
         if info.bench_markdown is None and md_path.is_file() and _allowed(md_path, check):
             info.bench_markdown = md_path.read_text(encoding="utf-8", errors="replace")

@@ -86,14 +86,6 @@ def render() -> None:
     show_compare(runs, config)
 
 
-def _inside(path, config) -> bool:
-    try:
-        config.check(path)
-        return True
-    except DashboardError:
-        return False
-
-
 def show_run(run: RunDir, key: str) -> None:
     m = run.metrics
     expression = m.get("expression") or {}
@@ -117,7 +109,13 @@ def show_run(run: RunDir, key: str) -> None:
         st.subheader("Confusion matrix")
         mode = st.radio("Show", ["counts", "normalised"], horizontal=True, key=f"{key}_confusion_mode")
         counts = np.asarray(confusion, dtype=float)
-        if mode == "normalised":
+        if not np.isfinite(counts).all():
+            st.warning(f"{run.path / 'metrics.json'}: the confusion matrix has non-numbers (NaN or "
+                       f"infinite counts); not drawn")
+            counts = None
+        if counts is None:
+            pass
+        elif mode == "normalised":
             stored = expression.get("confusion_normalised")
             if stored:
                 matrix = np.asarray(stored, dtype=float)
@@ -126,7 +124,9 @@ def show_run(run: RunDir, key: str) -> None:
                 matrix = np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0)
         else:
             matrix = counts
-        st.plotly_chart(charts.confusion_heatmap(matrix, labels, mode == "normalised"), key=f"{key}_confusion")
+        if counts is not None:
+            st.plotly_chart(charts.confusion_heatmap(np.nan_to_num(matrix), labels, mode == "normalised"),
+                            key=f"{key}_confusion")
     else:
         st.warning(f"{run.path / 'metrics.json'}: no expression confusion matrix")
     per_class = expression.get("per_class")
@@ -135,20 +135,7 @@ def show_run(run: RunDir, key: str) -> None:
         table = pd.DataFrame.from_dict(per_class, orient="index").rename_axis("class").reset_index()
         st.dataframe(table, hide_index=True, key=f"{key}_per_class")
 
-    st.subheader("Valence and arousal: predicted vs true")
-    if run.predictions is None:
-        st.info(f"{run.path}: no readable predictions.csv for the scatter")
-    else:
-        va_cols = st.columns(2)
-        for col, (name, section) in zip(va_cols, (("valence", valence), ("arousal", arousal)), strict=True):
-            true_col = _column(run.predictions, VA_COLUMNS[name][0])
-            pred_col = _column(run.predictions, VA_COLUMNS[name][1])
-            if true_col is None or pred_col is None:
-                col.info(f"predictions.csv has no true/predicted {name} columns")
-                continue
-            rows = run.predictions[[true_col, pred_col]].dropna()
-            col.plotly_chart(charts.va_scatter(rows[true_col], rows[pred_col], name, _number(section.get("ccc")),
-                                               _number(section.get("rmse"))), key=f"{key}_{name}_scatter")
+    show_va(run, valence, arousal, key)
 
     examples = sorted(n for n in run.images if n.startswith("examples_"))
     if examples:
@@ -163,6 +150,40 @@ def show_run(run: RunDir, key: str) -> None:
         st.image(str(run.images["curves.png"]))
 
 
+def va_pairs(run: RunDir, name: str):
+    """(true, predicted) valence or arousal rows in predictions.csv, or None when the set has none."""
+    if run.predictions is None:
+        return None
+    true_col = _column(run.predictions, VA_COLUMNS[name][0])
+    pred_col = _column(run.predictions, VA_COLUMNS[name][1])
+    if true_col is None or pred_col is None:
+        return None
+    rows = run.predictions[[true_col, pred_col]].apply(pd.to_numeric, errors="coerce")
+    rows = rows[np.isfinite(rows).all(axis=1)]
+    return None if rows.empty else (rows[true_col], rows[pred_col])
+
+
+def show_va(run: RunDir, valence: dict, arousal: dict, key: str) -> None:
+    """The predicted-vs-true scatters, only for the dimensions the set has (FER2013, RAF-DB and
+    CK+ have no valence/arousal: one line says so, no empty charts)."""
+    pairs = {name: va_pairs(run, name) for name in ("valence", "arousal")}
+    if run.predictions is None:
+        if valence or arousal:
+            st.info(f"{run.path}: no readable predictions.csv for the valence/arousal scatter")
+        return
+    if all(p is None for p in pairs.values()):
+        st.caption(f"dataset {run.metrics.get('dataset', '?')}: no valence/arousal labels, so no "
+                   "valence/arousal charts")
+        return
+    st.subheader("Valence and arousal: predicted vs true")
+    drawn = [(name, section) for name, section in (("valence", valence), ("arousal", arousal))
+             if pairs[name] is not None]
+    for col, (name, section) in zip(st.columns(len(drawn)), drawn, strict=True):
+        true, pred = pairs[name]
+        col.plotly_chart(charts.va_scatter(true, pred, name, _number(section.get("ccc")),
+                                           _number(section.get("rmse"))), key=f"{key}_{name}_scatter")
+
+
 def show_compare(runs: list[RunDir], config) -> None:
     st.subheader("Compare")
     try:
@@ -170,12 +191,19 @@ def show_compare(runs: list[RunDir], config) -> None:
     except ImportError:
         st.info("The compare table needs train.compare (python -m train compare).")
         return
+    refused: list[str] = []
     try:
-        markdown, csv_text = compare([str(r.path) for r in runs], allowed=lambda p: _inside(p, config))
+        # Every file compare opens (run.json, config.yaml, bench/latency JSON, the model's
+        # training run) passes the same check as the page's own reads.
+        markdown, csv_text = compare([str(r.path) for r in runs], allowed=config.allowed, refused=refused)
     except Exception as exc:  # a page must not die on one odd run; the message names it
         st.error(f"compare: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return
-    st.markdown(markdown.removeprefix("# Comparison").lstrip())
+    for line in refused:
+        st.error(line)
+    # The refusals were shown above, one line each.
+    body = [line for line in markdown.removeprefix("# Comparison").splitlines() if not line.startswith("**Not read:**")]
+    st.markdown("\n".join(body).strip())
     st.download_button("Download compare table (CSV)", csv_text, file_name="compare.csv", mime="text/csv",
                        key="compare_download")
     try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from affect.spec import ModelSpec
-from dashboard.common import get_config, pick_path
+from dashboard.common import display_path, get_config, pick_path
 from dashboard.config import DashboardError
 from dashboard.data import ModelInfo, find_models, load_model, model_roots
 
@@ -40,10 +42,18 @@ def render() -> None:
     except DashboardError as exc:
         st.error(str(exc))
         return
-    show_model(info)
+    show_model(info, display_path(info.path, config))
 
 
-def show_model(info: ModelInfo) -> None:
+def bench_hint(shown: str) -> str:
+    """The command that writes the table this page looks for, runnable as written from the
+    directory the dashboard was started in (`shown` is the path as the page lists it)."""
+    path = Path(shown)
+    out = path.with_name(path.name[: -len(path.suffix)] + ".bench" if path.suffix else path.name + ".bench")
+    return f"python -m export bench {shlex.quote(str(path))} --out {shlex.quote(str(out))}"
+
+
+def show_model(info: ModelInfo, shown: str | None = None) -> None:
     st.caption(f"{info.path} · {info.path.stat().st_size / 1e6:.2f} MB")
     st.subheader("Spec")
     st.dataframe(spec_table(info.spec), hide_index=True, key="spec_table")
@@ -57,6 +67,5 @@ def show_model(info: ModelInfo) -> None:
     elif info.bench_markdown:
         st.markdown(info.bench_markdown)
     else:
-        st.info(f"No benchmark next to {info.path.name} (bench.json or {info.path.stem}.bench.json; "
-                f"write one with `python -m export bench {info.path.name} --out "
-                f"{info.path.parent / 'bench'}`).")
+        st.info(f"No benchmark next to {info.path.name} (bench.json or {info.path.stem}.bench.json); "
+                f"write one with `{bench_hint(shown or str(info.path))}`")

@@ -18,6 +18,9 @@ from dashboard.summary import (
     with_quadrants,
 )
 
+FACE_SECONDS_NOTE = ("Times are face-seconds: each face counts its own time, summed over faces, so "
+                     "two faces on screen for 10 s make 20 s, and the total can exceed the duration.")
+
 
 def render() -> None:
     st.title("Session")
@@ -69,13 +72,14 @@ def show_recording(recording: Recording) -> None:
     st.plotly_chart(charts.expression_timeline(df, labels), key="session_timeline")
 
     left, right = st.columns(2)
+    st.caption(FACE_SECONDS_NOTE)
     with left:
-        st.subheader("Time per quadrant")
+        st.subheader("Time per quadrant (face-seconds)")
         st.dataframe(time_per(df, "quadrant", QUADRANT_ORDER, interval), hide_index=True, key="quadrant_table")
         st.plotly_chart(charts.share_bars(time_per(df, "quadrant", QUADRANT_ORDER, interval, by_track=True),
                                           "quadrant", QUADRANT_ORDER), key="quadrant_bars")
     with right:
-        st.subheader("Time per expression")
+        st.subheader("Time per expression (face-seconds)")
         st.dataframe(time_per(df, "expression", labels, interval), hide_index=True, key="expression_table")
         st.plotly_chart(charts.share_bars(time_per(df, "expression", labels, interval, by_track=True),
                                           "expression", labels), key="expression_bars")

@@ -46,7 +46,7 @@ class FrameStepper:
         self.pipeline.close()
 
 
-def webcam_stream(options: LiveOptions) -> None:
+def webcam_stream(options: LiveOptions, face_model_message=None) -> None:
     """The webrtc widget; the plane and bars below refresh while it plays."""
     import av
     import streamlit as st
@@ -60,7 +60,10 @@ def webcam_stream(options: LiveOptions) -> None:
         try:
             st.session_state[key] = FrameStepper(options)
         except Exception as exc:  # model or face model missing: one line, the page goes on
-            st.error(first_line(exc))
+            from affect.face_model import FaceModelError
+
+            st.error(face_model_message(exc) if face_model_message and isinstance(exc, FaceModelError)
+                     else first_line(exc))
             return
     stepper: FrameStepper = st.session_state[key]
 

@@ -3,7 +3,8 @@
 Reads each dir's metrics.json (required), and when present config.yaml /
 run.json (backbone, parameters, input size, training time) and a benchmark
 JSON (latency). Every headline metric is shown with its bootstrap CI and the
-best value of each row in bold. Runs evaluated on different label sets are
+best value of each row in bold, when all runs were evaluated on the same
+dataset (across datasets no value is "best"). Runs evaluated on different label sets are
 compared on the classes they share (per-class F1, and accuracy / macro-F1
 recomputed from the confusion matrices over the shared classes).
 """
@@ -40,6 +41,7 @@ class RunMetrics:
     path: Path
     metrics: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)  # backbone, parameters, input size, time, latency
+    refused: list[str] = field(default_factory=list)  # side files `allowed` refused: one line each
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Row:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise CompareError(f"{path}: JSON nested too deeply to be read") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CompareError(f"{path}: unreadable JSON ({type(exc).__name__}: {exc})") from None
 
@@ -94,10 +98,26 @@ def load_run(path: str | os.PathLike, allowed: Callable[[Path], bool] | None = N
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise CompareError(f"{path}: no metrics.json (train or evaluate a model into it first)")
+    if allowed is not None and not allowed(metrics_path):
+        raise CompareError(f"{metrics_path}: outside the allowed directories; refused")
     try:
         metrics = check_metrics(_read_json(metrics_path), str(metrics_path))
     except MetricsError as exc:
         raise CompareError(str(exc)) from None
+    except RecursionError:
+        raise CompareError(f"{metrics_path}: nested too deeply to be metrics") from None
+    refused: list[str] = []
+
+    def readable(side: Path) -> bool:
+        """A side file is read only when `allowed` passes it (symlinks resolved): one refused
+        is left out of the table and named in one line, never read."""
+        if not side.is_file():
+            return False
+        if allowed is not None and not allowed(side):
+            refused.append(f"{side}: outside the allowed directories; refused")
+            return False
+        return True
+
     info: dict[str, Any] = {}
     run_dir = path
     model_dir = Path(str(metrics.get("model", ""))).parent if isinstance(metrics.get("model"), str) else None
@@ -105,17 +125,17 @@ def load_run(path: str | os.PathLike, allowed: Callable[[Path], bool] | None = N
         model_dir = None
     if not (path / "run.json").is_file() and model_dir is not None and (model_dir / "run.json").is_file():
         run_dir = model_dir  # an eval directory: its model's training run gives size and time
-    if (run_dir / "config.yaml").is_file():
+    if readable(run_dir / "config.yaml"):
         import yaml
 
         try:
             cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
             cfg = {}  # the facts column stays empty; the metrics still compare
         model = (cfg.get("model") if isinstance(cfg, dict) else None) or {}
         if isinstance(model, dict):
             info.update(backbone=model.get("backbone"), input_size=model.get("input_size"))
-    if (run_dir / "run.json").is_file():
+    if readable(run_dir / "run.json"):
         run = _read_object(run_dir / "run.json")
         info.update({k: run[k] for k in ("backbone", "parameters", "input_size", "train_seconds") if k in run})
     for key in ("parameters", "train_seconds"):  # numbers or nothing: the table divides them
@@ -125,10 +145,10 @@ def load_run(path: str | os.PathLike, allowed: Callable[[Path], bool] | None = N
         if info.get(key) is None and metrics.get(key) is not None:
             info[key] = metrics[key]
     for name in BENCH_FILES:
-        if (path / name).is_file():
+        if readable(path / name):
             info["latency_ms"] = _latency(path / name)
             break
-    return RunMetrics(path.name or str(path), path, metrics, info)
+    return RunMetrics(path.name or str(path), path, metrics, info, refused)
 
 
 def _canon(name: str) -> str:
@@ -161,7 +181,13 @@ def _shared_scores(expr: dict[str, Any], shared: list[str]) -> tuple[float, floa
     return acc, float(f1[present].mean()) if present.any() else math.nan
 
 
+def same_dataset(runs: Sequence[RunMetrics]) -> bool:
+    """Whether every run names the same evaluation dataset: only then is one value "best"."""
+    return len({str(r.metrics.get("dataset")) for r in runs}) <= 1
+
+
 def build_rows(runs: Sequence[RunMetrics]) -> tuple[list[Row], str]:
+    scored = True if same_dataset(runs) else None  # across datasets: nothing bolded
     rows = [
         Row("dataset", [r.metrics.get("dataset") for r in runs], [None] * len(runs), None),
         Row("n", [r.metrics.get("n") for r in runs], [None] * len(runs), None),
@@ -179,7 +205,7 @@ def build_rows(runs: Sequence[RunMetrics]) -> tuple[list[Row], str]:
         if all(v is None for v in values):
             continue
         cis = [((r.metrics.get("ci") or {}).get(ci_key) if ci_key else None) for r in runs]
-        rows.append(Row(f"{section} {key}", values, cis, higher))
+        rows.append(Row(f"{section} {key}", values, cis, higher if scored else None))
     note = ""
     shared = _shared_labels(runs)
     if shared is not None:
@@ -187,8 +213,8 @@ def build_rows(runs: Sequence[RunMetrics]) -> tuple[list[Row], str]:
                 f"{len(shared)} classes all of them have: {shared}. Full-set rows are not comparable.")
         scores = [_shared_scores(r.metrics["expression"], shared) if r.metrics.get("expression") else
                   (None, None) for r in runs]
-        rows.append(Row("expression accuracy (shared)", [s[0] for s in scores], [None] * len(runs), True))
-        rows.append(Row("expression macro_f1 (shared)", [s[1] for s in scores], [None] * len(runs), True))
+        rows.append(Row("expression accuracy (shared)", [s[0] for s in scores], [None] * len(runs), scored))
+        rows.append(Row("expression macro_f1 (shared)", [s[1] for s in scores], [None] * len(runs), scored))
     classes = shared if shared is not None else (runs[0].metrics.get("expression") or {}).get("labels", [])
     for label in classes:
         values = []
@@ -196,7 +222,7 @@ def build_rows(runs: Sequence[RunMetrics]) -> tuple[list[Row], str]:
             per_class = {_canon(k): v for k, v in ((r.metrics.get("expression") or {}).get("per_class") or {}).items()}
             values.append((per_class.get(_canon(label)) or {}).get("f1"))
         if any(v is not None for v in values):
-            rows.append(Row(f"F1 {label}", values, [None] * len(runs), True))
+            rows.append(Row(f"F1 {label}", values, [None] * len(runs), scored))
     return rows, note
 
 
@@ -219,9 +245,11 @@ def _names(paths: Sequence[Path]) -> list[str]:
 
 
 def compare(dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
-            allowed: Callable[[Path], bool] | None = None) -> tuple[str, str]:
+            allowed: Callable[[Path], bool] | None = None, refused: list[str] | None = None) -> tuple[str, str]:
     """Markdown table and long-format CSV (metric, run, value, ci_low, ci_high, best)
-    across run/eval dirs; with `out_dir`, also writes compare.md and compare.csv there."""
+    across run/eval dirs; with `out_dir`, also writes compare.md and compare.csv there.
+    `allowed(path)` vets every file read besides metrics.json's own dir listing (the
+    dashboard's confinement check); the side files it refuses are appended to `refused`."""
     if not dirs:
         raise CompareError("compare: give at least one run or eval directory")
     runs = [load_run(d, allowed) for d in dirs]
@@ -229,9 +257,16 @@ def compare(dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None
         run.name = name
     rows, note = build_rows(runs)
     level = int(round(100 * float(runs[0].metrics.get("ci_level", 0.95))))
-    md = ["# Comparison", "", f"Values with their {level} % bootstrap CI where computed; best per row in bold.", ""]
+    best = ("best per row in bold" if same_dataset(runs) else
+            "no value is marked best: the runs were evaluated on different datasets")
+    md = ["# Comparison", "", f"Values with their {level} % bootstrap CI where computed; {best}.", ""]
     if note:
         md += [f"**Note:** {note}", ""]
+    not_read = [line for r in runs for line in r.refused]
+    if refused is not None:
+        refused.extend(not_read)
+    if not_read:
+        md += ["**Not read:** " + "; ".join(not_read), ""]
     md += ["| metric | " + " | ".join(r.name for r in runs) + " |", "| --- |" + " --- |" * len(runs)]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
