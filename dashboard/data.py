@@ -141,11 +141,11 @@ def model_roots() -> tuple[Path, ...]:
 
 
 def find_models(roots: list[Path], max_entries: int = DEFAULT_MAX_ENTRIES) -> Found:
-    """The packaged model(s) first, always (whatever the scanned directories hold), then
-    the models found under `roots`."""
+    """The models found under `roots`, then the packaged model(s), always listed whatever
+    the scanned directories hold (their scan has its own budget and is never cut)."""
     packaged = _walk(list(model_roots()), MODEL_SUFFIXES, max_entries)
     found = _walk(roots, MODEL_SUFFIXES, max_entries)
-    listed = Found([*packaged, *(p for p in found if p not in packaged)])
+    listed = Found([*(p for p in found if p not in packaged), *packaged])
     listed.truncated = found.truncated
     return listed
 

@@ -48,9 +48,8 @@ def render() -> None:
 def bench_hint(shown: str) -> str:
     """The command that writes the table this page looks for, runnable as written from the
     directory the dashboard was started in (`shown` is the path as the page lists it)."""
-    path = Path(shown)
-    out = path.with_name(path.name[: -len(path.suffix)] + ".bench" if path.suffix else path.name + ".bench")
-    return f"python -m export bench {shlex.quote(str(path))} --out {shlex.quote(str(out))}"
+    path = Path(shown)  # export bench writes OUT.md and OUT.json; the page reads bench.json beside the model
+    return f"python -m export bench {shlex.quote(str(path))} --out {shlex.quote(str(path.with_name('bench')))}"
 
 
 def show_model(info: ModelInfo, shown: str | None = None) -> None:

@@ -196,11 +196,15 @@ def test_metrics_json_with_wrong_types_is_one_line_on_the_page_and_in_compare(si
 
 
 def test_scanning_stops_after_a_bounded_number_of_entries(tmp_path):
+    from affect.labels import EXPRESSIONS
+    from affect.recording import csv_columns
+
+    header = ",".join(csv_columns(EXPRESSIONS)) + "\n"  # only recordings are listed
     big = tmp_path / "big"
     for i in range(40):
         (big / f"d{i:02d}").mkdir(parents=True)
         for j in range(10):
-            (big / f"d{i:02d}" / f"{j}.csv").write_text("x")
+            (big / f"d{i:02d}" / f"{j}.csv").write_text(header)
     t0 = time.perf_counter()
     found = find_recordings([big], max_entries=100)
     assert found.truncated and 0 < len(found) < 100
