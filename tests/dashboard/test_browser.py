@@ -6,6 +6,7 @@ README's docs/img/dashboard_<page>.png."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -32,24 +33,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(workspace, model_file, recording_file, eval_dir, second_eval_dir):
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) for this test")
-    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+SERVER_PIDS: dict[str, int] = {}  # url → the server's pid (its memory is measured)
+
+
+@contextlib.contextmanager
+def streamlit_server(cwd: Path, env: dict[str, str], log_name: str, script_args: tuple[str, ...] = ()):
+    """`streamlit run streamlit_app.py [-- script_args]` on a free port in `cwd`; yields (url, process)."""
     port = _free_port()
-    # Relative directories, as a user types them, with the server started in the workspace.
-    dirs = ["runs", "recordings", "models", str(SHARED / "videos")]
-    env = {**os.environ, "AFFECTCAM_DASHBOARD_DIRS": os.pathsep.join(map(str, dirs)),
-           "AFFECTCAM_FACE_MODEL": str(SHARED / "models" / "face_landmarker.task")}
-    log = (ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS) / "streamlit_server.log"
+    log = (ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS) / log_name
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
              # No file watching: other engineers' edits must not rerun or flood the server.
-             "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
-            cwd=workspace, env=env, stdout=fh, stderr=subprocess.STDOUT)
+             "--server.fileWatcherType", "none", "--server.runOnSave", "false", *script_args],
+            cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -63,13 +61,28 @@ def server(workspace, model_file, recording_file, eval_dir, second_eval_dir):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not start (see {log}): {log.read_text()[-500:]}")
             time.sleep(0.5)
-        yield url
+        SERVER_PIDS[url] = proc.pid
+        yield url, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(workspace, model_file, recording_file, eval_dir, second_eval_dir):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) for this test")
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+    # Relative directories, as a user types them, with the server started in the workspace.
+    dirs = ["runs", "recordings", "models", str(SHARED / "videos")]
+    env = {**os.environ, "AFFECTCAM_DASHBOARD_DIRS": os.pathsep.join(map(str, dirs)),
+           "AFFECTCAM_FACE_MODEL": str(SHARED / "models" / "face_landmarker.task")}
+    env.pop("AFFECTCAM_DASHBOARD_CONFIG", None)
+    with streamlit_server(workspace, env, "streamlit_server.log") as (url, _proc):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +141,7 @@ def _to_readme(src: Path, dst: Path) -> None:
 
 def test_every_page_renders_in_chromium(server, browser_page, eval_dir):
     page = browser_page
+    page.set_default_timeout(90_000)
 
     page.goto(f"{server}/session")
     _settle(page, "Session", charts=6)
@@ -161,6 +175,9 @@ def test_every_page_renders_in_chromium(server, browser_page, eval_dir):
     _shoot(page, "live")
     assert _plot_with_text(page, "excited").count() >= 1, "the live valence–arousal plane did not render"
     assert page.locator('[data-testid="stImage"] img').count() >= 1
+    # Saving into the server's folders is the owner's choice, off unless launched with it (issue 24, item 3).
+    assert page.get_by_role("button", name="Save recording").count() == 0
+    assert page.get_by_text("Saving into the server's folders is off").count() == 1
 
     for name in ("live", "session", "metrics", "model"):
         assert (ARTIFACTS / f"dashboard_{name}.png").stat().st_size > 10_000
@@ -219,3 +236,147 @@ def test_out_of_bounds_paths_are_refused_in_chromium(server, browser_page, works
         _shoot(page, "refusals")
     finally:
         link.unlink()
+
+
+# --- issue 24: the hard edges, in the browser --------------------------------------------------
+
+SECRET = "TOPSECRET-do-not-show"
+
+
+def _memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak) of the server process, in kB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def _write_video(path: Path, width: int, height: int, frames: int, fps: int) -> Path:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    image = np.full((height, width, 3), 90, np.uint8)
+    for _ in range(frames):
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_reads_outside_playlists_and_bad_names_are_refused_in_chromium(server, browser_page, workspace,
+                                                                         tmp_path):
+    """Compare's side files symlinked out (item 1), a concat list saved as .mp4 (item 2), a NUL
+    byte in a typed path (item 5), the Session page's default file (item 7): each a one-line
+    refusal in the page, nothing of the outside shown, and the page still works."""
+    import json
+
+    page = browser_page
+    page.set_default_timeout(90_000)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run = workspace / "runs" / "eval_a"
+    (outside / "run.json").write_text(json.dumps({"backbone": SECRET, "parameters": 123_456_789}))
+    (outside / "config.yaml").write_text(f"model:\n  backbone: {SECRET}\n  input_size: 777\n")
+    (outside / "bench.json").write_text(json.dumps({"latency_ms": 31337.0}))
+    links = [run / n for n in ("run.json", "config.yaml", "bench.json")]
+    for link in links:
+        link.symlink_to(outside / link.name)
+    (outside / "private.mp4").write_bytes((SHARED / "videos" / "short_hamilton_clip.mp4").read_bytes())
+    door = workspace / "recordings" / "door"  # the server scans recordings/ (not videos/)
+    door.symlink_to(outside, target_is_directory=True)
+    evil = workspace / "recordings" / "evil.mp4"
+    evil.write_text("ffconcat version 1.0\nfile 'door/private.mp4'\n")
+    compare_dir = workspace / "runs" / "compare"
+    from train.compare import compare
+
+    compare([workspace / "runs" / "eval_a", workspace / "runs" / "eval_b"], out_dir=compare_dir)
+    try:
+        page.goto(f"{server}/metrics")
+        _settle(page, "Test-set metrics", charts=3)
+        page.get_by_text("Compare").first.wait_for()
+        for name in ("run.json", "config.yaml", "bench.json"):
+            assert _alert_shown(page, f"{name}: outside the allowed directories; refused")
+        body = page.locator("body").inner_text()
+        assert SECRET not in body and "31337" not in body and "123.457" not in body
+        _shoot(page, "refused_compare")
+
+        page.goto(f"{server}/session")  # opens on a recording, never on runs/compare/compare.csv
+        _settle(page, "Session", charts=6)
+        box = page.locator('[data-testid="stSelectbox"]').filter(has_text="A recording")
+        shown = box.evaluate("e => e.innerText + ' ' + [...e.querySelectorAll('input')].map(i => i.value).join(' ')")
+        assert "recordings/clip.csv" in shown, shown
+        assert page.get_by_text("compare.csv").count() == 0
+        _type_into(page, "…or a path to a recording", "recordings/clip\x00.csv")
+        assert _alert_shown(page, "recordings/clip\\x00.csv: a path with a NUL byte; refused")
+        assert page.get_by_text("Traceback").count() == 0
+
+        page.goto(f"{server}/")
+        _settle(page, "Live")
+        _type_into(page, "…or a path to a video", "recordings/evil.mp4")
+        page.get_by_role("button", name="Process").click()
+        assert _alert_shown(page, "a playlist or FFmpeg concat list, not a video file; refused")
+        assert page.locator('[data-testid="stImage"] img').count() == 0  # nothing of private.mp4 shown
+        _shoot(page, "refused_concat")
+    finally:
+        for link in links:
+            link.unlink()
+        door.unlink()
+        evil.unlink()
+        for f in compare_dir.iterdir():
+            f.unlink()
+        compare_dir.rmdir()
+
+
+def test_an_8k_upload_is_refused_and_the_server_keeps_its_memory(server, browser_page, tmp_path):
+    """Item 4: a small upload whose frames are 8K: refused from the stream's header, the
+    server's peak and resident memory stay where they were, also once the visitor leaves."""
+    video = _write_video(tmp_path / "eightk.mp4", 7680, 4320, frames=8, fps=8)  # one second
+    assert video.stat().st_size < 2_000_000
+    pid = SERVER_PIDS[server]
+    browser = browser_page.context.browser  # a visitor of its own: a new context (session)
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(f"{server}/")
+    _settle(page, "Live")
+    before = _memory_kb(pid)
+    page.get_by_text("Upload a video").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(video))
+    page.get_by_text("eightk.mp4").first.wait_for()
+    page.get_by_role("button", name="Process").click()
+    assert _alert_shown(page, "eightk.mp4: 7680×4320 frames are larger than the dashboard's limit of 3840 px")
+    assert page.locator('[data-testid="stAlert"]').filter(has_text="affectcam-upload").count() == 0
+    during = _memory_kb(pid)
+    context.close()  # the visitor leaves
+    time.sleep(3)
+    after = _memory_kb(pid)
+    # Generous bounds: before the fix the peak rose by about 2.6 GB and each session kept ~300 MB.
+    assert during["VmHWM"] - before["VmHWM"] < 400_000, (before, during)
+    assert after["VmRSS"] - before["VmRSS"] < 250_000, (before, after)
+
+
+@pytest.mark.parametrize("toml, argv, problem", [
+    ("dirs = [runs\n", [], "dashboard.toml: not a readable TOML dashboard config (TOMLDecodeError)"),
+    ("", ["--", "--max-entries", "abc"], "--max-entries abc: not a positive whole number"),
+])
+def test_a_malformed_launch_refuses_to_serve(browser_page, tmp_path, toml, argv, problem):
+    """Item 5: a malformed dashboard.toml or option stops the server with one line and
+    status 2 as soon as a page is asked for, instead of an error (or a blank page) on every page."""
+    if toml:
+        (tmp_path / "dashboard.toml").write_text(toml)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFFECTCAM_DASHBOARD")}
+    log_name = f"streamlit_bad_launch_{len(argv)}.log"
+    with streamlit_server(tmp_path, env, log_name, tuple(argv)) as (url, proc):
+        page = browser_page.context.browser.new_page()
+        try:
+            page.goto(f"{url}/")
+            status = proc.wait(timeout=60)  # the first page view runs the script: it stops the server
+            assert page.get_by_text("Traceback").count() == 0
+        finally:
+            page.close()
+    assert status == 2
+    lines = [line for line in (ARTIFACTS / log_name).read_text().splitlines() if line.startswith("dashboard:")]
+    assert len(lines) == 1 and problem in lines[0] and lines[0].endswith("; not serving")
+    assert "Traceback" not in (ARTIFACTS / log_name).read_text()

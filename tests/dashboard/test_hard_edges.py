@@ -93,6 +93,13 @@ def _side_files_outside(shown: Path, outside: Path) -> Path:
 def test_compare_reads_no_side_file_outside_the_allowed_dirs(site):
     shown, outside = site
     run = _side_files_outside(shown, outside)
+    at = open_page("metrics")
+    at.multiselect(key="runs_selected").set_value([str(run)]).run()
+    assert not at.exception
+    shown_text = " ".join(m.value for m in at.markdown)
+    assert SECRET not in shown_text and "31337" not in shown_text and "123.457" not in shown_text
+    assert sorted(Path(m.split(":")[0]).name for m in errors(at)) == ["bench.json", "config.yaml", "run.json"]
+
     from dashboard.config import DashboardConfig
     from train.compare import compare
 
@@ -103,13 +110,6 @@ def test_compare_reads_no_side_file_outside_the_allowed_dirs(site):
         assert leaked not in markdown and leaked not in csv_text
     assert sorted(Path(line.split(":")[0]).name for line in refused) == ["bench.json", "config.yaml", "run.json"]
     assert all(line.endswith("outside the allowed directories; refused") for line in refused)
-
-    at = open_page("metrics")
-    at.multiselect(key="runs_selected").set_value([str(run)]).run()
-    assert not at.exception
-    assert sorted(Path(m.split(":")[0]).name for m in errors(at)) == ["bench.json", "config.yaml", "run.json"]
-    assert SECRET not in " ".join(m.value for m in at.markdown) and "31337" not in " ".join(
-        m.value for m in at.markdown)
 
 
 # --- 2. a concat list / playlist saved as .mp4 ---------------------------------------------
@@ -520,3 +520,14 @@ def test_no_empty_valence_arousal_charts_and_no_best_across_datasets(site, capsy
     assert "| metric |" in out and "**" not in out.replace("**Note:**", "")
     assert train_main(["compare", str(shown / "runs" / "eval"), str(shown / "runs" / "eval")]) == 0
     assert "**" in capsys.readouterr().out  # one dataset: the best is still bold
+
+
+def test_every_listed_test_exists():
+    """tests/reliability/BAD_INPUTS_dashboard.md names, for each bad input, the test that tries it."""
+    import re
+
+    table = (REPO / "tests" / "reliability" / "BAD_INPUTS_dashboard.md").read_text()
+    named = set(re.findall(r"\b(test_[a-z0-9_]+)\b", table)) - {"test_browser"}
+    source = " ".join(p.read_text() for p in (REPO / "tests" / "dashboard").glob("test_*.py"))
+    defined = set(re.findall(r"^def (test_[a-z0-9_]+)\(", source, flags=re.M))
+    assert len(named) >= 30 and named <= defined, sorted(named - defined)

@@ -35,6 +35,10 @@ def test_the_live_page_offers_only_backends_that_run_its_models():
 
 @pytest.fixture
 def live(workspace, model_file, monkeypatch):
+    return open_live(workspace, model_file, monkeypatch)
+
+
+def open_live(workspace, model_file, monkeypatch) -> AppTest:
     dirs = [workspace / "runs", workspace / "recordings", workspace / "models", workspace / "videos", CLIP.parent]
     monkeypatch.setenv("AFFECTCAM_DASHBOARD_DIRS", os.pathsep.join(map(str, dirs)))
     monkeypatch.setenv("AFFECTCAM_FACE_MODEL", str(FACE_MODEL))
@@ -78,8 +82,10 @@ def test_live_page_runs_a_video_through_the_pipeline_and_plots_each_track(live):
 
 
 @needs_pipeline
-def test_live_page_saves_the_recording_for_the_session_page(live, workspace):
-    at = live
+def test_live_page_saves_the_recording_for_the_session_page(workspace, model_file, monkeypatch, tmp_path):
+    (tmp_path / "owner.toml").write_text("allow_save = true\n")  # the owner's launch option
+    monkeypatch.setenv("AFFECTCAM_DASHBOARD_CONFIG", str(tmp_path / "owner.toml"))
+    at = open_live(workspace, model_file, monkeypatch)
     at.selectbox(key="live_video").set_value(str(CLIP)).run()
     at.button(key="live_process").click().run()
     at.selectbox(key="live_save_dir").set_value(str(workspace / "recordings")).run()
@@ -102,7 +108,7 @@ def test_live_page_says_when_a_video_cannot_be_decoded(live, workspace):
         at.button(key="live_process").click().run()
         assert not at.exception
         [message] = errors(at)
-        assert "broken.mp4" in message and "cannot be decoded" in message
+        assert "broken.mp4" in message and "not a video container" in message
     finally:
         bad.unlink()
 
