@@ -527,7 +527,7 @@ def test_every_listed_test_exists():
     import re
 
     table = (REPO / "tests" / "reliability" / "BAD_INPUTS_dashboard.md").read_text()
-    named = set(re.findall(r"\b(test_[a-z0-9_]+)\b", table)) - {"test_browser"}
+    named = set(re.findall(r"\b(test_[a-z0-9_]+)\b(?!\.py)", table))  # not the module names
     source = " ".join(p.read_text() for p in (REPO / "tests" / "dashboard").glob("test_*.py"))
     defined = set(re.findall(r"^def (test_[a-z0-9_]+)\(", source, flags=re.M))
     assert len(named) >= 30 and named <= defined, sorted(named - defined)
