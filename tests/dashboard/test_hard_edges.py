@@ -365,6 +365,36 @@ def test_bad_launch_options_are_one_line_not_a_blank_page(site, argv, problem):
     assert proc.returncode == 2 and proc.stderr == f"python -m dashboard: {problem}\n"
 
 
+def test_python_m_dashboard_serves_with_good_options(site, tmp_path):
+    """The checked launcher starts streamlit with the options it checked (and says so)."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "launch.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--server.port", str(port),
+                                 "--server.headless", "true", "--server.fileWatcherType", "none", "--",
+                                 "runs", "--allow-save"], cwd=site[0], stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline, healthy = time.monotonic() + 60, False
+        while not healthy and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    healthy = r.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert healthy and proc.poll() is None, log.read_text()[-500:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "dashboard: serving runs (from command line); saving recordings on" in log.read_text()
+
+
 # --- 6. one big directory does not starve the others ----------------------------------------
 
 
