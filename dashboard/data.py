@@ -314,11 +314,10 @@ class ModelInfo:
 def read_spec(path: Path) -> ModelSpec:
     import onnx  # only the Model and Live pages need it
 
-    if path.suffix.lower() not in MODEL_SUFFIXES:
+    if path.suffix.lower() != ".onnx":  # the spec is read from ONNX metadata; a .pt is a protobuf error
         hint = (f"; export it with `python -m export onnx {path.name}`" if path.suffix.lower() == ".pt"
                 else "")
-        raise DashboardError(f"{path}: not an ONNX model (the Model page reads "
-                             f"{', '.join(MODEL_SUFFIXES)} files){hint}")
+        raise DashboardError(f"{path}: not an ONNX model (the Model page reads .onnx files){hint}")
     try:
         # The spec is in metadata_props; large external weights need not be read.
         proto = onnx.load(str(path), load_external_data=False)
