@@ -9,7 +9,7 @@ Conventions (documented here once, relied on everywhere):
 - `y_true` holds class indices into `labels` (the model's label order);
   `-1` marks an unlabelled sample and is dropped.
 - `probs` are class probabilities [N, C] in `labels` order (apply
-  `affect.preprocess.softmax` to logits first).
+  `affect.preprocess.expression_probabilities` to logits first).
 - Valence/arousal targets that are NaN are dropped (datasets without them);
   NaN *predictions* are a bug in the model and raise `MetricsError`.
 - Undefined values are NaN in the low-level functions: Pearson when either
@@ -162,18 +162,42 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int = 2) -> float:
     return float((top == y[:, None]).any(axis=1).mean())
 
 
+def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, Any]:
+    """The reliability diagram's data: `n_bins` equal-width confidence bins (max
+    probability), each with its count, mean confidence and accuracy (NaN when empty).
+    Bin i holds (i/n, (i+1)/n]; confidence 0 falls into the first bin."""
+    y = np.asarray(y_true)
+    probs = np.asarray(probs, np.float64)
+    conf = probs.max(axis=1) if y.size else np.zeros(0)
+    correct = (probs.argmax(axis=1) == y) if y.size else np.zeros(0, bool)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
+    acc_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"n_bins": int(n_bins), "count": count.astype(int).tolist(),
+                "confidence": (conf_sum / count).tolist(), "accuracy": (acc_sum / count).tolist()}
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """ECE over `n_bins` equal-width confidence bins (max probability vs accuracy)."""
+    """ECE over `n_bins` equal-width confidence bins (max probability vs accuracy):
+    the count-weighted mean |accuracy − confidence| of `calibration_bins`."""
     y = np.asarray(y_true)
     if y.size == 0:
         return math.nan
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    # Bin i holds (i/n, (i+1)/n]; confidence 0 falls into the first bin.
-    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
-    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
-    acc_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins)
-    return float(np.abs(acc_sum - conf_sum).sum() / y.size)
+    b = calibration_bins(y, probs, n_bins)
+    count = np.asarray(b["count"], np.float64)
+    gap = np.abs(np.nan_to_num(np.asarray(b["accuracy"])) - np.nan_to_num(np.asarray(b["confidence"])))
+    return float((count * gap).sum() / y.size)
+
+
+def negative_log_likelihood(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Mean −log p(true class) (what a temperature is fitted to lower), p floored at 1e-12."""
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    if y.size == 0:
+        return math.nan
+    p = np.asarray(probs, np.float64)[np.arange(y.size), y]
+    return float(-np.log(np.maximum(p, 1e-12)).mean())
 
 
 def _ovr_macro(score: Callable[..., float], y: np.ndarray, probs: np.ndarray) -> float:
@@ -228,6 +252,9 @@ def expression_metrics(labels: Sequence[str], y_true: np.ndarray, probs: np.ndar
         "roc_auc_macro": _ovr_macro(skm.roc_auc_score, y, probs),
         "pr_auc_macro": _ovr_macro(skm.average_precision_score, y, probs),
         "ece": expected_calibration_error(y, probs, n_bins),
+        "nll": negative_log_likelihood(y, probs),
+        "mean_confidence": float(probs.max(axis=1).mean()),
+        "calibration": calibration_bins(y, probs, n_bins),
         "per_class": {
             name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
                    "support": int(support[i])}
@@ -458,6 +485,7 @@ HEADLINE: tuple[tuple[str, str, str | None, bool], ...] = (
     ("expression", "roc_auc_macro", None, True),
     ("expression", "pr_auc_macro", None, True),
     ("expression", "ece", None, False),
+    ("expression", "nll", None, False),
     ("valence", "ccc", "valence_ccc", True),
     ("valence", "rmse", None, False),
     ("valence", "sagr", None, True),

@@ -50,3 +50,13 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = logits - logits.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def expression_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Expression logits [N, C] → the probabilities shown and written (float64):
+    softmax(logits / T), T the model's `ModelSpec.temperature` (its `affect.temperature`
+    metadata, fitted on validation parts; 1 = the plain softmax). Every reader of a model
+    (the camera's `AffectReader`, `train eval`, `export bench`) turns logits into
+    probabilities here, so what the overlay, CSV, JSONL and dashboard show is what
+    `train eval` of the same file measured."""
+    return softmax(np.asarray(logits, np.float64) / float(temperature), axis=-1)

@@ -8,6 +8,7 @@ downstream hard-codes labels, input size, normalisation or the crop rule.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -48,6 +49,10 @@ class ModelSpec:
     au_names: list[str] = field(default_factory=list)
     num_landmarks: int = 0  # K points; the `landmarks` output has 2K values
     blendshapes: list[str] = field(default_factory=list)  # names of the `blendshapes` input; [] = image only
+    # Expression probabilities are softmax(logits / temperature) (`affect.preprocess.expression_probabilities`),
+    # T fitted on a run's validation parts (`python -m export calibrate`); 1 = the plain softmax. The graph's
+    # `expression` output stays the raw logits, so an old file (no `affect.temperature`) reads as before.
+    temperature: float = 1.0
 
     # --- plain dict (checkpoints) -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +86,8 @@ class ModelSpec:
             meta["num_landmarks"] = str(int(self.num_landmarks))
         if self.blendshapes:
             meta["blendshapes"] = json.dumps(list(self.blendshapes))
+        if float(self.temperature) != 1.0:
+            meta["temperature"] = repr(float(self.temperature))
         return {PREFIX + k: v for k, v in meta.items()}
 
     @classmethod
@@ -104,6 +111,7 @@ class ModelSpec:
                 "au_names": json.loads(props.get(PREFIX + "au_names", "[]")),
                 "num_landmarks": int(props.get(PREFIX + "num_landmarks", "0")),
                 "blendshapes": json.loads(props.get(PREFIX + "blendshapes", "[]")),
+                "temperature": float(props.get(PREFIX + "temperature", "1")),
             }
         except (KeyError, ValueError) as exc:
             raise SpecError(f"{source}: malformed affect.* metadata ({exc})") from None
@@ -125,6 +133,9 @@ class ModelSpec:
                 raise SpecError(f"spec {name} must have 3 values, got {values}")
         if any(float(s) <= 0 for s in self.std):
             raise SpecError(f"spec std must be positive, got {self.std}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature > 0):
+            raise SpecError(f"spec temperature must be a positive number, got {self.temperature!r}")
         if not all(isinstance(x, str) for x in self.blendshapes) or len(set(self.blendshapes)) != len(self.blendshapes):
             raise SpecError("spec blendshapes must be a list of distinct names")
 

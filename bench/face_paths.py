@@ -29,7 +29,7 @@ from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes, blendshape_row 
 from affect.crop import crop_face  # noqa: E402
 from affect.face_model import resolve_face_model  # noqa: E402
 from affect.metrics import expression_metrics, regression_metrics  # noqa: E402
-from affect.preprocess import prepare_batch, resize_square, softmax, to_rgb  # noqa: E402
+from affect.preprocess import expression_probabilities, prepare_batch, resize_square, to_rgb  # noqa: E402
 from realtime.backends import create_backend  # noqa: E402
 from realtime.faces import FaceFinder, FaceOptions  # noqa: E402
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         picked = np.flatnonzero(keep)
         rows_b = np.stack([blendshape_row(scores[name][i], names) for i in picked]) if names else None
         out = backend.predict(prepare_batch([items[i] for i in picked], spec), rows_b)
-        probs = softmax(out["expression"].astype(np.float64))
+        probs = expression_probabilities(out["expression"], spec.temperature)
         exp = expression_metrics(spec.labels, y[keep], probs)
         v = regression_metrics(va[keep, 0], out["valence_arousal"][:, 0], "valence")
         a = regression_metrics(va[keep, 1], out["valence_arousal"][:, 1], "arousal")

@@ -1,4 +1,4 @@
-"""`python -m export {onnx,int8,fp16,tensorrt,bench} …` — a thin parser over the format functions."""
+"""`python -m export {onnx,int8,fp16,tensorrt,calibrate,bench} …` — a thin parser over the format functions."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     for fmt in exportable():  # one sub-command per row of the format table, with the row's options
         fmt.add_arguments(sub.add_parser(fmt.argument, help=fmt.help))
+
+    p = sub.add_parser("calibrate", help="fit the expression temperature on a run's validation parts → "
+                                         "a copy of the ONNX file with affect.temperature")
+    p.add_argument("model", type=Path, help="model.onnx (FP32 or INT8: each gets its own temperature)")
+    p.add_argument("--run-dir", type=Path, required=True,
+                   help="the training run whose validation split to fit on (config.yaml + splits.json; "
+                        "bench/split_dir.py writes one from a config)")
+    p.add_argument("--source", action="append", help="only this validation part (repeatable; default all)")
+    p.add_argument("-o", "--out", type=Path, help="default MODEL.calibrated.onnx; may be MODEL itself")
+    p.add_argument("--eval-dir", type=Path, help="keep each part's `train eval` folder (before calibration) here")
 
     p = sub.add_parser("bench", help="latency / throughput / accuracy table over model files")
     p.add_argument("models", type=Path, nargs="+")
@@ -59,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 models, statuses = export_all_formats(args.models[0], args.out.with_name(f"{args.out.name}-formats"),
                                                       options)
             print(write_tables(run_bench(models, options), args.out, options, statuses))
+            return 0
+        if args.command == "calibrate":
+            from export.calibrate import calibrate_onnx
+
+            print(calibrate_onnx(args.model, args.run_dir, args.out, args.source, args.eval_dir).summary())
             return 0
         fmt = format_by_argument(args.command)
         call_args, call_kwargs = fmt.call_arguments(args)

@@ -24,7 +24,7 @@ import numpy as np
 from affect.labels import EXPRESSIONS
 from affect.metrics import MetricsError, expression_metrics, regression_metrics
 from affect.predict import predict_batches, remap_targets
-from affect.preprocess import softmax
+from affect.preprocess import expression_probabilities
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
 from export.faces import FaceSet, batches, blendshape_input, generated_faces, load_faces, score_blendshapes
@@ -183,7 +183,7 @@ def score_faces(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
             yield x, rows, np.arange(start, start + len(x))
 
     raw = predict_batches(predict, feeds())  # the core `train eval` uses (no mirroring here)
-    probs = softmax(raw["logits"])
+    probs = expression_probabilities(raw["logits"], spec.temperature)
     pred_va = raw["va"]
     result: dict[str, float | int | None] = {"n_eval": len(faces)}
     y = _targets(faces, spec)

@@ -44,12 +44,15 @@ def _onnx_arguments(p: argparse.ArgumentParser) -> None:
                    help="models that take blendshapes: mix their expression log-probabilities with a "
                         "logistic regression over the blendshapes (fitted on the first checkpoint's run, its "
                         "training faces), WEIGHT 0.5 if not given; faces without blendshapes are unchanged")
+    p.add_argument("--calibrate", type=Path, metavar="RUN_DIR", dest="calibrate_run",
+                   help="then fit the expression temperature on RUN_DIR's validation parts into the file's "
+                        "affect.temperature (as `python -m export calibrate`)")
 
 
 def _onnx_call(a: argparse.Namespace) -> tuple[tuple, dict]:
     return (a.checkpoint, a.out), dict(opset=a.opset, parity_data=a.data, tolerance=a.tolerance,
                                        simplify=not a.no_simplify, face_model=a.face_model,
-                                       blendshape_fusion=a.blendshape_fusion)
+                                       blendshape_fusion=a.blendshape_fusion, calibrate_run=a.calibrate_run)
 
 
 def _int8_arguments(p: argparse.ArgumentParser) -> None:

@@ -73,7 +73,8 @@ def _load_ensemble(checkpoints: list[Path]):
                 raise ExportError(f"{path}: {key} {getattr(other, key)!r} differs from {checkpoints[0]}'s "
                                   f"{getattr(spec, key)!r}; an ensemble's members must share the model contract")
     backbones = sorted({s.backbone for _, s, _ in loaded})
-    spec = replace(spec, backbone=f"mean of {len(loaded)} × {'+'.join(backbones)}",
+    # The mean's logits are not any member's: its temperature is fitted afresh (`export calibrate`).
+    spec = replace(spec, backbone=f"mean of {len(loaded)} × {'+'.join(backbones)}", temperature=1.0,
                    trained_on=" | ".join(dict.fromkeys(s.trained_on for _, s, _ in loaded)))
     return AffectEnsemble([m for m, _, _ in loaded]).eval(), spec
 
@@ -178,7 +179,7 @@ def _simplified(model_proto):
 def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | None = None, opset: int = 17,
                 parity_data: str | os.PathLike | None = None, tolerance: float = 1e-4,
                 simplify: bool = True, face_model: str | os.PathLike | None = None,
-                blendshape_fusion: float | None = None) -> Path:
+                blendshape_fusion: float | None = None, calibrate_run: str | os.PathLike | None = None) -> Path:
     """Export `checkpoint` to ONNX; the file appears only if the parity check passes.
     Several checkpoints export as one graph that averages their outputs.
 
@@ -188,7 +189,8 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
     every 4th of them is fed a NaN row, the no-blendshapes path.
     `blendshape_fusion` (a weight in (0, 1)) adds a logistic regression over
     the blendshapes, fitted on the first checkpoint's run, to the graph
-    (`train.blendshape_fusion`)."""
+    (`train.blendshape_fusion`). `calibrate_run` (a run folder): then fit the expression
+    temperature on that run's validation parts into the file's metadata (`export.calibrate`)."""
     import onnx
     import torch
 
@@ -251,4 +253,8 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
         extra = f", {INPUT_BLENDSHAPES} [N,{len(spec.blendshapes)}]" if spec.blendshapes else ""
         log.info("%s: input %s [N,3,%d,%d]%s, outputs %s, opset %d", out, INPUT_NAME, size, size, extra, names,
                  opset)
+    if calibrate_run is not None:
+        from export.calibrate import calibrate_onnx
+
+        calibrate_onnx(out, calibrate_run, out=out)
     return out

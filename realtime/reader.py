@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from affect.blendshapes import blendshape_row
-from affect.preprocess import prepare_batch, softmax
+from affect.preprocess import expression_probabilities, prepare_batch
 from affect.spec import OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
 from realtime.backends import Backend, create_backend
 
@@ -68,9 +68,10 @@ class AffectReader:
     def read_batch(self, batch: np.ndarray, blendshape_rows: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
         """A prepared NCHW batch (and blendshape rows, NaN = none) → probabilities [N, C]
-        (float64, softmax of the logits) and valence-arousal [N, 2] clipped to [-1, 1]."""
+        (float64, softmax of the logits over the model's temperature) and valence-arousal [N, 2]
+        clipped to [-1, 1]: what the overlay, CSV, JSONL and dashboard show."""
         out = self.backend.predict(batch, blendshape_rows)
-        probs = softmax(out[OUTPUT_EXPRESSION].astype(np.float64), axis=1)
+        probs = expression_probabilities(out[OUTPUT_EXPRESSION], self.spec.temperature)
         va = np.clip(out[OUTPUT_VA].astype(np.float64), -1, 1)
         return probs, va
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from affect.files import cache_root, sha256_of
-from affect.preprocess import softmax
+from affect.preprocess import expression_probabilities
 from train.data.blendshapes import read_rows, sample_key, write_rows
 from train.data.records import Sample
 
@@ -59,6 +59,7 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
         backend = open_backend(path)
         try:
             spec = backend.spec
+            temperature = spec.temperature  # the teacher's probabilities as any reader of it sees them
             if list(spec.labels) != list(labels):
                 raise DistillError(f"{path}: the teacher's labels {list(spec.labels)} are not the run's "
                                    f"{list(labels)}")
@@ -75,7 +76,7 @@ def attach_teacher(samples: Sequence[Sample], teacher: str | os.PathLike, labels
             close = getattr(backend, "close", None)
             if close:
                 close()
-        probs = softmax(raw["logits"])
+        probs = expression_probabilities(raw["logits"], temperature)
         rows = np.full((len(todo), len(labels) + 2), np.nan, np.float32)
         rows[raw["index"]] = np.concatenate([probs, raw["va"]], axis=1)
         for s, row in zip(todo, rows):

@@ -26,7 +26,7 @@ from affect.files import atomic_write_json, atomic_write_text
 from affect.labels import label_map
 from affect.metrics import MetricsError, compute_metrics, restrict_classes
 from affect.predict import au_probabilities, predict_batches, remap_targets
-from affect.preprocess import softmax
+from affect.preprocess import expression_probabilities
 from affect.spec import ModelSpec
 from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
 
@@ -297,7 +297,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     rows = raw["index"]  # positions in `samples` of the readable images, in order
     kept = [samples[i] for i in rows]
     y = y_all[rows]
-    probs = softmax(raw["logits"])
+    probs = expression_probabilities(raw["logits"], spec.temperature)
     va_true = np.array([[s.valence, s.arousal] for s in kept], np.float64)
     va_pred = raw["va"]
     au_names = list(spec.au_names)
@@ -354,7 +354,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
 def predictions_to_metrics(predictions_csv: str | os.PathLike, restrict_to: Sequence[str] | None = None,
                            bootstrap: int = 1000, dataset: str = "", model: str = "") -> dict:
     """Recompute the metrics from a predictions.csv (p_<label> columns are the
-    model's softmax). With `restrict_to` None, the restriction recorded in the
+    model's probabilities, its temperature applied). With `restrict_to` None, the restriction recorded in the
     sibling metrics.json ("restricted_to") is used, so the numbers agree."""
     import pandas as pd
 
