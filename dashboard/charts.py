@@ -160,6 +160,31 @@ def va_scatter(true: pd.Series, pred: pd.Series, name: str, ccc: float | None, r
     return fig
 
 
+def reliability_diagram(confidence: Sequence[float | None], accuracy: Sequence[float | None],
+                        count: Sequence[int], ece: float | None, title: str = "Reliability diagram") -> go.Figure:
+    """Accuracy against mean confidence per confidence bin (metrics.json's
+    `expression.calibration`), the diagonal being a calibrated model; empty bins are
+    left out, and each point's size and hover say how many faces it holds."""
+    rows = [(c, a, n) for c, a, n in zip(confidence, accuracy, count, strict=True)
+            if n and c is not None and a is not None]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash", "color": "#999999"},
+                             name="calibrated", hoverinfo="skip"))
+    if rows:
+        conf, acc, n = (list(v) for v in zip(*rows))
+        total = sum(n)
+        fig.add_trace(go.Scatter(
+            x=conf, y=acc, mode="lines+markers", name="model", customdata=n,
+            marker={"size": [6 + 18 * (k / total) ** 0.5 for k in n]},
+            hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} faces<extra></extra>"))
+    heading = title + (f" (ECE {ece:.3f})" if ece is not None else "")
+    fig.update_layout(title=heading, height=380, showlegend=False,
+                      xaxis={"title": "confidence (top probability)", "range": [0, 1.02]},
+                      yaxis={"title": "accuracy", "range": [0, 1.02], "scaleanchor": "x"},
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
 def history_curves(history: pd.DataFrame) -> go.Figure:
     """Losses on the left, other per-epoch metrics on the right, train vs val by dash."""
     x_col = "epoch" if "epoch" in history.columns else None

@@ -49,6 +49,15 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def _bins_ok(calibration: object) -> bool:
+    """metrics.json's `expression.calibration` holds three lists of one length (numbers or null)."""
+    if not isinstance(calibration, dict):
+        return False
+    lists = [calibration.get(k) for k in ("confidence", "accuracy", "count")]
+    return (all(isinstance(v, list) for v in lists) and len({len(v) for v in lists}) == 1
+            and all(x is None or isinstance(x, (int, float)) for v in lists for x in v))
+
+
 def _column(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in df.columns), None)
 
@@ -134,6 +143,20 @@ def show_run(run: RunDir, key: str) -> None:
         st.subheader("Per-class precision, recall, F1")
         table = pd.DataFrame.from_dict(per_class, orient="index").rename_axis("class").reset_index()
         st.dataframe(table, hide_index=True, key=f"{key}_per_class")
+
+    calibration = expression.get("calibration")
+    st.subheader("Calibration: do the probabilities mean what they say?")
+    if _bins_ok(calibration):
+        st.plotly_chart(charts.reliability_diagram(calibration["confidence"], calibration["accuracy"],
+                                                   calibration["count"], _number(expression.get("ece"))),
+                        key=f"{key}_reliability")
+        confidence = _number(expression.get("mean_confidence"))
+        if confidence is not None and _number(expression.get("accuracy")) is not None:
+            st.caption(f"mean top probability {confidence:.3f} against accuracy {expression['accuracy']:.3f}; "
+                       "points below the diagonal are over-confident, above it under-confident")
+    else:
+        st.info(f"{run.path / 'metrics.json'}: no calibration bins (written by `python -m train eval` since the "
+                "temperature was added); re-run eval to draw the reliability diagram")
 
     show_va(run, valence, arousal, key)
 

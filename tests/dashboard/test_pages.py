@@ -208,6 +208,22 @@ def test_va_scatter_plots_predictions_csv_with_ccc_and_rmse_from_metrics_json(ap
         assert np.allclose(arr(points["x"]), keep[f"true_{name}"]) and np.allclose(arr(points["y"]), keep[f"pred_{name}"])
 
 
+def test_reliability_diagram_plots_the_calibration_bins_of_metrics_json(app, eval_dir):
+    expression = json.loads((eval_dir / "metrics.json").read_text())["expression"]
+    bins = expression.get("calibration")
+    if bins is None:
+        pytest.skip("the stand-in eval folder has no calibration bins (no train room here)")
+    at = app("metrics")
+    chart = chart_titled(at, "Reliability diagram")
+    assert f"ECE {expression['ece']:.3f}" in chart["layout"]["title"]["text"]
+    kept = [i for i, n in enumerate(bins["count"]) if n]
+    points = chart["data"][1]
+    assert np.allclose(arr(points["x"]), [bins["confidence"][i] for i in kept])
+    assert np.allclose(arr(points["y"]), [bins["accuracy"][i] for i in kept])
+    assert list(arr(points["customdata"])) == [bins["count"][i] for i in kept]
+    assert sum(bins["count"]) == expression["n"]
+
+
 def test_compare_table_covers_the_chosen_runs(app, eval_dir, second_eval_dir):
     at = app("metrics")
     at.multiselect(key="runs_selected").set_value([str(eval_dir), str(second_eval_dir)]).run()
