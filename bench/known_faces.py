@@ -2,7 +2,11 @@
 `python -m realtime.cam`, against the same model offline on the same faces.
 
 The faces are the held-out 20 % of the AffectNet part (`train.fit.build_splits`
-with `configs/default.yaml`: never trained on), in a seeded random order. Each
+with `configs/default.yaml`: never trained on), in a seeded random order; with
+`--source rafdb` the held-out 20 % of RAF-DB instead (aligned 100-px faces: a
+tighter framing than AffectNet's, which the camera's crop rule follows). `--split val`
+takes the part's validation faces: what a change to the live path is chosen on,
+so the held-out rows stay an independent check. Each
 is pasted, with a soft edge, on a smooth random background at a random place
 in the left, middle or right third in turn (so that every face gets a new
 track: the tracker retires a track 15 frames after its face went, and no
@@ -20,10 +24,10 @@ that takes blendshapes gets the training cache's scores (as `train eval`)
 when the realtime path gives them too (the landmarker), else none (the
 detector path reads images alone, so the offline row does as well).
 
-    python bench/known_faces.py [--faces 300] [--model realtime/models/affectcam_default.onnx] \\
-        [--cam-flags "--faces detector"] [--json known_faces.json]
+    python bench/known_faces.py [--faces 300] [--source affectnet|rafdb] [--split test|val] \\
+        [--model realtime/models/affectcam_default.onnx] [--cam-flags "--faces detector"] [--json known_faces.json]
 
-Pass: faces found >= 98 % and realtime accuracy within 2 points of offline.
+Pass (issue 26): faces found >= 98 % and realtime accuracy within 1.5 points of offline.
 """
 
 from __future__ import annotations
@@ -47,20 +51,24 @@ from affect.preprocess import resize_square, to_rgb  # noqa: E402
 
 FACE_MODEL = REPO.parent / "shared" / "models" / "face_landmarker.task"
 FRAME_W, FRAME_H, FPS = 640, 360, 30.0
-MIN_FOUND, MAX_GAP = 0.98, 0.02
+MIN_FOUND, MAX_GAP = 0.98, 0.015
 
 
 def held_out_faces(config: str = str(REPO / "configs" / "default.yaml"), limit: int | None = None,
-                   seed: int = 0) -> tuple[list, list[str]]:
-    """(samples, labels): the AffectNet test part of the config's seeded split, shuffled."""
+                   seed: int = 0, source: str = "affectnet", split: str = "test") -> tuple[list, list[str]]:
+    """(samples, labels): the `source` dataset's (affectnet, rafdb) `split` part of the
+    config's seeded split (test: held out; val: for choosing), shuffled."""
     from train.config import load_config
     from train.fit import build_splits
 
     cfg = load_config(config)
-    # Only the AffectNet entry: each dataset is split on its own, so the others change nothing here.
-    cfg["data"]["datasets"] = [d for d in cfg["data"]["datasets"] if d.get("type") == "affectnet"]
+    # Only that entry: each dataset is split on its own, so the others change nothing here.
+    cfg["data"]["datasets"] = [d for d in cfg["data"]["datasets"]
+                               if d.get("type") == source and d.get("role", "auto") == "auto"]
+    if not cfg["data"]["datasets"]:
+        raise SystemExit(f"{config}: no {source} entry split into train/val/test")
     splits = build_splits(cfg)
-    samples = [s for part in splits.test for s in part.samples if s.expression >= 0]
+    samples = [s for part in getattr(splits, split) for s in part.samples if s.expression >= 0]
     order = np.random.default_rng(seed).permutation(len(samples))
     samples = [samples[i] for i in order]
     return (samples[:limit] if limit else samples), list(cfg["labels"])
@@ -217,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--face-model", default=str(FACE_MODEL))
     ap.add_argument("--cam-flags", default="", help="extra realtime.cam flags, e.g. '--faces landmarker'")
     ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    ap.add_argument("--source", default="affectnet", choices=["affectnet", "rafdb"],
+                    help="whose faces (the config's entry of that type)")
+    ap.add_argument("--split", default="test", choices=["test", "val"],
+                    help="test: the held-out part (report); val: the validation part (choose changes on it)")
     ap.add_argument("--out", default=None, help="keep the video and CSV in this folder")
     ap.add_argument("--stills", action="store_true",
                     help="also read each face's uncompressed frame once through the camera's crop "
@@ -228,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # One file both ways: the packaged one realtime.cam would pick here, unless --model says.
     model = args.model or str(default_model(DEFAULT_THREADS, DEFAULT_SPINNING))
-    samples, labels = held_out_faces(args.config, args.faces)
+    samples, labels = held_out_faces(args.config, args.faces, source=args.source, split=args.split)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         video, csv_path = out / "known_faces.mp4", out / "known_faces.csv"
@@ -238,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         live = realtime_readings(csv_path, manifest, labels)
     offline = offline_readings(model, manifest, args.face_model, blendshapes=path == "landmarker")
     result = compare(manifest, live, offline)
-    result.update(model=Path(model).name, cam_flags=args.cam_flags, face_path=path,
+    result.update(model=Path(model).name, cam_flags=args.cam_flags, face_path=path, source=args.source,
+                  split=args.split,
                   frames_per_face=args.frames_per_face)
     if stills is not None:
         y = np.array([m["label"] for m in manifest])
@@ -249,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
               f"accuracy {result['stills_accuracy']:.3f}, same label as offline {result['stills_agreement']:.1%}")
     print("| model, flags (face path) | faces found | realtime accuracy | offline accuracy (same faces) "
           "| realtime − offline, points | same label | pass |\n| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| {result['model']} {args.cam_flags or '(default)'} ({path}) | {result['found']}/{result['faces']} "
+    print(f"| {result['model']} {args.cam_flags or '(default)'} ({path}), {args.source} {args.split} | {result['found']}/{result['faces']} "
           f"({result['found_share']:.1%}) | {result['realtime_accuracy']:.3f} | "
           f"{result['offline_accuracy_found']:.3f} | {result['gap'] * 100:+.1f} | {result['agreement']:.1%} | "
           f"{'yes' if result['passes'] else 'no'} |")

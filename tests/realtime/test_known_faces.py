@@ -45,3 +45,17 @@ def test_known_faces_are_found_and_read_as_offline(affectnet_root, face_model_pa
     # that the video path reads the faces as the offline path does, far above chance (1 in 8).
     assert result["agreement"] >= 0.5
     assert abs(result["gap"]) <= 2 / 6
+
+
+def test_rafdb_faces_come_from_the_recipes_rafdb_split(affectnet_root):
+    """--source rafdb takes RAF-DB's held-out 20 % (the part the model card reports), and
+    --split val its 5 % validation part, which a change to the live path is chosen on."""
+    if not (affectnet_root.parent / "rafdb").is_dir():
+        pytest.skip("no ../shared/data/rafdb")
+    kf = load_bench()
+    test, labels = kf.held_out_faces(source="rafdb")
+    val, _ = kf.held_out_faces(source="rafdb", split="val")
+    assert {s.path for s in test}.isdisjoint(s.path for s in val)
+    assert all("/rafdb/" in s.path for s in test + val) and "Contempt" in labels
+    assert len(test) / len(val) == pytest.approx(20 / 5, rel=0.05)
+    assert [s.path for s in kf.held_out_faces(source="rafdb", limit=5)[0]] == [s.path for s in test[:5]]
