@@ -133,12 +133,18 @@ def test_calibrate_refuses_what_it_cannot_fit_on(run_dir, tmp_path):
 
 
 def test_export_onnx_with_calibrate_writes_the_temperature(run_dir, tmp_path, affectnet_root):
-    from conftest import make_checkpoint
+    import torch
 
+    from affect.labels import EXPRESSIONS
     from export.onnx_export import export_onnx
+    from train.checkpoint import model_args, save_checkpoint, spec_for
+    from train.models import build_model
 
-    out = export_onnx(make_checkpoint(tmp_path / "small.pt", "small_cnn", size=64), tmp_path / "small.onnx",
-                      parity_data=affectnet_root, calibrate_run=run_dir)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", pretrained="none", input_size=64, hidden=32).eval()
+    checkpoint = save_checkpoint(tmp_path / "small.pt", model=model, spec=spec_for(model, list(EXPRESSIONS), "test"),
+                                 model_args=model_args(model, 32, 0.1))
+    out = export_onnx(checkpoint, tmp_path / "small.onnx", parity_data=affectnet_root, calibrate_run=run_dir)
     with AffectReader(out) as reader:
         assert reader.spec.temperature == pytest.approx(float(_props(out)["affect.temperature"]))
 
