@@ -80,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
     "loss": {
         "expression": 1.0, "va": 1.0, "va_loss": "ccc+mse", "landmarks": 1.0, "landmark_loss": "l1",
         "aus": 1.0,
+        # > 0: faces without valence/arousal but with an expression label learn the mean valence/arousal
+        # of their class over the run's training faces that have both (`train.fit.attach_va_prior`),
+        # at this weight (a pseudo-label; 0 = off).
+        "va_prior": 0.0,
     },
 }
 
@@ -235,6 +239,9 @@ def check_config(cfg: dict) -> None:
             if not _is_number(value) or value < 0 or (key == "temperature" and value == 0):
                 raise ConfigError(f"distill.{key} must be a "
                                   f"{'positive' if key == 'temperature' else 'non-negative'} number, got {value!r}")
+    prior = (cfg.get("loss") or {}).get("va_prior", 0.0)
+    if not _is_number(prior) or prior < 0:
+        raise ConfigError(f"loss.va_prior must be a non-negative number, got {prior!r}")
     for entry in cfg["data"]["datasets"]:
         check_dataset_entry(entry)
 

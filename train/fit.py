@@ -185,18 +185,51 @@ def build_splits(cfg: dict) -> Splits:
     return out
 
 
+def attach_va_prior(parts: list[Part], labels: list[str]) -> dict[str, int]:
+    """Give each training face that lacks valence/arousal but has an expression label
+    (a FER+ vote distribution: the votes' mixture) the mean valence/arousal of its class
+    over the training faces that have both (`Sample.va_prior`; faces with their own keep
+    None). A class no such face has gets none. Training parts only: the means never see
+    validation or held-out faces."""
+    samples = [s for p in parts for s in p.samples]
+    with_va = [s for s in samples if s.expression >= 0 and np.isfinite([s.valence, s.arousal]).all()]
+    if not with_va:
+        raise TrainError("loss.va_prior: no training face has both an expression label and valence/arousal")
+    y = np.array([s.expression for s in with_va])
+    va = np.array([[s.valence, s.arousal] for s in with_va], np.float64)
+    means = np.full((len(labels), 2), np.nan)
+    for c in np.unique(y):
+        means[c] = va[y == c].mean(axis=0)
+    given = 0
+    for s in samples:
+        if np.isfinite([s.valence, s.arousal]).any():
+            continue
+        if s.soft is not None:
+            w = np.asarray(s.soft, np.float64)
+            known = np.isfinite(means[:, 0]) & (w > 0)
+            prior = (w[known] @ means[known]) / w[known].sum() if known.any() else None
+        elif s.expression >= 0 and np.isfinite(means[s.expression]).all():
+            prior = means[s.expression]
+        else:
+            prior = None
+        s.va_prior = None if prior is None else np.asarray(prior, np.float32)
+        given += prior is not None
+    return {"faces": len(samples), "prior": given, "own": len(with_va)}
+
+
 def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: list[str], train: bool,
                  blendshapes: list[str] | tuple[str, ...] = ()):
     """One AffectDataset per dataset part (each keeps its class mask), mixed;
     training items carry the teacher's outputs when `distill.teacher` is set."""
     teacher = train and bool((cfg.get("distill") or {}).get("teacher"))
+    va_prior = train and float(cfg["loss"].get("va_prior") or 0.0) > 0
     aug = tdata.AugmentConfig.from_dict(cfg["data"]["augment"]) if train else None
     dropout = float(cfg["data"].get("blendshape_dropout") or 0.0) if train else 0.0
     return tdata.MixedDataset([
         tdata.AffectDataset(p.samples, size=size, mean=mean, std=std, labels=cfg["labels"], augment=aug,
                             num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names,
                             class_mask=p.class_mask, blendshapes=blendshapes, blendshape_dropout=dropout,
-                            teacher=teacher, label_smoothing=p.label_smoothing,
+                            teacher=teacher, label_smoothing=p.label_smoothing, va_prior=va_prior,
                             cache=_crop_cache(p, cfg, size))
         for p in parts])
 
@@ -271,6 +304,11 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], c
             out[OUTPUT_LANDMARKS], batch["landmarks"], batch["landmarks_mask"], lcfg["landmark_loss"])
     if OUTPUT_AUS in out and lcfg["aus"]:
         parts["aus"] = lcfg["aus"] * au_loss(out[OUTPUT_AUS], batch["aus"], batch["aus_mask"])
+    if "va_prior" in batch:  # the class's valence/arousal, only where the face has none of its own
+        prior = batch["va_prior"]
+        pseudo = ~batch["va_mask"].bool() & torch.isfinite(prior)
+        parts["va_prior"] = float(lcfg["va_prior"]) * va_loss(out[OUTPUT_VA], torch.nan_to_num(prior), pseudo,
+                                                              lcfg["va_loss"])
     if "teacher" in batch:
         dcfg = cfg["distill"]
         kl, va = distillation_loss(out[OUTPUT_EXPRESSION], out[OUTPUT_VA], batch["teacher"], batch["va_mask"],
@@ -599,6 +637,10 @@ def _build_loaders(cfg: dict, splits: Splits, model: AffectModel, au_names: list
     bs_names = tuple(model.blendshape_names)
     if (cfg.get("distill") or {}).get("teacher"):
         attach_run_teacher(splits.train, cfg, bs_names)
+    if float(cfg["loss"].get("va_prior") or 0.0) > 0:
+        counts = attach_va_prior(splits.train, list(cfg["labels"]))
+        print(f"loss.va_prior: {counts['prior']} of {counts['faces']} training faces get their class's "
+              f"valence/arousal (means over the {counts['own']} that have both)", flush=True)
     train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True,
                             blendshapes=bs_names)
     val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False,

@@ -72,7 +72,8 @@ class AffectDataset(Dataset):
     NaN without them); an unreadable image gives None (use `collate_skip_bad`).
 
     With `teacher`, items also carry `teacher` [C + 2]: the sample's
-    `Sample.teacher` row (train.distill), NaN without one.
+    `Sample.teacher` row (train.distill), NaN without one; with `va_prior`, `va_prior`
+    [2]: `Sample.va_prior` (train.fit.attach_va_prior), NaN without one.
 
     In training, a flipped face's blendshapes swap left/right, and
     `blendshape_dropout` hides them (NaN) from that share of draws so the
@@ -88,7 +89,7 @@ class AffectDataset(Dataset):
                  au_names: Sequence[str] = (), class_mask: Sequence[bool] | np.ndarray | None = None,
                  blendshapes: Sequence[str] = (), blendshape_dropout: float = 0.0,
                  teacher: bool = False, label_smoothing: float | None = None,
-                 cache: CropCache | None = None) -> None:
+                 cache: CropCache | None = None, va_prior: bool = False) -> None:
         self.samples = list(samples)
         if cache is not None and len(cache.ok) != len(self.samples):
             raise DataError(f"crop cache {cache.path} holds {len(cache.ok)} faces for {len(self.samples)} samples")
@@ -96,6 +97,7 @@ class AffectDataset(Dataset):
         # This dataset's label smoothing (noisy labels smoothed more); None = the run's.
         self.label_smoothing = math.nan if label_smoothing is None else float(label_smoothing)
         self.teacher = bool(teacher)
+        self.va_prior = bool(va_prior)
         self.size, self.mean, self.std = int(size), list(mean), list(std)
         self.labels, self.au_names = list(labels), list(au_names)
         self.augment, self.num_landmarks = augment, int(num_landmarks)
@@ -172,6 +174,9 @@ class AffectDataset(Dataset):
         if self.teacher:  # class probabilities and valence/arousal are the same for the mirrored face
             row = s.teacher if s.teacher is not None else np.full(len(self.labels) + 2, np.nan, np.float32)
             item["teacher"] = torch.from_numpy(np.asarray(row, np.float32).copy())
+        if self.va_prior:  # the label's valence/arousal: the same for the mirrored face
+            prior = s.va_prior if s.va_prior is not None else np.full(2, np.nan, np.float32)
+            item["va_prior"] = torch.from_numpy(np.asarray(prior, np.float32).copy())
         return item
 
     def _blendshapes(self, s: Sample, flipped: bool, rng: np.random.Generator | None) -> np.ndarray:

@@ -45,6 +45,9 @@ class Sample:
     # (C,) a label distribution over the DatasetInfo's label_set (FER+ votes), summing to 1; the
     # loss trains on it instead of the one-hot `expression` (which stays the majority, for metrics).
     soft: np.ndarray | None = None
+    # (2,) valence/arousal from the face's expression label, for a face without its own
+    # (train.fit.attach_va_prior, `loss.va_prior`); None = no prior.
+    va_prior: np.ndarray | None = None
 
 
 @dataclass
