@@ -24,8 +24,9 @@ declare -A CHANGE=(
   [affectnet_weight_0.45]="--set data.datasets.0.weight=0.45"
   [balance_oversample]="--set data.balance=oversample"
   [input_160]="--set model.input_size=160"
+  [va_prior_0.5]="--set loss.va_prior=0.5"   # faces without V/A learn their class's mean V/A (issue 26)
 )
-ORDER="recipe no_affectnet96 affectnet96_smoothing_0.1 affectnet96_weight_0.10 affectnet_weight_0.45 balance_oversample input_160"
+ORDER="recipe no_affectnet96 affectnet96_smoothing_0.1 affectnet96_weight_0.10 affectnet_weight_0.45 balance_oversample input_160 va_prior_0.5"
 VARIANTS=${VARIANTS:-$ORDER}
 mkdir -p "$OUT"
 for v in $VARIANTS; do
