@@ -48,12 +48,29 @@ def get_args_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Our own packages: their INFO lines are what a user reads (what was written, its size, the parity figures).
+OWN_LOGGERS = ("export", "affect", "train", "realtime")
+
+
+def _library_quiet(record: logging.LogRecord) -> bool:
+    """The ONNX/quantisation libraries (onnxslim, onnxruntime.quantization, which logs
+    through the root logger) are chatty at INFO: below WARNING only our own lines pass.
+    A filter on the handler, not a level on the root logger, which would silence ours too."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in OWN_LOGGERS
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    fresh = not root.handlers  # called in-process (tests), the host's handlers are left alone
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    if fresh and not verbose:
+        for handler in root.handlers:
+            handler.addFilter(_library_quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    # The ONNX/quantisation libraries are chatty at INFO; our own lines are the ones users need.
-    for noisy in ("onnxslim", "root"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configure_logging(args.verbose)
     try:
         if args.command == "bench":
             from export.bench import BenchOptions, export_all_formats, run_bench, write_tables

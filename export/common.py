@@ -124,3 +124,9 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, providers: 
 
 def file_size_mb(path: str | os.PathLike) -> float:
     return os.path.getsize(path) / 1e6
+
+
+def file_size_text(path: str | os.PathLike) -> str:
+    """A file's size for a user's eyes: "92.1 kB", "14.27 MB" (a small model is not "0.1 MB")."""
+    size = os.path.getsize(path)
+    return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.2f} MB"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export.common import ExportError, file_size_mb
+from export.common import ExportError, file_size_text
 
 log = logging.getLogger("export")
 
@@ -223,6 +223,6 @@ def run_format(argument: str, *args: Any, **kwargs: Any) -> Path:
     except Exception as exc:
         log.error("export %s: failure after %.1fs: %s", fmt.name, time.perf_counter() - start, exc)
         raise
-    log.info("export %s: success in %.1fs, saved as %s (%.1f MB)", fmt.name, time.perf_counter() - start,
-             path, file_size_mb(path))
+    log.info("export %s: success in %.1fs, saved as %s (%s)", fmt.name, time.perf_counter() - start,
+             path, file_size_text(path))
     return path

@@ -73,6 +73,30 @@ def test_export_without_data_uses_generated_images_and_says_so(make_ckpt, tmp_pa
     assert "generated" in caplog.text
 
 
+def test_the_export_command_says_what_it_wrote_its_size_and_the_parity_figures(make_ckpt, tmp_path, affectnet_root):
+    """Issue 24 item 8: the root logger was raised to WARNING to quiet onnxslim, which
+    silenced our own success lines too; a user saw nothing at all."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    ckpt = make_ckpt(tmp_path / "m.pt", "small_cnn", size=64)
+    out = tmp_path / "m.onnx"
+    done = subprocess.run([sys.executable, "-m", "export", "onnx", str(ckpt), "-o", str(out), "--data",
+                           str(affectnet_root)], cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"})
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-2000:]
+    size = out.stat().st_size
+    written = re.search(rf"saved as {re.escape(str(out))} \((\d+\.\d) kB\)", said)
+    assert written and float(written.group(1)) == pytest.approx(size / 1e3, abs=0.05), said
+    assert re.search(r"parity on 16 images from .*affectnet.*max \|diff\| expression \d\.\d+e-\d+", said), said
+    assert "argmax agreement" in said
+    assert "Traceback" not in said and "onnxslim" not in said.replace("onnxslim graph", "")
+
+
 def test_checkpoint_of_another_architecture_is_one_line_error(make_ckpt, tmp_path):
     ckpt = make_ckpt(tmp_path / "m.pt", "small_cnn", size=64)
     data = torch.load(ckpt, weights_only=True)
