@@ -35,13 +35,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="MODELS is one checkpoint.pt: export it to every format of the table (into OUT-formats/; "
                         "GPU-only formats skipped without CUDA), print one status row per format, then bench "
                         "every file made")
-    p.add_argument("--data", type=Path, help="labelled faces (AffectNet layout or class folders)")
+    p.add_argument("--data", type=Path,
+                   help="labelled faces: a run's splits.json (its held-out test part; the default when the first "
+                        "model's folder has one) or a folder (AffectNet layout or class folders: a model trained "
+                        "on it is warned about)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--min-iters", type=int, default=50)
     p.add_argument("--min-seconds", type=float, default=3.0)
-    p.add_argument("--limit", type=int, help="evaluation images (default: all)")
+    p.add_argument("--limit", type=int, help="evaluation images, at least 1 (default: all)")
     p.add_argument("--providers", nargs="*", help="ONNX Runtime providers, e.g. cuda cpu")
     p.add_argument("-o", "--out", type=Path, default=Path("bench"), help="writes OUT.md and OUT.json")
     p.add_argument("--face-model", type=Path, help=FACE_MODEL_HELP)

@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BenchOptions:
-    data: Path | None = None  # labelled faces for accuracy/CCC (and the timed inputs)
+    # Labelled faces for accuracy/CCC (and the timed inputs): a folder, or a run's splits.json (its
+    # held-out test part). None: the first model's run folder's splits.json if it has one, else
+    # generated images (timing only).
+    data: Path | None = None
     batch_sizes: tuple[int, ...] = (1, 8)
     threads: int = 2
     warmup: int = 10
@@ -65,6 +68,7 @@ class BenchRow:
     valence_ccc: float | None = None
     arousal_ccc: float | None = None
     n_eval: int = 0
+    data: str = ""  # what the accuracy / CCC figures were measured on
     speedup_vs_ort_fp32: float | None = None
     accuracy_delta_points: float | None = None  # vs ORT FP32, percentage points
     extra: dict = field(default_factory=dict)
@@ -212,6 +216,8 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
     rows = []
     with backend:
         spec = backend.spec
+        if options.data is not None:
+            warn_if_trained_on(Path(options.data), spec, path)
         bs = _blendshapes_for(faces, spec, path, options)
         scores = score_faces(backend.predict, faces, spec, options.eval_batch, bs) if not faces.generated else {}
         for batch in options.batch_sizes:
@@ -227,7 +233,8 @@ def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[Bench
                 throughput=batch / p50, iters=iters, size_mb=file_size_mb(path),
                 model_family=f"{spec.backbone} {spec.input_size}px",
                 accuracy=scores.get("accuracy"), valence_ccc=scores.get("valence_ccc"),
-                arousal_ccc=scores.get("arousal_ccc"), n_eval=int(scores.get("n_eval") or 0)))
+                arousal_ccc=scores.get("arousal_ccc"), n_eval=int(scores.get("n_eval") or 0),
+                data=faces.source if scores else f"timing only ({faces.source})"))
             log.info("%s %s batch %d: p50 %.2f ms, %.1f img/s", label, path.name, batch, rows[-1].p50_ms,
                      rows[-1].throughput)
     return rows
@@ -261,12 +268,51 @@ def add_relative(rows: list[BenchRow]) -> None:
             row.accuracy_delta_points = 100 * (row.accuracy - ref.accuracy)
 
 
+def held_out_default(models: list[str | os.PathLike]) -> Path | None:
+    """The benchmark's default data: the held-out part of the run the first model
+    was trained in (its folder's splits.json), never faces it may have been trained on."""
+    for model in models[:1]:
+        splits = Path(model).parent / "splits.json"
+        if splits.is_file():
+            return splits
+    return None
+
+
+def warn_if_trained_on(data: Path, spec: ModelSpec, model: Path) -> None:
+    """A bare dataset folder the model names in its `trained_on` scores faces it may have
+    been trained on (the README's AffectNet folder: 0.705 there, 0.445 on the held-out part)."""
+    if data.suffix.lower() == ".json" or not spec.trained_on:
+        return
+    names = {part.split(":", 1)[-1].split("/")[0] for part in spec.trained_on.replace(" | ", "+").split("+")}
+    if data.name in names:
+        log.warning("%s: %s was trained on a dataset of this name (trained_on %s); its figures may include "
+                    "training faces: pass the run's splits.json for its held-out part", data, model.name,
+                    spec.trained_on)
+
+
+def load_bench_faces(data: Path, limit: int | None) -> FaceSet:
+    """`data`'s faces; a run's splits.json gives its held-out test part."""
+    faces = load_faces(data, limit=limit, split="test")
+    if data.suffix.lower() == ".json" and not (faces.expression >= 0).any() and not faces.has_va:
+        raise ExportError(f"{data}: none of the {len(faces)} held-out faces has a label here (their dataset "
+                          "folders moved or gone?); no accuracy can be measured")
+    return faces
+
+
 def run_bench(models: list[str | os.PathLike], options: BenchOptions | None = None) -> list[BenchRow]:
     options = options or BenchOptions()
+    if options.limit is not None and options.limit < 1:
+        raise ExportError(f"--limit {options.limit}: give a number of evaluation faces of at least 1, "
+                          "or leave it out for all of them")
+    if options.data is None:
+        options.data = held_out_default(models)
+        if options.data is not None:
+            log.info("bench: data %s (the run's held-out test part)", options.data)
     if options.data is not None:
-        faces = load_faces(options.data, limit=options.limit)
+        faces = load_bench_faces(Path(options.data), options.limit)
     else:
-        log.warning("bench: no --data; timing on generated images, no accuracy columns")
+        log.warning("bench: no --data and no splits.json beside %s; timing on generated images, no accuracy "
+                    "columns", models[0] if models else "the models")
         faces = generated_faces(max(options.batch_sizes))
     rows: list[BenchRow] = []
     for model in models:
@@ -281,14 +327,14 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def markdown_table(rows: list[BenchRow], options: BenchOptions | None = None) -> str:
     head = ("| model | family | backend | batch | threads | p50 ms | p95 ms | img/s | × ORT FP32 | MB | accuracy "
-            "| Δ acc (pts) | valence CCC | arousal CCC | n |")
+            "| Δ acc (pts) | valence CCC | arousal CCC | n | data |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         name = f"{Path(r.model).parent.name}/{Path(r.model).name}" if Path(r.model).parent.name else r.model
         lines.append(f"| {name} | {r.model_family} | {r.backend} | {r.batch} | {r.threads} | {r.p50_ms:.2f} | "
                      f"{r.p95_ms:.2f} | {r.throughput:.1f} | {_fmt(r.speedup_vs_ort_fp32, '.2f')} | "
                      f"{r.size_mb:.1f} | {_fmt(r.accuracy, '.3f')} | {_fmt(r.accuracy_delta_points, '+.1f')} | "
-                     f"{_fmt(r.valence_ccc, '.3f')} | {_fmt(r.arousal_ccc, '.3f')} | {r.n_eval} |")
+                     f"{_fmt(r.valence_ccc, '.3f')} | {_fmt(r.arousal_ccc, '.3f')} | {r.n_eval} | {r.data} |")
     return "\n".join(lines)
 
 

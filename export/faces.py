@@ -88,28 +88,50 @@ def _listing(root: Path) -> tuple[str, list[tuple[Path, int, float, float]]]:
     return info.name, [(Path(s.path), s.expression, s.valence, s.arousal) for s in info.samples]
 
 
-def _run_split_listing(path: Path) -> tuple[str, list[tuple[Path, int, float, float]]]:
-    """The training part of a run's `splits.json`: calibration faces that are
-    guaranteed not to be in the held-out part the model is evaluated on."""
+def _run_split_listing(path: Path, split: str = "train") -> tuple[str, list[tuple[Path, int, float, float]]]:
+    """One part of a run's `splits.json`. "train": calibration faces that are
+    guaranteed not to be in the held-out part the model is evaluated on (no
+    labels needed). "test": the held-out faces, with the labels their dataset
+    folder gives (AffectNet annotations, class folder names); a face that two
+    held-out parts list (FER2013 PublicTest under FER+ and folder labels) once."""
     import json
 
     try:
-        train = json.loads(path.read_text(encoding="utf-8"))["train"]
+        paths = json.loads(path.read_text(encoding="utf-8"))[split]
+        if not isinstance(paths, list):
+            raise TypeError(f"{split!r} is not a list")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{path}: not a run's splits.json with a 'train' list ({exc})") from None
-    return "run train split", [(Path(p), -1, float("nan"), float("nan")) for p in train]
+        raise ExportError(f"{path}: not a run's splits.json with a {split!r} list ({exc})") from None
+    paths = list(dict.fromkeys(str(p) for p in paths))
+    if split != "test":
+        return f"run {split} split", [(Path(p), -1, float("nan"), float("nan")) for p in paths]
+    if not paths:
+        raise ExportError(f"{path}: the run's held-out 'test' split is empty")
+    labelled: dict[str, tuple[Path, int, float, float]] = {}
+    for root in dict.fromkeys(_dataset_root(Path(p)) for p in paths):
+        try:
+            labelled.update((str(r[0]), r) for r in _listing(root)[1])
+        except (ExportError, OSError):
+            continue  # a folder gone since the fit: its faces count as unlabelled below
+    return "run test split, held out", [labelled.get(p, (Path(p), -1, float("nan"), float("nan"))) for p in paths]
 
 
-def load_faces(path: str | os.PathLike, limit: int | None = None, seed: int = 0) -> FaceSet:
+def _dataset_root(image: Path) -> Path:
+    """The dataset folder an image path of a run's split belongs to: `ROOT/images/x.jpg`
+    (AffectNet layout) and `ROOT/<class>/x.jpg` (class folders) both give ROOT."""
+    return image.parent.parent
+
+
+def load_faces(path: str | os.PathLike, limit: int | None = None, seed: int = 0, split: str = "train") -> FaceSet:
     """Read up to `limit` face crops (a seeded random subset, so classes mix)
     from `path`: a folder (AffectNet layout, class folders or plain images),
     one image, a `.txt` list of image paths, or a run's `splits.json` (its
-    training part)."""
+    `split` part: "train" for calibration, "test" for the benchmark's held-out faces)."""
     root = Path(path)
     if not root.exists():
         raise ExportError(f"{root}: face image folder not found")
     if root.is_file() and root.suffix.lower() == ".json":
-        layout, rows = _run_split_listing(root)
+        layout, rows = _run_split_listing(root, split)
     elif root.is_file() and root.suffix.lower() == ".txt":  # one image path per line
         lines = root.read_text(encoding="utf-8").splitlines()
         layout, rows = "image list", [(Path(ln.strip()), -1, float("nan"), float("nan")) for ln in lines if ln.strip()]

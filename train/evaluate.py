@@ -88,15 +88,27 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
             if source not in known:
                 raise EvalError(f"--source {source!r}: the run has no dataset of that name (it has {known})")
             infos = [i for i in infos if i.name == source]
-        samples, classes, names = [], set(), []
+        samples, classes, names, seen, twice = [], set(), [], set(), {}
         for info in infos:
             picked = [s for s in info.samples if wanted is None or s.path in wanted]
+            # Two parts can hold the same faces under other labels (FER2013 PublicTest as
+            # ferplus_test and fer2013_test): pooled, each face counts once, under the first part.
+            again = [s for s in picked if s.path in seen]
+            if again:
+                twice[info.name] = len(again)
+                picked = [s for s in picked if s.path not in seen]
+            seen.update(s.path for s in picked)
             samples += picked
             if picked:
                 classes |= set(info.labels)
                 names.append(info.name)  # only the datasets this split draws from
+        for part, n in twice.items():
+            log.warning("%s: %d faces already counted under an earlier part left out of the pooled %s split; "
+                        "evaluate each part on its own with --source %s", part, n, split, part)
         label_set = list(infos[0].label_set) if infos else labels
         name = f"{'+'.join(names)}:{split}"
+        if twice:
+            name += " (each face once: " + ", ".join(f"{n} of {p} counted earlier" for p, n in twice.items()) + ")"
         return samples, label_set, sorted(classes) or None, name
     if isinstance(data, str):
         data = _parse_data_arg(data)

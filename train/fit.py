@@ -599,6 +599,19 @@ def _run_config(cfg: dict, resume: bool, resume_overrides: list[str] | None) -> 
     return cfg, run_dir, resume_state
 
 
+def trained_on_text(cfg: dict, splits: Splits) -> str:
+    """The model's `trained_on`: the datasets its training part drew from, as `type:folder`
+    (`/usage` where one folder holds several parts); a held-out-only part is not one of them."""
+    parts = [*splits.train, *(splits.val if cfg["train"].get("train_on_val") else [])]
+    trained = {id(p.info) for p in parts}
+    names = []
+    for dcfg, info in zip(cfg["data"]["datasets"], splits.infos):
+        if id(info) in trained:
+            usage = f"/{dcfg['usage']}" if dcfg.get("usage") else ""
+            names.append(f"{dcfg.get('type')}:{Path(str(dcfg.get('root'))).name}{usage}")
+    return "+".join(dict.fromkeys(names))
+
+
 def _build_run_model(cfg: dict, splits: Splits, resume_state: dict | None, device: torch.device
                      ) -> tuple[AffectModel, Any, dict[str, Any], list[str]]:
     """The model (ImageNet weights, or the resume point's), on the device; its spec, build args
@@ -620,8 +633,7 @@ def _build_run_model(cfg: dict, splits: Splits, resume_state: dict | None, devic
         model.load_state_dict(drop_imagenet_classifier(resume_state["state_dict"]))
         # Where the weights first came from (the ImageNet file), not "random" for a resumed run.
         model.weights_source = resume_state.get("weights_source") or "resumed (last.pt)"
-    trained_on = "+".join(f"{d.get('type')}:{Path(str(d.get('root'))).name}" for d in cfg["data"]["datasets"])
-    spec = spec_for(model, list(cfg["labels"]), trained_on=trained_on, au_names=au_names)
+    spec = spec_for(model, list(cfg["labels"]), trained_on=trained_on_text(cfg, splits), au_names=au_names)
     margs = model_args(model, mcfg["hidden"], mcfg["dropout"])
     model.to(device)
     if cfg["train"].get("channels_last", True):
