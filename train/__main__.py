@@ -148,7 +148,9 @@ def _run_fit(args) -> int:
                 raise ValueError(f"--data {item!r}: use TYPE:ROOT, e.g. affectnet:../shared/data/affectnet")
             datasets.append({"type": kind, "root": root})
         cfg["data"]["datasets"] = datasets
-    if args.limit:
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit {args.limit}: give at least 1 sample per dataset, or leave it out for all")
         for d in cfg["data"]["datasets"]:
             d["limit"] = args.limit
     if args.run_dir:

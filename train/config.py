@@ -7,6 +7,8 @@ reproduced (and resumed) from its own folder.
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
+        for key in unknown_keys(loaded, DEFAULTS):
+            # The same rule as --set: a misspelt key would otherwise be trained without, silently.
+            raise ConfigError(f"{path}: unknown config key {key!r} (known here: {_known_beside(key)})")
         deep_update(cfg, loaded)
         # Relative dataset roots are relative to the config file's directory's
         # project root is ambiguous; we keep them relative to the working directory.
@@ -159,6 +164,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         keys, value = parse_override(item)
         set_path(cfg, keys, value)
     return cfg
+
+
+# Sections whose keys are the user's to choose (checked where they are used).
+FREE_SECTIONS = ("data.datasets", "train.stop_when")
+
+
+def unknown_keys(loaded: dict, reference: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of `loaded` that `reference` (the defaults) does not have."""
+    found = []
+    for key, value in loaded.items():
+        dotted = f"{prefix}{key}"
+        if key not in reference:
+            found.append(dotted)
+        elif isinstance(value, dict) and isinstance(reference[key], dict) and dotted not in FREE_SECTIONS:
+            found += unknown_keys(value, reference[key], dotted + ".")
+    return found
+
+
+def _known_beside(dotted: str) -> str:
+    node: Any = DEFAULTS
+    for k in dotted.split(".")[:-1]:
+        node = node.get(k, {}) if isinstance(node, dict) else {}
+    return ", ".join(sorted(node)) if isinstance(node, dict) else ""
 
 
 def dump_config(cfg: dict, path: Path) -> None:
@@ -213,9 +241,132 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What one config key takes: a kind ("int", "number", "bool", "str", "choice"), bounds
+    (`low`/`high`, excluded when `open_low`/`open_high`), whether null is allowed."""
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    nullable: bool = False
+    choices: tuple = ()
+    open_low: bool = False
+    open_high: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.kind in ("int", "number"):
+            text = "a whole number" if self.kind == "int" else "a number"
+            if self.low is not None and self.high is not None:
+                text += (f" in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                         f"{')' if self.open_high else ']'}")
+            elif self.low is not None:
+                text += f" {'>' if self.open_low else '≥'} {self.low:g}"
+        else:
+            text = {"bool": "true or false", "str": "a string"}[self.kind]
+        return text + (" or null" if self.nullable else "")
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            return isinstance(value, str)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False  # 1.5 epochs is not 1 epoch
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.open_high and value == self.high)))
+
+
+_INT0, _INT1, _NUM0 = Rule("int", 0), Rule("int", 1), Rule("number", 0)
+_SHARE = Rule("number", 0, 1, open_high=True)
+# One table of what each key takes, for the YAML file, --set and the flags alike (they all land in
+# the one config that check_config reads). Keys not listed here have their own checks below or
+# where they are used (datasets: their loaders).
+SCHEMA: dict[str, Rule] = {
+    "name": Rule("str"), "run_dir": Rule("str", nullable=True), "seed": _INT0,
+    "model.backbone": Rule("str"), "model.pretrained": Rule("str", nullable=True),
+    # Below 16 px no backbone has a feature map left; above 1024 a batch no longer fits in memory.
+    "model.input_size": Rule("int", 16, 1024, nullable=True),
+    "model.hidden": _INT1, "model.dropout": _SHARE, "model.num_landmarks": _INT0, "model.num_aus": _INT0,
+    "model.face_model": Rule("str", nullable=True), "model.blendshape_standardise": Rule("bool"),
+    "data.split.method": Rule("choice", choices=("stratified", "subject")), "data.split.seed": _INT0,
+    "data.balance": Rule("choice", choices=("none", "loss_weights", "oversample")),
+    "data.num_workers": _INT0, "data.blendshape_dropout": Rule("number", 0, 1),
+    "data.blendshape_cache": Rule("str", nullable=True), "data.cache": Rule("bool"),
+    "data.cache_dir": Rule("str", nullable=True),
+    "train.epochs": _INT1, "train.batch_size": _INT1, "train.lr": Rule("number", 0, open_low=True),
+    "train.backbone_lr_mult": _NUM0, "train.weight_decay": _NUM0, "train.momentum": Rule("number", 0, 1),
+    "train.warmup_epochs": _NUM0, "train.plateau_factor": Rule("number", 0, 1, open_low=True, open_high=True),
+    "train.plateau_patience": _INT0, "train.freeze_backbone": Rule("bool"),
+    "train.unfreeze_after": Rule("int", 0, nullable=True), "train.channels_last": Rule("bool"),
+    "train.early_stopping_metric": Rule("str", nullable=True),
+    "train.early_stopping_patience": Rule("int", 1, nullable=True),
+    "train.grad_clip": Rule("number", 0, nullable=True), "train.label_smoothing": _SHARE, "train.l1": _NUM0,
+    "train.max_steps": Rule("int", 1, nullable=True), "train.amp": Rule("choice", choices=("auto", True, False)),
+    "train.eval_tta": Rule("bool"), "train.threads": Rule("int", 1, nullable=True),
+    "train.train_on_val": Rule("bool"),
+    "distill.teacher": Rule("str", nullable=True), "distill.cache": Rule("str", nullable=True),
+    "loss.expression": _NUM0, "loss.va": _NUM0, "loss.landmarks": _NUM0, "loss.aus": _NUM0,
+    "loss.va_loss": Rule("choice", choices=("ccc", "mse", "ccc+mse")),
+    "loss.landmark_loss": Rule("choice", choices=("l1", "l2")),
+}
+for _name in DEFAULTS["data"]["augment"]:
+    SCHEMA[f"data.augment.{_name}"] = Rule("number", 0, 1) if _name in ("hflip", "erasing", "greyscale") else _NUM0
+
+
+def _as_number(value: Any) -> Any:
+    """PyYAML reads `1e-3` (no dot) as a string, in a file and in --set alike: a number is meant."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    return value
+
+
+def check_schema(cfg: dict) -> None:
+    """Every key of SCHEMA holds what it takes; ConfigError naming the key and what it takes."""
+    for dotted, rule in SCHEMA.items():
+        *parents, key = dotted.split(".")
+        node: Any = cfg
+        for k in parents:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node:
+            continue
+        if rule.kind == "number":
+            node[key] = _as_number(node[key])
+        if not rule.accepts(node[key]):
+            raise ConfigError(f"{dotted} must be {rule.describe()}, got {node[key]!r}")
+    labels = cfg.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ConfigError(f"labels must be a list of class names, got {labels!r}")
+    fractions = (cfg.get("data", {}).get("split") or {}).get("fractions")
+    if not isinstance(fractions, list) or not all(Rule("number", 0, 1).accepts(_as_number(f)) for f in fractions):
+        raise ConfigError(f"data.split.fractions must be a list of numbers in [0, 1], got {fractions!r}")
+    datasets = cfg.get("data", {}).get("datasets")
+    if not isinstance(datasets, list) or not datasets or not all(
+            isinstance(d, dict) and "type" in d and "root" in d for d in datasets):
+        raise ConfigError(f"data.datasets must be a list of entries with type and root, got {datasets!r}")
+
+
 def check_config(cfg: dict) -> None:
     """ConfigError (one line, naming the key) for a value no run can use; the loaders
     check their own dataset keys when they read the data."""
+    for section in ("model", "data", "train", "loss", "distill"):
+        if not isinstance(cfg.get(section), dict):
+            raise ConfigError(f"{section} must be a section (a mapping of keys), got {cfg.get(section)!r}")
+    check_schema(cfg)
     tcfg, mcfg = cfg["train"], cfg["model"]
     draws = tcfg.get("samples_per_epoch")
     if draws is not None and (not isinstance(draws, int) or isinstance(draws, bool) or draws < 1):
