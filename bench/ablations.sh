@@ -41,7 +41,7 @@ for v in $VARIANTS; do
   fi
   for part in affectnet rafdb ferplus; do
     [ -f "$run/val_$part/metrics.json" ] || \
-      $PY -m train eval "$run/checkpoint.pt" --run-dir "$run" --split val --source "$part" -o "$run/val_$part"
+      $PY -m train eval "$run/checkpoint.pt" --run-dir "$run" --split val --source "$part" -o "$run/val_$part" --overwrite
   done
 done
 $PY - "$OUT" $VARIANTS <<'PY'

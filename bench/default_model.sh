@@ -57,11 +57,11 @@ $PY -m export onnx "${ckpts[@]}" -o "$OUT/model.onnx" --data "$OUT/calibration.t
 # (the ensemble; docs/BENCHMARKS.md).
 $PY -m export int8 "$OUT/model.onnx" --data "$OUT/calibration.txt" --calibrate percentile -o "$OUT/model.int8.onnx"
 for m in model model.int8; do
-  $PY -m train eval "$OUT/$m.onnx" --run-dir "$first" --split test -o "$OUT/eval_test_${m/./_}"
-  $PY -m train eval "$OUT/$m.onnx" --data "fer2013:$FER_TEST" -o "$OUT/eval_fer_${m/./_}"
+  $PY -m train eval "$OUT/$m.onnx" --run-dir "$first" --split test -o "$OUT/eval_test_${m/./_}" --overwrite
+  $PY -m train eval "$OUT/$m.onnx" --data "fer2013:$FER_TEST" -o "$OUT/eval_fer_${m/./_}" --overwrite
 done
 # The same model given no blendshapes: what the FaceDetector path (--detector-only) gets.
-$PY -m train eval "$OUT/model.onnx" --run-dir "$first" --split test --no-blendshapes -o "$OUT/eval_test_model_noblend"
+$PY -m train eval "$OUT/model.onnx" --run-dir "$first" --split test --no-blendshapes -o "$OUT/eval_test_model_noblend" --overwrite
 $PY -m train compare "$OUT/eval_test_model" "$OUT/eval_test_model_int8" "$OUT/eval_test_model_noblend" -o "$OUT/compare"
 if [ "${INSTALL:-0}" = 1 ]; then
   cp "$OUT/model.onnx" realtime/models/affectcam_default.onnx

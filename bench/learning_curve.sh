@@ -32,7 +32,7 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 for f in $FRACTIONS; do
   for part in affectnet rafdb; do
-    $PY -m train eval "$OUT/f$f/checkpoint.pt" --split test --source "$part" -o "$OUT/f$f/eval_$part"
+    $PY -m train eval "$OUT/f$f/checkpoint.pt" --split test --source "$part" -o "$OUT/f$f/eval_$part" --overwrite
   done
 done
 $PY - "$OUT" $FRACTIONS <<'PY'

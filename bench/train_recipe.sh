@@ -41,7 +41,7 @@ $PY -m export int8 "$RUN/model.onnx" --data "$RUN/calibration.txt" --calibrate p
 for part in $PARTS; do
   evals=()
   for m in $FILES; do
-    $PY -m train eval "$RUN/$m" --run-dir "$RUN" --split test --source "$part" -o "$RUN/eval_${part}_${m%.*}"
+    $PY -m train eval "$RUN/$m" --run-dir "$RUN" --split test --source "$part" -o "$RUN/eval_${part}_${m%.*}" --overwrite
     evals+=("$RUN/eval_${part}_${m%.*}")
   done
   $PY -m train compare "${evals[@]}" -o "$RUN/compare_$part"

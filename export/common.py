@@ -5,7 +5,9 @@ Runtime sessions."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,10 +39,18 @@ def check_writable(out: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `out`; it replaces `out` only if the block succeeds."""
+    """Yield a temporary path next to `out`; it replaces `out` only if the block succeeds.
+    An OSError while writing (a full disk) is the output's problem: one line naming `out`,
+    and whatever was at `out` before stays as it was."""
     check_writable(out)
-    with atomic_path(out) as tmp:
-        yield tmp
+    if out.exists():  # the same rule as every command: an existing output is never replaced silently
+        logging.getLogger("export").info("%s: replacing the existing file", out)
+    try:
+        with atomic_path(out) as tmp:
+            yield tmp
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write it ({exc.strerror or exc}); nothing was written there, "
+                          "free space or choose another path with -o") from None
 
 
 def load_onnx(path: str | os.PathLike):

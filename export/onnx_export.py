@@ -224,6 +224,8 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
                 torch.onnx.export(_tuple_module(model, names), dummy, str(tmp), input_names=inputs,
                                   output_names=names, dynamic_axes=dynamic, opset_version=opset,
                                   do_constant_folding=True, dynamo=False)
+            except OSError:
+                raise  # writing the graph failed (a full disk): the output's problem, not the checkpoint's
             except Exception as exc:
                 raise ExportError(f"{checkpoint}: torch.onnx.export failed ({str(exc).splitlines()[0][:160]})"
                                   ) from None

@@ -175,8 +175,9 @@ def _eval_parser(sub) -> None:
     p.add_argument("--run-dir", help="run whose config/split to use (default: the model's folder)")
     p.add_argument("--source", help="with a run's split: only the dataset of this name (e.g. rafdb, "
                                     "ferplus_test); each held-out part is reported on its own")
-    p.add_argument("-o", "--out", required=True, help="output directory")
-    p.add_argument("--limit", type=int)
+    p.add_argument("-o", "--out", required=True, help="output directory (an earlier eval there: see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the evaluation already in -o")
+    p.add_argument("--limit", type=int, help="at most N images (at least 1)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
     p.add_argument("--face-model", help="MediaPipe face_landmarker.task for models that take blendshapes "

@@ -397,18 +397,35 @@ def predictions_to_metrics(predictions_csv: str | os.PathLike, restrict_to: Sequ
                            restrict_to=restrict_to, bootstrap=bootstrap, **kwargs)
 
 
-def check_output_dir(out: str | Path) -> None:
-    """Refuse an -o that is a training run's own folder: eval would overwrite the
-    run's validation metrics.json (and its plots) with test-split figures."""
+# What an eval folder holds: another eval's results, replaced only when asked (--overwrite).
+EVAL_OUTPUTS = ("metrics.json", "predictions.csv", "report.md")
+
+
+def check_output_dir(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse an -o that is a training run's own folder (eval would overwrite the
+    run's validation metrics.json and its plots with test-split figures, --overwrite
+    or not), and an earlier eval's folder unless `overwrite`."""
     out = Path(out)
     if (out / "metrics.json").is_file() and any((out / n).is_file() for n in ("last.pt", "history.csv")):
         raise EvalError(f"-o {out}: that is a training run's folder, and eval would overwrite its own "
                         f"metrics.json; write into a sub-folder, e.g. -o {out / 'eval_test'}")
+    if out.exists() and not out.is_dir():
+        raise EvalError(f"-o {out}: is a file, not a folder; choose another -o")
+    held = [n for n in EVAL_OUTPUTS if (out / n).exists()]
+    if held and not overwrite:
+        raise EvalError(f"-o {out}: already holds an evaluation ({', '.join(held)}); pass --overwrite to "
+                        "replace it or choose another -o")
 
 
 def evaluate_cli(args: Any) -> dict:
     """`python -m train eval` (argparse namespace from train.__main__)."""
-    check_output_dir(args.out)
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 1:
+        raise EvalError(f"--limit {limit}: give at least 1 image, or leave it out for all")
+    overwrite = bool(getattr(args, "overwrite", False))
+    check_output_dir(args.out, overwrite)
+    if overwrite and any((Path(args.out) / n).exists() for n in EVAL_OUTPUTS):
+        log.warning("-o %s: replacing the evaluation there (--overwrite)", args.out)
     metrics = evaluate(args.model, args.data, args.out, split=getattr(args, "split", "test"),
                        batch_size=getattr(args, "batch_size", 64), limit=getattr(args, "limit", None),
                        run_dir=getattr(args, "run_dir", None), tta=bool(getattr(args, "tta", False)),

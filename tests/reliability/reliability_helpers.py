@@ -6,6 +6,7 @@ one of them can be imported by the name `conftest`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -54,3 +55,25 @@ def error_line(stderr: str) -> str:
     assert lines, f"no error line in: {stderr[-800:]}"
     assert "Traceback" not in stderr, stderr[-1500:]
     return lines[-1]
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size_kb: int):
+    """A real full disk: a tmpfs of `size_kb` KiB mounted at `where` (root, or a user
+    namespace that lets us mount), unmounted afterwards. Skips where neither is allowed."""
+    where.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root here (the disk-full cases run as root in CI)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(folder: Path, leave_kb: int = 0) -> None:
+    """Fill the disk `folder` is on, leaving about `leave_kb` KiB free."""
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize - leave_kb * 1024
+    if free > 0:
+        (folder / "filler.bin").write_bytes(b"\0" * free)

@@ -203,6 +203,26 @@ def test_cli_eval_prints_summary_and_one_line_errors(onnx_model, affectnet_root,
     assert rc != 0 and "TYPE:ROOT" in err and len(err.splitlines()) == 1
 
 
+def test_eval_into_an_earlier_eval_folder_needs_overwrite(onnx_model, affectnet_root, tmp_path, capsys):
+    """Issue 24 item 14: `train eval -o` replaced an earlier evaluation silently."""
+    from train.__main__ import main
+
+    out = tmp_path / "eval"
+    args = ["eval", str(onnx_model), "--data", f"affectnet:{affectnet_root}", "--limit", "6", "-o", str(out)]
+    assert main(args) == 0
+    before = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main([*args[:-3], "4", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds an evaluation" in err and "--overwrite" in err
+    assert (out / "metrics.json").read_text() == before
+    assert main([*args[:-3], "4", "-o", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["n"] == 4
+    for limit in ("0", "-1"):
+        assert main([*args[:-3], limit, "-o", str(tmp_path / "other")]) == 2
+        assert f"--limit {limit}: give at least 1 image" in capsys.readouterr().err
+
+
 def test_eval_of_a_checkpoint_and_its_onnx_export_agree(tmp_path, affectnet_root):
     from export.onnx_export import export_onnx
     from train.checkpoint import model_args, save_checkpoint, spec_for
