@@ -135,11 +135,13 @@ def read_jsonl(path: str | os.PathLike):
 
 
 NUMERIC_COLUMNS = ("frame", "t_ms", "track_id", "valence", "arousal", "confidence")
+INDEX_LIMIT = 2.0 ** 31  # frame and track numbers: a recorder counts up from 0, one per frame / track
 
 
 def read_recording(path: str | os.PathLike):
     """A CSV or JSONL recording (by suffix) as a DataFrame sorted by time and track,
     its numeric columns checked. Raises RecordingError naming the file."""
+    import numpy as np
     import pandas as pd
 
     path = Path(path)
@@ -156,7 +158,14 @@ def read_recording(path: str | os.PathLike):
     if df[numeric].isna().any().any():
         bad = [c for c in numeric if df[c].isna().any()]
         raise RecordingError(f"{path}: empty values in columns {bad}")
-    df["track_id"] = df["track_id"].astype(int)
+    for col in ("frame", "track_id"):
+        # Writers write whole numbers; a cast would turn 1.7 into 1 and 1e30 into a negative number.
+        values = df[col].to_numpy(dtype="float64")
+        wrong = ~((np.abs(values) < INDEX_LIMIT) & (np.floor(values) == values))
+        if wrong.any():
+            raise RecordingError(f"{path}: {int(wrong.sum())} rows whose {col} is not a whole number below "
+                                 f"{INDEX_LIMIT:.0f} (first at row {int(np.flatnonzero(wrong)[0]) + 1})")
+        df[col] = df[col].astype("int64")
     return df.sort_values(["t_ms", "track_id"]).reset_index(drop=True)
 
 

@@ -72,6 +72,12 @@ def test_recordings_written_before_still_load(tmp_path):
     ("noprob.jsonl", '{"frame": 0}\n', "missing keys"),
     ("header.csv", OLD_CSV.splitlines()[0] + "\n", "no rows"),
     ("text.csv", OLD_CSV.replace("33.3", "soon"), "non-numeric values"),
+    # Issue 24 item 14: a cast to int called 1e30 "negative", cut 1.7 to 1, took frame 1e300.
+    ("huge_track.csv", OLD_CSV.replace("33.3,2,", "33.3,1e30,"), "track_id is not a whole number below 2147483648"),
+    ("part_track.csv", OLD_CSV.replace("33.3,2,", "33.3,1.7,"), "track_id is not a whole number"),
+    ("inf_track.csv", OLD_CSV.replace("33.3,2,", "33.3,inf,"), "track_id is not a whole number"),
+    ("huge_frame.csv", OLD_CSV.replace("\n1,", "\n1e300,", 1), "frame is not a whole number"),
+    ("huge_frame.jsonl", OLD_JSONL.replace('"frame": 0', '"frame": 1e300'), "frame is not a whole number"),
 ])
 def test_bad_recordings_are_one_line_naming_the_file(tmp_path, name, text, problem):
     path = tmp_path / name
