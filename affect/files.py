@@ -16,8 +16,14 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl  # POSIX: the lock that tells a living writer's temporary file from a killed one's
+except ImportError:  # Windows: no recovery of killed runs' files
+    fcntl = None
 
 CACHE_ENV = "AFFECTCAM_CACHE"
 PARTIAL = ".partial"  # in every temporary file's name (tests and cleanups look for it)
@@ -80,23 +86,61 @@ def check_writable(path: str | os.PathLike) -> Path:
 class PendingFile:
     """A temporary file next to `path` that replaces `path` on `commit()`
     (for writers that stay open, like the camera's recordings); `discard()`
-    removes it instead."""
+    removes it instead.
 
-    def __init__(self, path: str | os.PathLike):
+    With `hold=True` the writer keeps a lock on the temporary file while it lives: a
+    temporary file nobody holds is what a killed writer left (`orphaned_partials`)."""
+
+    def __init__(self, path: str | os.PathLike, hold: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f"{PARTIAL}{self.path.suffix}",
                                    dir=self.path.parent)
-        os.close(fd)
         self.tmp = Path(tmp)
+        self._lock_fd: int | None = None
+        if hold and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock_fd = fd
+        else:
+            os.close(fd)
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the lock
+            self._lock_fd = None
 
     def commit(self) -> Path:
         os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(self.tmp, self.path)
+        self._release()
         return self.path
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        self._release()
+
+
+def orphaned_partials(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of `path` (`.<stem>.<8 random>.partial<suffix>` beside it) that no living
+    writer holds (`PendingFile(hold=True)`): what a killed run left, oldest first."""
+    path = Path(path).expanduser()
+    if fcntl is None or not path.parent.is_dir():
+        return []
+    found = []
+    # mkstemp's random part is 8 characters: `out.x.csv`'s files are not `out.csv`'s
+    for tmp in path.parent.glob(f".{glob_escape(path.stem)}.{'?' * 8}{PARTIAL}{glob_escape(path.suffix)}"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a living writer holds it
+        finally:
+            os.close(fd)
+        found.append(tmp)
+    return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
 @contextlib.contextmanager

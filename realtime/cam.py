@@ -28,7 +28,8 @@ from realtime.options import (
     ScheduleOptions,
 )
 from realtime.pipeline import Pipeline, PipelineError
-from realtime.sinks import OutputError, SummaryJsonSink, check_output, check_video_output
+from realtime.recovery import recover
+from realtime.sinks import OutputError, OutputFailed, SummaryJsonSink, check_output, check_video_output
 from realtime.smoothing import SmoothingOptions
 from realtime.sources import SourceError, SourceOptions
 
@@ -74,13 +75,48 @@ def check_args(args: argparse.Namespace) -> PipelineOptions:
     return options
 
 
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    return [(flag, value) for flag, value in (("--csv", args.csv), ("--jsonl", args.jsonl),
+                                              ("--video-out", args.video_out),
+                                              ("--summary-json", args.summary_json)) if value]
+
+
 def check_outputs(args: argparse.Namespace) -> None:
-    """Every output checked (folder created, not a folder, writable) at start-up."""
-    for flag, value in (("--csv", args.csv), ("--jsonl", args.jsonl), ("--summary-json", args.summary_json)):
-        if value:
+    """Every output checked (folder created, not a folder, writable) at start-up; then an
+    output that exists is refused unless --overwrite (the rule of every command: an existing
+    result is never replaced silently)."""
+    for flag, value in _outputs(args):
+        if flag == "--video-out":
+            check_video_output(value)
+        else:
             check_output(value, flag)
-    if args.video_out:
-        check_video_output(args.video_out)
+    for flag, value in _outputs(args):
+        if os.path.exists(os.path.expanduser(value)):
+            if not getattr(args, "overwrite", False):
+                raise ArgumentError(f"{flag} {value}: already exists; pass --overwrite to replace it, or give "
+                                    "another name")
+            print(f"affectcam: {flag} {value} exists and will be replaced (--overwrite)", file=sys.stderr)
+
+
+def recover_outputs(args: argparse.Namespace) -> int:
+    """Recover what a killed run left for these outputs (`realtime.recovery`); how many files."""
+    n = 0
+    for _, value in _outputs(args):
+        for line in recover(value):
+            print(f"affectcam: {line}", file=sys.stderr)
+            n += 1
+    return n
+
+
+def _error_lines(exc: BaseException) -> list[str]:
+    """The error and the ones raised while closing after it (each names its file), oldest first."""
+    chain = _chain(exc)
+    lines = []
+    for e in reversed(chain):
+        if isinstance(e, (*USER_ERRORS, ArgumentError)):
+            lines.append(str(e))
+            lines += [note.split(" also failed: ", 1)[-1] for note in getattr(e, "__notes__", [])]
+    return list(dict.fromkeys(lines))
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -93,6 +129,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--jsonl", default=None, help="write the per-face JSONL recording here")
     ap.add_argument("--video-out", default=None, help="write the annotated video here (.mp4)")
     ap.add_argument("--summary-json", default=None, help="write the end-of-run summary here as JSON")
+    ap.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (else refused)")
+    ap.add_argument("--recover", action="store_true",
+                    help="only recover what a killed run left for the given outputs (hidden .partial files "
+                         "become NAME.recovered-TIME.SUFFIX), then exit; a normal run does this at start-up")
     ap.add_argument("--width", type=int, default=None, help="camera resolution request")
     ap.add_argument("--height", type=int, default=None)
     ap.add_argument("--fps", type=float, default=None, help="camera FPS request")
@@ -164,19 +204,38 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.recover:
+        if not _outputs(args):
+            print("affectcam: error: --recover needs the outputs to look for (--csv, --jsonl, --video-out)",
+                  file=sys.stderr)
+            return 2
+        if not recover_outputs(args):
+            print("affectcam: nothing to recover for these outputs", file=sys.stderr)
+        return 0
     try:
         options = check_args(args)
+        recover_outputs(args)
         check_outputs(args)
         pipeline = Pipeline(options)
     except (*USER_ERRORS, ArgumentError) as exc:
         print(f"affectcam: error: {exc}", file=sys.stderr)
         return 2
 
+    stopping = []
+
     def on_signal(signum: int, _frame: Any) -> None:
-        # First Ctrl-C: finish this frame and close everything; a second one aborts.
+        # The first Ctrl-C / SIGTERM finishes this frame and closes everything; a second one
+        # must not break that shutdown half-way (a video without its end, a summary never
+        # written): it is told that the shutdown is under way, and the shutdown goes on.
+        if stopping:
+            if len(stopping) == 1:
+                # os.write, not print: a handler may run while the main thread is inside a print
+                os.write(2, b"affectcam: stopping already: finishing the recordings and the video\n")
+            stopping.append(signum)
+            return
+        stopping.append(signum)
         pipeline.stop()
         pipeline.summary.interrupted = True
-        signal.signal(signum, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -186,11 +245,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = pipeline.run()  # closing it writes the recordings, the video and the summary JSON
     except USER_ERRORS as exc:
-        pipeline.close()
-        print(f"affectcam: error: {exc}", file=sys.stderr)
-        return 2
+        try:
+            pipeline.close()
+        except USER_ERRORS as later:
+            exc.add_note(str(later))
+        for line in _error_lines(exc):
+            print(f"affectcam: error: {line}", file=sys.stderr)
+        if pipeline.summary.frames:
+            print(pipeline.summary.format())  # the run happened: its summary is not lost with a file
+        return 1 if isinstance(exc, OutputFailed) or any(
+            isinstance(e, OutputFailed) for e in _chain(exc)) else 2
     print(summary.format())
     return 0
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """`exc` and the errors it was raised while handling (`raise … from None` ends the chain)."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = None if exc.__suppress_context__ else exc.__context__
+    return out
 
 
 if __name__ == "__main__":

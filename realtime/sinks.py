@@ -25,11 +25,13 @@ format is `affect.recording`'s.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -135,38 +137,85 @@ def check_video_output(path: str | os.PathLike, flag: str = "--video-out") -> Pa
     return path
 
 
+class OutputFailed(OSError):
+    """An output that failed during the run (a full disk): the message names the file, the
+    reason and what of it was kept."""
+
+
 def _move_into_place(pending: PendingFile) -> None:
     try:
         pending.commit()
     except OSError as exc:
-        raise OSError(f"{pending.path}: cannot move the finished file into place ({_strerror(exc)}); "
-                      f"it is kept as {pending.tmp}") from None
+        raise OutputFailed(f"{pending.path}: cannot move the finished file into place ({_strerror(exc)}); "
+                           f"it is kept as {pending.tmp}") from None
 
 
 class _AtomicText:
-    """A text file opened at start() under a temporary name, moved into place at close()."""
+    """A text file opened at start() under a temporary name, moved into place at close().
+
+    Each frame's lines go to the file in one write: when the disk fills, the file is cut back
+    to the last whole frame, moved into place all the same (a shorter recording, never a torn
+    one), and the failure is raised naming the file and the frames kept."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.pending: PendingFile | None = None
-        self.fh = None
+        self.fd: int | None = None
+        self.complete = 0  # bytes in the file that end with a whole frame's lines
+        self.last_frame: int | None = None  # the last frame wholly in the file
+        self.failure: str | None = None
 
     def start(self, context: SinkContext) -> None:
-        self.pending = PendingFile(self.path)
-        self.fh = open(self.pending.tmp, "w", newline="", encoding="utf-8")
+        self.pending = PendingFile(self.path, hold=True)  # held: a killed run's file is told from ours
+        self.fd = os.open(self.pending.tmp, os.O_WRONLY | os.O_TRUNC)
 
     @property
     def tmp(self) -> Path | None:
         return self.pending.tmp if self.pending is not None else None
 
-    def close(self) -> None:
-        if self.fh is None:
+    def _append(self, text: str, frame: int | None = None) -> None:
+        """Write one frame's lines (`frame` None: the header) in one go, or remember the failure."""
+        if self.fd is None or self.failure is not None:
             return
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        self.fh = None
-        _move_into_place(self.pending)
+        encoded = text.encode("utf-8")
+        data = memoryview(encoded)
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError as exc:
+            self.failure = f"{_strerror(exc)}) " + ("before the first frame" if frame is None else f"at frame {frame}")
+            raise OutputFailed(self._message()) from None
+        self.complete += len(encoded)
+        if frame is not None:
+            self.last_frame = frame
+
+    def _message(self) -> str:
+        # self.failure: "<reason>) <where>", so the line reads "cannot write it (<reason>) <where>; <kept>"
+        return f"{self.path}: cannot write it ({self.failure}; {self._kept()}"
+
+    def _kept(self) -> str:
+        if self.last_frame is not None:
+            return f"its lines up to frame {self.last_frame} are kept in {self.path}"
+        return f"only its header is kept in {self.path}" if self.complete else "nothing of it is kept"
+
+    def close(self) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            if self.failure is not None:
+                os.ftruncate(fd, self.complete)  # back to the last whole frame (frees the torn tail)
+            os.fsync(fd)
+        except OSError as exc:
+            self.failure = self.failure or f"{_strerror(exc)}) at the end"
+        finally:
+            os.close(fd)
+        if self.failure is not None and not self.complete:
+            self.pending.discard()
+        else:
+            _move_into_place(self.pending)
+        if self.failure is not None:
+            raise OutputFailed(self._message())
 
 
 class CsvSink(_AtomicText):
@@ -174,11 +223,20 @@ class CsvSink(_AtomicText):
 
     def start(self, context: SinkContext) -> None:
         super().start(context)
-        self.writer = write_csv_header(self.fh, context.labels)
+        self._buffer = io.StringIO()
+        self.writer = write_csv_header(self._buffer, context.labels)
+        self._flush(None)
+
+    def _flush(self, frame: int | None) -> None:
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._append(text, frame)
 
     def write(self, result: FrameResult) -> None:
         for f in result.faces:
             self.writer.writerow(_face_row(result, f).as_csv_row())
+        self._flush(result.index)
 
 
 class JsonlSink(_AtomicText):
@@ -194,15 +252,90 @@ class JsonlSink(_AtomicText):
         self.labels = context.labels
 
     def write(self, result: FrameResult) -> None:
-        for f in result.faces:
-            obj = _face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
-                                               f.blendshapes if self.blendshapes else None)
-            self.fh.write(json.dumps(obj) + "\n")
+        lines = [json.dumps(_face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
+                                                         f.blendshapes if self.blendshapes else None)) + "\n"
+                 for f in result.faces]
+        self._append("".join(lines), result.index)
+
+
+# Fragmented MP4 (an empty index, then a fragment per key frame, written as it goes): what a run
+# wrote stays playable when it is killed or the disk fills, where a plain MP4 needs the index
+# written at the very end. OpenCV's writer cannot ask FFmpeg for it (its muxer options are not
+# passed on), so MP4 files are written with PyAV, the same codec (MPEG-4 part 2, "mp4v"), which
+# also reports a full disk instead of writing nothing silently. Other containers (.avi, .mkv)
+# and an install without PyAV use OpenCV's writer.
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+_MP4_SUFFIXES = (".mp4", ".mov", ".m4v")
+
+
+class _FragmentedMp4:
+    """cv2.VideoWriter's write/release/isOpened over PyAV, writing a fragmented MP4."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        import av
+
+        self.container = av.open(str(path), "w", options=dict(FRAGMENTED_MP4))
+        self.stream = self.container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        # OpenCV's rate for mp4v (one bit per pixel per frame), and a key frame (a new fragment)
+        # every second: a killed run loses at most the last second.
+        self.stream.bit_rate = int(min(fps * size[0] * size[1], 2**31 - 1))
+        self.stream.codec_context.gop_size = max(1, round(fps))
+        self._frame_type = av.VideoFrame
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's name
+        return True
+
+    def write(self, image: np.ndarray) -> None:
+        frame = self._frame_type.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def release(self) -> None:
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+def open_video_writer(path: Path, fps: float, size: tuple[int, int]):
+    """A writer for `path` (its suffix picks the container): a fragmented MP4 through PyAV for
+    .mp4/.mov/.m4v (FRAGMENTED_MP4), else OpenCV's mp4v writer."""
+    if path.suffix.lower() in _MP4_SUFFIXES:
+        try:
+            return _FragmentedMp4(path, fps, size)
+        except ImportError:
+            pass
+    return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+
+
+def playable_frames(path: Path, expected: int) -> int:
+    """How many frames of the video at `path` decode: `expected` when its last frame does and
+    no frame follows (one seek), else counted from the start (only after a failure)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return 0
+        if expected > 0 and cap.set(cv2.CAP_PROP_POS_FRAMES, expected - 1) and cap.read()[0] \
+                and not cap.read()[0]:
+            return expected
+        cap.release()
+        cap = cv2.VideoCapture(str(path))
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        return n
+    finally:
+        cap.release()
 
 
 class VideoSink:
-    """Annotated frames into an mp4 (mp4v) at the source's fps (or `fps`); the size is fixed by
-    the first frame. A frame the run did not draw is not written."""
+    """Annotated frames into a video at the source's fps (or `fps`): a fragmented MP4 (mp4v)
+    for .mp4 names, OpenCV's mp4v writer for others; the size is fixed by the first frame. A
+    frame the run did not draw is not written. The file is read back at close: what plays of
+    it is kept after a failure (a full disk), with an error that says how much."""
 
     draws = True
 
@@ -210,9 +343,10 @@ class VideoSink:
         self.path = Path(path)
         self.fps = fps
         self.pending: PendingFile | None = None
-        self.writer: cv2.VideoWriter | None = None
+        self.writer = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
+        self.failure: str | None = None
 
     def start(self, context: SinkContext) -> None:
         fps = self.fps or context.fps
@@ -224,28 +358,58 @@ class VideoSink:
 
     def write(self, result: FrameResult) -> None:
         image = result.annotated
-        if image is None:
+        if image is None or self.failure is not None:
             return
         h, w = image.shape[:2]
-        if self.writer is None:
-            self.pending = PendingFile(self.path)  # its name keeps the suffix last: cv2 picks the container from it
-            self.size = (w, h)
-            self.writer = cv2.VideoWriter(str(self.pending.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
-                                          self.fps or 30.0, self.size)
-            if not self.writer.isOpened():
-                raise OSError(f"{self.path}: cannot open a video writer (mp4v)")
-        if (w, h) != self.size:  # sources whose size changes (image folders)
-            image = cv2.resize(image, self.size)
-        self.writer.write(image)
+        try:
+            if self.writer is None:
+                # its name keeps the suffix last: the container is picked from it; held: see orphaned_partials
+                self.pending = PendingFile(self.path, hold=True)
+                self.size = (w, h)
+                self.writer = open_video_writer(self.pending.tmp, self.fps or 30.0, self.size)
+                if not self.writer.isOpened():
+                    raise OSError(0, "the video writer (mp4v) does not open")
+            if (w, h) != self.size:  # sources whose size changes (image folders)
+                image = cv2.resize(image, self.size)
+            self.writer.write(image)
+        except OSError as exc:
+            self.failure = f"{_strerror(exc) if exc.strerror else exc}) at frame {result.index}"
+            raise OutputFailed(f"{self.path}: cannot write it ({self.failure}; what plays of the "
+                               f"{self.frames} frames before it is kept") from None
         self.frames += 1
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()  # writes the moov atom: the file is playable
-            self.writer = None
-            if not self.pending.tmp.is_file():
-                raise OSError(f"{self.path}: the video writer (mp4v) wrote nothing to {self.path.parent}")
+        if self.writer is None:
+            return
+        writer, self.writer = self.writer, None
+        try:
+            writer.release()  # the last fragment (a plain MP4: its index)
+        except OSError as exc:
+            self.failure = self.failure or f"{_strerror(exc)}) at the end"
+        if not self.pending.tmp.is_file() or not self.pending.tmp.stat().st_size:
+            self.pending.discard()
+            raise OutputFailed(f"{self.path}: the video writer wrote nothing to {self.path.parent}")
+        played = playable_frames(self.pending.tmp, self.frames)
+        if played == self.frames and self.failure is None:
             _move_into_place(self.pending)
+            return
+        reason = self.failure or (("no space left on device" if _disk_full(self.pending.tmp)
+                                   else "the video writer failed") + ")")
+        if played == 0:
+            self.pending.discard()
+            raise OutputFailed(f"{self.path}: cannot write it ({reason}; none of its {self.frames} frames "
+                               "plays, nothing of it is kept")
+        _move_into_place(self.pending)
+        raise OutputFailed(f"{self.path}: cannot write it ({reason}; the first {played} of its "
+                           f"{self.frames} frames are kept in {self.path}")
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20  # under 1 MiB free: a frame no longer fits
 
 
 class SummaryJsonSink:
@@ -263,8 +427,12 @@ class SummaryJsonSink:
 
     def close(self) -> None:
         if self.context is not None:
-            atomic_write_json(self.path, self.context.summary.as_dict())
-            self.context = None
+            summary, self.context = self.context.summary, None
+            try:
+                atomic_write_json(self.path, summary.as_dict())
+            except OSError as exc:
+                raise OutputFailed(f"{self.path}: cannot write the summary ({_strerror(exc)}); "
+                                   "it is printed instead") from None
 
 
 class LatencyStats:

@@ -15,9 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import train.fit as fit_module
-from train.__main__ import main
-
 
 def gated(save_epoch, gate: Path, after: int):
     def held(run_dir, writer, progress, row, *args, **kwargs):
@@ -39,6 +36,9 @@ def wait_for_gate(gate: Path, proc) -> None:
 
 
 if __name__ == "__main__":
+    import train.fit as fit_module  # here, not at the top: tests import wait_for_gate without torch
+    from train.__main__ import main
+
     gate_dir, after, sep, *train_args = sys.argv[1:]
     assert sep == "--", "usage: gated_fit.py GATE_DIR N -- <python -m train arguments>"
     fit_module._save_epoch = gated(fit_module._save_epoch, Path(gate_dir), int(after))
