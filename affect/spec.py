@@ -28,6 +28,7 @@ OUTPUT_EXPRESSION = "expression"
 OUTPUT_VA = "valence_arousal"
 OUTPUT_LANDMARKS = "landmarks"
 OUTPUT_AUS = "action_units"
+MAX_INPUT_SIZE = 1024  # pixels; the contract's models take 48-448
 
 from affect.crop import DEFAULT_CROP  # noqa: E402  (the crop rule lives with the crop code)
 
@@ -127,6 +128,10 @@ class ModelSpec:
             raise SpecError("spec labels must be a non-empty list of names")
         if int(self.input_size) < 16:
             raise SpecError(f"spec input_size {self.input_size} is too small")
+        if int(self.input_size) > MAX_INPUT_SIZE:
+            # A face crop this large is no model's input; a batch of them would need petabytes.
+            raise SpecError(f"spec input_size {self.input_size} is absurd (a face model takes at most "
+                            f"{MAX_INPUT_SIZE} px)")
         for name in ("mean", "std"):
             values = getattr(self, name)
             if len(values) != 3:

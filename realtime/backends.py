@@ -441,8 +441,35 @@ def create_backend(model_path: str | os.PathLike, backend: str | None = None, th
         raise BackendError(f"{path}: a {path.suffix or 'extension-less'} file cannot be run by the "
                            f"{name} backend (it takes {list(kind.suffixes)})")
     if kind.name == "onnxruntime":
-        return OnnxRuntimeBackend(path, threads=threads, providers=providers or kind.providers or None,
-                                  spinning=spinning)
-    if kind.name == "tensorrt":
-        return TensorRTBackend(path)
-    return TorchBackend(path, threads=threads)
+        loaded: Backend = OnnxRuntimeBackend(path, threads=threads, providers=providers or kind.providers or None,
+                                             spinning=spinning)
+    elif kind.name == "tensorrt":
+        loaded = TensorRTBackend(path)
+    else:
+        loaded = TorchBackend(path, threads=threads)
+    try:
+        check_against_spec(loaded)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded
+
+
+def check_against_spec(backend: Backend) -> None:
+    """The model file against its own metadata, once at load: one blank face of the spec's
+    input size runs, and each contract output has the width the spec promises (as many
+    expression columns as labels, two for valence/arousal). A file whose metadata lies fails
+    here in one line, not with a traceback or a malformed recording later."""
+    s, path = int(backend.spec.input_size), backend.path
+    try:
+        out = backend.predict(np.zeros((1, 3, s, s), np.float32))
+    except Exception as exc:
+        raise SpecError(f"{path}: the model does not run on a face of its affect.input_size {s}x{s} "
+                        f"({_first_line(exc)}); its metadata does not match the graph") from None
+    widths = {OUTPUT_EXPRESSION: len(backend.spec.labels), OUTPUT_VA: 2}
+    for name, width in widths.items():
+        got = list(np.shape(out.get(name, np.zeros((0,)))))
+        if got != [1, width]:
+            what = f"{width} labels" if name == OUTPUT_EXPRESSION else "valence and arousal"
+            raise SpecError(f"{path}: its {name!r} output has shape {got} for one face, but its metadata "
+                            f"promises [1, {width}] ({what})")

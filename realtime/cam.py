@@ -255,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             print(pipeline.summary.format())  # the run happened: its summary is not lost with a file
         return 1 if isinstance(exc, OutputFailed) or any(
             isinstance(e, OutputFailed) for e in _chain(exc)) else 2
+    if summary.nonfinite_faces:
+        print(f"affectcam: warning: {pipeline.backend.path}: the model gave NaN/inf for {summary.nonfinite_faces} "
+              "faces; they are left out of the recordings (a broken model file?)", file=sys.stderr)
     print(summary.format())
     return 0
 

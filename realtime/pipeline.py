@@ -382,12 +382,20 @@ class Pipeline:
             if i in w.crops:
                 k = w.todo.index(i)
                 raw_p, raw_va, inferred = w.probs[k], w.va[k], True
+                if not (np.isfinite(raw_p).all() and np.isfinite(raw_va).all()):
+                    # The model gave NaN/inf for this face: counted and said (summary), never written
+                    # as numbers, never fed to the smoother (it would stay NaN); read again next frame.
+                    self.summary.nonfinite_faces += 1
+                    track.state.pop("scheduled", None)
+                    continue
                 smoother = track.state.setdefault("smoother", TrackSmoother(o.smoothing))
                 p, v = smoother.update(raw_p, raw_va, w.t_ms / 1000.0)
                 track.state["reading"] = (raw_p, raw_va, p, v)
-            else:
+            elif "reading" in track.state:
                 raw_p, raw_va, p, v = track.state["reading"]
                 inferred = False
+            else:  # carried, but its only reading was not finite
+                continue
             trail = track.state.setdefault("trail", deque(maxlen=o.outputs.trail_length))
             trail.append((float(v[0]), float(v[1])))
             best = int(np.argmax(p))

@@ -57,6 +57,7 @@ class RunSummary:
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     interrupted: bool = False
     source_error: str | None = None
+    nonfinite_faces: int = 0  # faces the model gave NaN/inf for: left out of the results and recordings
 
     @property
     def fps(self) -> float:
@@ -72,6 +73,7 @@ class RunSummary:
                 "tracks": self.tracks, "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
                 "corrupt_frames": self.corrupt_frames, "dropped_frames": self.dropped_frames,
                 "reconnects": self.reconnects, "interrupted": self.interrupted,
+                "nonfinite_faces": self.nonfinite_faces,
                 "source_error": self.source_error,
                 "stages_ms": {k: {m: round(x, 3) for m, x in v.items()} for k, v in self.stages_ms.items()}}
 
@@ -81,6 +83,8 @@ class RunSummary:
                  f"{self.fps:.1f} FPS over {self.wall_s:.1f} s"
                  + (f", {self.corrupt_frames} corrupt frames skipped" if self.corrupt_frames else "")
                  + (f", {self.dropped_frames} stale frames dropped" if self.dropped_frames else "")
+                 + (f", {self.nonfinite_faces} faces left out: the model gave NaN/inf for them"
+                    if self.nonfinite_faces else "")
                  + (" (interrupted)" if self.interrupted else "")]
         if self.source_error:
             lines.append(f"source: {self.source_error}")
