@@ -76,13 +76,15 @@ def test_camera_corrupt_frames_are_skipped_and_counted():
 
 
 def test_live_queue_drops_the_oldest_frames_for_a_slow_consumer():
-    script = [frame(i) for i in range(40)]
-    with open_source(0, SourceOptions(queue_size=2), factory=lambda *a: FakeCapture(script)) as src:
+    camera = FakeCapture([frame(i) for i in range(40)])
+    with open_source(0, SourceOptions(queue_size=2), factory=lambda *a: camera) as src:
         got = []
         for f in src:
             if not got:  # a consumer slower than the camera, on any CPU: it waits until the camera is done
-                while script:
+                deadline = time.monotonic() + 120  # only against a hang
+                while camera.script and time.monotonic() < deadline:
                     time.sleep(0.005)
+                assert not camera.script, "the camera was not read to its end"
             got.append(int(f.image[0, 0, 0]))
     assert src.stats.dropped > 0
     assert got[-1] == 39  # the newest frame is never the one dropped
