@@ -101,7 +101,9 @@ def check_outputs(args: argparse.Namespace) -> None:
 def recover_outputs(args: argparse.Namespace) -> int:
     """Recover what a killed run left for these outputs (`realtime.recovery`); how many files."""
     n = 0
-    for _, value in _outputs(args):
+    for flag, value in _outputs(args):
+        if flag == "--summary-json":
+            continue  # written at the very end in one go (atomic): a killed run has none to recover
         for line in recover(value):
             print(f"affectcam: {line}", file=sys.stderr)
             n += 1
