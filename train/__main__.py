@@ -1,4 +1,4 @@
-"""`python -m train {fit,eval,compare}` — a thin parser over plain functions."""
+"""`python -m train {fit,eval,compare,au-map}` — a thin parser over plain functions."""
 
 from __future__ import annotations
 
@@ -210,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     _fit_parser(sub)
     _eval_parser(sub)
     _compare_parser(sub)
+    from train import au_map
+
+    au_map.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare}
+    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare, "au-map": au_map.run}
     try:
         return runners[args.command](args)
     except ModuleNotFoundError as exc:
