@@ -72,7 +72,7 @@ def subject_folds(subjects: Sequence[str], k: int = CV_FOLDS) -> np.ndarray:
     return fold
 
 
-def cross_validate(table: FaceTable, k: int = CV_FOLDS, c: float = 1.0) -> dict[str, Any]:
+def cross_validate(table: FaceTable, k: int = CV_FOLDS, c: float = 0.1, balanced: bool = False) -> dict[str, Any]:
     """Out-of-fold AU probabilities of the map (fitted on the other folds' subjects) and
     their metrics: over the faces the landmarker found, and over every face with "no AU"
     for the ones it missed (what a recording says then)."""
@@ -81,12 +81,12 @@ def cross_validate(table: FaceTable, k: int = CV_FOLDS, c: float = 1.0) -> dict[
     for j in range(k):
         fit_part = (folds != j) & table.found
         test = (folds == j) & table.found
-        model = fit_au_map(table.rows[fit_part], table.targets[fit_part], MAP_BLENDSHAPES, c=c)
+        model = fit_au_map(table.rows[fit_part], table.targets[fit_part], MAP_BLENDSHAPES, c=c, balanced=balanced)
         probs[test] = model.predict(table.rows[test])
     found = table.found
     on_found = au_metrics(AU_NAMES, table.targets[found], probs[found])
     on_all = au_metrics(AU_NAMES, table.targets, np.nan_to_num(probs, nan=0.0))
-    return {"folds": k, "faces": len(found), "found": int(found.sum()), "c": c,
+    return {"folds": k, "faces": len(found), "found": int(found.sum()), "c": c, "balanced": balanced,
             "found_faces": on_found, "all_faces": on_all, "fold": folds.tolist(), "probs": probs}
 
 
@@ -95,19 +95,20 @@ def summary(m: dict[str, Any]) -> dict[str, float]:
 
 
 def fit_and_write(table: FaceTable, out: str | os.PathLike, cv: dict[str, Any] | None = None,
-                  c: float = 1.0, source: str = "") -> tuple[AuMap, str]:
+                  c: float = 0.1, balanced: bool = False, source: str = "") -> tuple[AuMap, str]:
     """Fit on every found face and write the JSON map (with the CV figures); → (map, sha256)."""
     found = table.found
     training: dict[str, Any] = {"data": source, "faces": int(len(found)), "found": int(found.sum()),
                                 "subjects": int(len(set(table.subjects.tolist()))),
-                                "method": "per-AU logistic regression (scikit-learn, L2, balanced classes) "
+                                "method": "per-AU logistic regression (scikit-learn, L2) "
                                           "on standardised blendshape scores"}
     if cv is not None:
         training["cross_validation"] = {
             "method": f"GroupKFold({cv['folds']}) by subject", "found_faces": summary(cv["found_faces"]),
             "all_faces": summary(cv["all_faces"]),
             "per_au_f1": {a: round(v["f1"], 4) for a, v in cv["found_faces"]["per_au"].items()}}
-    model = fit_au_map(table.rows[found], table.targets[found], MAP_BLENDSHAPES, c=c, training=training)
+    model = fit_au_map(table.rows[found], table.targets[found], MAP_BLENDSHAPES, c=c, balanced=balanced,
+                       training=training)
     return model, save_au_map(model, out)
 
 
@@ -118,7 +119,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, metavar="ckplus:DIR", help="CK+ table: DIR/labels.csv + DIR/images/")
     p.add_argument("-o", "--out", required=True, help="the map file to write (.json)")
     p.add_argument("--folds", type=int, default=CV_FOLDS)
-    p.add_argument("--c", type=float, default=1.0, help="inverse L2 strength of each logistic regression")
+    p.add_argument("--c", type=float, default=0.1, help="inverse L2 strength of each logistic regression")
+    p.add_argument("--balanced", action="store_true", help="balanced class weights (more recall on rare AUs)")
     p.add_argument("--face-model", help="MediaPipe face_landmarker.task (default: the camera's resolution)")
     p.add_argument("--cache-dir", help="blendshape cache (default: <cache root>/blendshapes)")
 
@@ -128,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if kind != "ckplus" or not root:
         raise ValueError(f"--data {args.data!r}: use ckplus:DIR (DIR/labels.csv + DIR/images/)")
     table = ckplus_faces(root, args.face_model, args.cache_dir)
-    cv = cross_validate(table, args.folds, args.c)
-    model, digest = fit_and_write(table, args.out, cv, args.c, source=args.data)
+    cv = cross_validate(table, args.folds, args.c, args.balanced)
+    model, digest = fit_and_write(table, args.out, cv, args.c, args.balanced, source=args.data)
     s = summary(cv["found_faces"])
     print(f"{args.data}: landmarker found {cv['found']} of {cv['faces']} faces; GroupKFold({args.folds}) by subject: "
           f"micro-F1 {s['f1_micro']:.3f}, macro-F1 {s['f1_macro']:.3f}, binary accuracy {s['binary_accuracy']:.3f}, "
