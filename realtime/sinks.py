@@ -59,6 +59,7 @@ class SinkContext:
     source: str  # the source's name ("" for frames pushed through process())
     model: Path  # the model file
     summary: RunSummary  # the run's summary, complete by the time close() is called
+    au_names: tuple[str, ...] = ()  # the AU columns (affect.aus.AU_NAMES) when the run reads AUs, else ()
 
     @property
     def labels(self) -> list[str]:
@@ -94,8 +95,10 @@ def sinks_draw(sinks: Sequence[Sink]) -> bool:
 
 def _face_row(result: FrameResult, face: FaceResult) -> FaceRow:
     x, y, w, h = face.box
+    aus = getattr(face, "aus", None)
     return FaceRow(result.index, result.t_ms, face.track_id, x, y, w, h, face.det_score, face.expression,
-                   face.confidence, list(face.probabilities), face.valence, face.arousal)
+                   face.confidence, list(face.probabilities), face.valence, face.arousal,
+                   None if aus is None else list(aus))
 
 class OutputError(ValueError):
     """An output path that cannot be written; checked before the run starts."""
@@ -170,15 +173,16 @@ class _AtomicText:
 
 
 class CsvSink(_AtomicText):
-    """One row per face per frame: `affect.recording.csv_columns(labels)`."""
+    """One row per face per frame: `affect.recording.csv_columns(labels, au_names)`."""
 
     def start(self, context: SinkContext) -> None:
         super().start(context)
-        self.writer = write_csv_header(self.fh, context.labels)
+        self.au_names = tuple(context.au_names)
+        self.writer = write_csv_header(self.fh, context.labels, self.au_names)
 
     def write(self, result: FrameResult) -> None:
         for f in result.faces:
-            self.writer.writerow(_face_row(result, f).as_csv_row())
+            self.writer.writerow(_face_row(result, f).as_csv_row(self.au_names))
 
 
 class JsonlSink(_AtomicText):
@@ -192,11 +196,12 @@ class JsonlSink(_AtomicText):
     def start(self, context: SinkContext) -> None:
         super().start(context)
         self.labels = context.labels
+        self.au_names = tuple(context.au_names)
 
     def write(self, result: FrameResult) -> None:
         for f in result.faces:
             obj = _face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
-                                               f.blendshapes if self.blendshapes else None)
+                                               f.blendshapes if self.blendshapes else None, self.au_names)
             self.fh.write(json.dumps(obj) + "\n")
 
 

@@ -1,0 +1,71 @@
+"""`--aus` on a real video: every face gets the 15 AU columns (from MediaPipe's blendshapes
+through the packaged map when the model has no AU head); a corrupt map is one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affect.aus import AU_NAMES, DEFAULT_AU_MAP
+from affect.recording import au_columns, read_recording
+from realtime.cam import main as cam_main
+from realtime.options import FaceFindingOptions, ModelOptions
+from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
+from realtime.reader import AffectReader
+
+PACKAGED = Path(__file__).resolve().parents[2] / "realtime" / "models" / "affectcam_default.int8.onnx"
+
+
+def test_aus_on_a_short_video_writes_the_15_au_columns(tmp_path, hamilton_clip, face_model_path, capsys):
+    out, jsonl = tmp_path / "rec.csv", tmp_path / "rec.jsonl"
+    code = cam_main(["--source", str(hamilton_clip), "--model", str(PACKAGED), "--face-model", str(face_model_path),
+                     "--headless", "--max-frames", "90", "--aus", "--csv", str(out), "--jsonl", str(jsonl)])
+    assert code == 0
+    assert "AUs: blendshapes through blendshape_aus.json" in capsys.readouterr().err
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-15:] == list(AU_NAMES) == au_columns(header)
+    df = read_recording(out)
+    with_aus = df[df["AU1"].notna()]
+    assert len(with_aus) >= 5  # the landmarker's faces have them (detector-fill faces have none)
+    values = with_aus[list(AU_NAMES)].to_numpy()
+    assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
+    assert (df[list(AU_NAMES)].notna().sum(axis=1) % 15 == 0).all()  # all 15 or none for a face
+    pd.testing.assert_frame_equal(read_recording(jsonl)[list(AU_NAMES)], df[list(AU_NAMES)], atol=1e-4)
+
+
+def test_without_aus_the_recording_has_no_au_columns(tmp_path, hamilton_clip, face_model_path):
+    out = tmp_path / "rec.csv"
+    assert cam_main(["--source", str(hamilton_clip), "--model", str(PACKAGED), "--face-model",
+                     str(face_model_path), "--headless", "--max-frames", "5", "--csv", str(out)]) == 0
+    assert au_columns(out.read_text().splitlines()[0].split(",")) == []
+
+
+def test_a_corrupt_au_map_is_one_line_naming_it(tmp_path, hamilton_clip, face_model_path, capsys):
+    bad = tmp_path / "aus.json"
+    bad.write_bytes(DEFAULT_AU_MAP.read_bytes()[:300])
+    code = cam_main(["--source", str(hamilton_clip), "--model", str(PACKAGED), "--face-model", str(face_model_path),
+                     "--headless", "--max-frames", "5", "--aus", "--au-map", str(bad)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("affectcam:")]
+    assert code == 2 and len(err) == 1 and str(bad) in err[0] and "not an AU map" in err[0]
+
+
+def test_reader_and_pipeline_take_aus(tmp_path, face_model_path):
+    with AffectReader(PACKAGED, aus=True) as reader:
+        assert reader.au_source == "blendshapes" and reader.au_names == AU_NAMES
+        face = np.full((96, 96, 3), 128, np.uint8)
+        assert reader.predict(face).aus is None  # no blendshapes given: no AUs
+        scores = dict(zip(reader.au_map.blendshapes, reader.au_map.mean))  # an average CK+ face
+        r = reader.predict(face, blendshapes=scores)
+        assert list(r.aus) == list(AU_NAMES) and all(0 <= p <= 1 for p in r.aus.values())
+    with pytest.raises(PipelineError, match="need the landmarker"):
+        Pipeline(PipelineOptions(source=None, model=ModelOptions(PACKAGED, aus=True),
+                                 faces=FaceFindingOptions("detector", face_model=face_model_path)))
+    copy = tmp_path / "map.json"
+    shutil.copy(DEFAULT_AU_MAP, copy)
+    with Pipeline(PipelineOptions(source=None, model=ModelOptions(PACKAGED, aus=copy),
+                                  faces=FaceFindingOptions(face_model=face_model_path))) as p:
+        assert p.face_path == "landmarker" and p.reader.au_map.path == str(copy)
