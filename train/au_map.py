@@ -23,7 +23,6 @@ import numpy as np
 
 from affect.aus import AU_NAMES, AuMap, fit_au_map, save_au_map
 from affect.blendshapes import MEDIAPIPE_BLENDSHAPES
-from affect.metrics import au_metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +75,8 @@ def cross_validate(table: FaceTable, k: int = CV_FOLDS, c: float = 0.1, balanced
     """Out-of-fold AU probabilities of the map (fitted on the other folds' subjects) and
     their metrics: over the faces the landmarker found, and over every face with "no AU"
     for the ones it missed (what a recording says then)."""
+    from affect.metrics import au_metrics
+
     folds = subject_folds(table.subjects, k)
     probs = np.full(table.targets.shape, np.nan)
     for j in range(k):
