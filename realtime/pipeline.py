@@ -398,7 +398,7 @@ class Pipeline:
         row = w.aus[i] if source == "blendshapes" else (w.aus[w.todo.index(i)] if i in w.crops else None)
         if row is None:
             return track.state.get("aus")
-        aus = row if np.isfinite(row).all() else None
+        aus = row if np.isfinite(row).any() else None  # an AU the model lacks stays NaN (empty)
         if source == "model":
             track.state["aus"] = aus
         return aus

@@ -13,7 +13,7 @@ import pytest
 from affect.aus import AU_NAMES, DEFAULT_AU_MAP
 from affect.recording import au_columns, read_recording
 from realtime.cam import main as cam_main
-from realtime.options import FaceFindingOptions, ModelOptions
+from realtime.options import FaceFindingOptions, ModelOptions, ScheduleOptions
 from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
 from realtime.reader import AffectReader
 
@@ -69,3 +69,51 @@ def test_reader_and_pipeline_take_aus(tmp_path, face_model_path):
     with Pipeline(PipelineOptions(source=None, model=ModelOptions(PACKAGED, aus=copy),
                                   faces=FaceFindingOptions(face_model=face_model_path))) as p:
         assert p.face_path == "landmarker" and p.reader.au_map.path == str(copy)
+
+
+def _au_head_onnx(path: Path, au_names: list[str]) -> Path:
+    """A contract model with an `action_units` output (the AU head of a CK+ run), AUs in its own order."""
+    import onnx
+    import torch
+    from torch import nn
+
+    from affect.spec import INPUT_NAME, OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
+
+    class WithAus(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = nn.AdaptiveAvgPool2d(4)
+            self.head = nn.Linear(48, 10 + len(au_names))
+
+        def forward(self, x):
+            y = self.head(self.pool(x).flatten(1))
+            return y[:, :8], torch.tanh(y[:, 8:10]), 3 * y[:, 10:]
+
+    torch.manual_seed(0)
+    names = [INPUT_NAME]
+    outs = [OUTPUT_EXPRESSION, OUTPUT_VA, OUTPUT_AUS]
+    torch.onnx.export(WithAus().eval(), (torch.zeros(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
+                      input_names=names, output_names=outs, dynamic_axes={n: {0: "n"} for n in names + outs})
+    proto = onnx.load(str(path))
+    spec = ModelSpec(input_size=64, mean=[0.5] * 3, std=[0.5] * 3, backbone="test", au_names=au_names)
+    onnx.helper.set_model_props(proto, spec.to_metadata())
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_a_model_with_an_au_head_is_read_from_its_head_on_the_detector_path(tmp_path, hamilton_clip,
+                                                                           face_model_path):
+    model = _au_head_onnx(tmp_path / "aus.onnx", ["AU25", "AU12", "AU4"])  # a subset, in its own order
+    options = PipelineOptions(source=hamilton_clip, model=ModelOptions(model, aus=True),
+                              faces=FaceFindingOptions(face_model=face_model_path),
+                              schedule=ScheduleOptions(every=3, max_frames=60))
+    with Pipeline(options) as p:
+        assert p.reader.au_source == "model" and p.face_path == "detector"  # no landmarker needed
+        faces = [f for r in p for f in r.faces]
+    assert faces and all(f.aus is not None and f.aus.shape == (15,) for f in faces)
+    got = np.array([f.aus for f in faces])
+    known = [AU_NAMES.index(a) for a in ("AU4", "AU12", "AU25")]
+    assert np.isfinite(got[:, known]).all() and ((got[:, known] > 0) & (got[:, known] < 1)).all()
+    assert np.isnan(np.delete(got, known, axis=1)).all()  # AUs the model lacks stay empty
+    carried = [f for f in faces if not f.inferred]
+    assert carried  # --every 3: carried faces keep their track's last AU reading
