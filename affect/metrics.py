@@ -501,6 +501,8 @@ HEADLINE: tuple[tuple[str, str, str | None, bool], ...] = (
     ("arousal", "rmse", None, False),
     ("arousal", "sagr", None, True),
     ("action_units", "f1_macro", None, True),
+    ("action_units", "f1_micro", None, True),
+    ("action_units", "binary_accuracy", None, True),
     ("action_units", "map", None, True),
 )
 

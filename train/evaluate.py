@@ -406,7 +406,12 @@ def evaluate_cli(args: Any) -> dict:
     expr = metrics.get("expression") or {}
     parts = [f"{metrics['dataset']}: n={metrics['n']}"]
     if expr:
-        parts.append(f"accuracy {expr['accuracy']:.3f}, macro-F1 {expr['macro_f1']:.3f}")
+        parts.append(f"accuracy {expr['accuracy']:.3f}, macro-F1 {expr['macro_f1']:.3f}, "
+                     f"weighted F1 {expr['weighted_f1']:.3f}")
+    aus = metrics.get("action_units") or {}
+    if aus:
+        parts.append(f"AUs micro-F1 {aus['f1_micro']:.3f}, macro-F1 {aus['f1_macro']:.3f}, "
+                     f"binary accuracy {aus['binary_accuracy']:.3f}, mAP {aus['map']:.3f}")
     for name in ("valence", "arousal"):
         if metrics.get(name):
             ccc = metrics[name]["ccc"]
