@@ -73,6 +73,8 @@ def main() -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--map-only", action="store_true")
+    p.add_argument("--only", type=int, nargs="+", metavar="J",
+                   help="fit/evaluate only these folds (0-based; to run folds in parallel processes), no pooling")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -96,9 +98,11 @@ def main() -> int:
 
     if not args.map_only:
         parts = []
-        for j in range(args.folds):
+        for j in (args.only if args.only else range(args.folds)):
             print(f"fold {j + 1}/{args.folds}: fitting the CNN on {int((folds != j).sum())} faces", flush=True)
             parts.append(cnn_fold(args.data, table, folds == j, args.out / f"fold{j}", args.config, args.threads))
+        if args.only:
+            return 0
         pred = pd.concat(parts, ignore_index=True)
         m = au_metrics(AU_NAMES, pred[[f"true_{a}" for a in AU_NAMES]].to_numpy(float),
                        pred[[f"p_{a}" for a in AU_NAMES]].to_numpy(float))
