@@ -98,3 +98,15 @@ def test_labels_that_are_neither_classes_nor_groups_are_refused(ckplus_root, tmp
     with pytest.raises(DataError, match="neither expression classes nor the table's groups"):
         load_ckplus(root, labels=["calm", "busy"])
     assert np.isfinite(load_ckplus(root).samples[0].aus).all()
+
+
+def test_stop_when_waits_for_every_target_and_au_scores_are_flat_scores():
+    from train.fit import Progress, _stop_reason, flat_scores
+
+    targets = {"stop_when": {"accuracy": 0.8, "au_binary_accuracy": 0.86}}
+    assert _stop_reason(Progress(), {"accuracy": 0.95, "au_binary_accuracy": 0.80}, targets) is None
+    assert "targets met" in _stop_reason(Progress(), {"accuracy": 0.85, "au_binary_accuracy": 0.9}, targets)
+    scores = flat_scores({"expression": {"accuracy": 0.9, "macro_f1": 0.8},
+                          "action_units": {"f1_macro": 0.5, "f1_micro": 0.7, "binary_accuracy": 0.88, "map": 0.6}})
+    assert scores["au_binary_accuracy"] == 0.88 and scores["au_f1_macro"] == 0.5
+    assert scores["score"] == np.mean([0.9, 0.8, 0.5])  # the AU macro-F1 counts in the mean score
