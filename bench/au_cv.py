@@ -54,7 +54,7 @@ def cnn_fold(data: Path, table: pd.DataFrame, test_mask: np.ndarray, out: Path, 
     fold_test = write_table(table[test_mask], data / "images", out / "test_data")
     run_dir, eval_dir = out / "run", out / "eval"
     py = sys.executable
-    if not (run_dir / "checkpoint.pt").is_file():
+    if not (run_dir / "run.json").is_file():  # written when a fit ends (checkpoint.pt appears at its first epoch)
         run([py, "-m", "train", "fit", "--config", str(config), "--run-dir", str(run_dir),
              "--set", f"data.datasets.0.root={fold_train}", "--set", "data.split.fractions=[0.85, 0.15]",
              "--threads", str(threads)], out / "log.txt")
