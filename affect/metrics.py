@@ -297,9 +297,10 @@ def restrict_classes(labels: Sequence[str], y_true: np.ndarray, probs: np.ndarra
 
 def au_metrics(names: Sequence[str], y_true: np.ndarray, probs: np.ndarray,
                threshold: float = 0.5) -> dict[str, Any]:
-    """Per-AU F1 / AP, macro-F1, binary accuracy and mAP. `y_true` is 0/1
-    [N, A] with NaN for "not annotated" (masked per AU); `probs` are sigmoid
-    probabilities. mAP averages the AUs that have at least one positive."""
+    """Per-AU precision / recall / F1 / AP and support, macro- and micro-F1, binary accuracy
+    and mAP. `y_true` is 0/1 [N, A] with NaN for "not annotated" (masked per AU); `probs` are
+    sigmoid probabilities. Micro-F1 pools every annotated (face, AU) decision; mAP averages
+    the AUs that have at least one positive."""
     names = list(names)
     t = np.asarray(y_true, np.float64)
     p = np.asarray(probs, np.float64)
@@ -312,22 +313,29 @@ def au_metrics(names: Sequence[str], y_true: np.ndarray, probs: np.ndarray,
         raise MetricsError("action units: no annotated samples")
     per_au, f1s, aps = {}, [], []
     correct = total = 0
+    pooled_true, pooled_pred = [], []
     for j, name in enumerate(names):
         m = valid[:, j]
         yt = t[m, j] > 0.5
         yp = p[m, j] >= threshold
-        f1 = float(skm.f1_score(yt, yp, zero_division=0)) if m.any() else math.nan
+        prec, rec, f1, _ = skm.precision_recall_fscore_support(yt, yp, average="binary", zero_division=0) \
+            if m.any() else (math.nan,) * 4
         ap = float(skm.average_precision_score(yt, p[m, j])) if yt.any() else math.nan
         correct += int((yt == yp).sum())
         total += int(m.sum())
-        per_au[name] = {"f1": f1, "ap": ap, "support": int(yt.sum()), "n": int(m.sum())}
+        pooled_true.append(yt)
+        pooled_pred.append(yp)
+        per_au[name] = {"precision": float(prec), "recall": float(rec), "f1": float(f1), "ap": ap,
+                        "support": int(yt.sum()), "n": int(m.sum())}
         if m.any():
-            f1s.append(f1)
+            f1s.append(float(f1))
         if not math.isnan(ap):
             aps.append(ap)
+    micro = float(skm.f1_score(np.concatenate(pooled_true), np.concatenate(pooled_pred), zero_division=0))
     return {
         "names": names,
         "f1_macro": float(np.mean(f1s)),
+        "f1_micro": micro,
         "binary_accuracy": correct / total,
         "map": float(np.mean(aps)) if aps else math.nan,
         "threshold": threshold,
@@ -493,6 +501,8 @@ HEADLINE: tuple[tuple[str, str, str | None, bool], ...] = (
     ("arousal", "rmse", None, False),
     ("arousal", "sagr", None, True),
     ("action_units", "f1_macro", None, True),
+    ("action_units", "f1_micro", None, True),
+    ("action_units", "binary_accuracy", None, True),
     ("action_units", "map", None, True),
 )
 

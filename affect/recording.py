@@ -2,16 +2,23 @@
 
 CSV: one row per face per frame:
 `frame, t_ms, track_id, x, y, w, h, det_score, expression, confidence,
-p_<label>…, valence, arousal`. JSONL: one object per face per frame with the
-same keys, plus `landmarks` ([[x, y, z], …] in pixels) and `blendshapes`
-({name: score}) when the writer has them. Writers build rows with `FaceRow`;
-`read_recording` reads either kind back, checked, as a pandas DataFrame.
+p_<label>…, valence, arousal` and, when the camera read action units (`--aus`),
+`AU1, AU2, … AU27` (FACS numbers, no padding: `affect.aus.AU_NAMES`): each AU's
+probability in [0, 1], empty for a face that has none (the landmarker missed it,
+or `--every N` carried its expression from an earlier frame without AUs).
+JSONL: one object per face per frame with the same keys (AU keys null for none),
+plus `landmarks` ([[x, y, z], …] in pixels) and `blendshapes` ({name: score})
+when the writer has them. Writers build rows with `FaceRow`; `read_recording`
+reads either kind back, checked, as a pandas DataFrame; recordings written
+before AU columns existed read as they always did.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +32,21 @@ class RecordingError(ValueError):
     """A recording file that does not follow the documented format."""
 
 
-def csv_columns(labels: Sequence[str]) -> list[str]:
-    return [*BASE_COLUMNS, *(f"p_{label}" for label in labels), *TAIL_COLUMNS]
+AU_COLUMN = re.compile(r"^AU[1-9][0-9]*$")
+
+
+def csv_columns(labels: Sequence[str], au_names: Sequence[str] = ()) -> list[str]:
+    return [*BASE_COLUMNS, *(f"p_{label}" for label in labels), *TAIL_COLUMNS, *au_names]
 
 
 def labels_from_columns(columns: Sequence[str]) -> list[str]:
     return [c[2:] for c in columns if c.startswith("p_")]
+
+
+def au_columns(columns: Sequence[str]) -> list[str]:
+    """The action-unit columns of a recording (`AU1`, `AU12`, …), in file order; [] for one
+    written without AUs."""
+    return [str(c) for c in columns if AU_COLUMN.match(str(c))]
 
 
 @dataclass
@@ -48,19 +64,33 @@ class FaceRow:
     probabilities: Sequence[float]
     valence: float
     arousal: float
+    # [A] AU probabilities in the writer's au_names order; None (or NaN) = none for this face
+    aus: Sequence[float] | None = None
 
-    def as_csv_row(self) -> list[str]:
+    def _au_values(self, au_names: Sequence[str]) -> list[float | None]:
+        if not au_names:
+            return []
+        if self.aus is None:
+            return [None] * len(au_names)
+        if len(self.aus) != len(au_names):
+            raise ValueError(f"{len(self.aus)} AU probabilities for {len(au_names)} AU columns")
+        return [float(p) if math.isfinite(float(p)) else None for p in self.aus]
+
+    def as_csv_row(self, au_names: Sequence[str] = ()) -> list[str]:
+        """The CSV row; with `au_names` (the file's AU columns) its AU probabilities, empty where none."""
         return [
             str(self.frame), f"{self.t_ms:.1f}", str(self.track_id),
             f"{self.x:.1f}", f"{self.y:.1f}", f"{self.w:.1f}", f"{self.h:.1f}",
             f"{self.det_score:.4f}", self.expression, f"{self.confidence:.4f}",
             *(f"{p:.4f}" for p in self.probabilities),
             f"{self.valence:.4f}", f"{self.arousal:.4f}",
+            *("" if p is None else f"{p:.4f}" for p in self._au_values(au_names)),
         ]
 
     def as_json(self, labels: Sequence[str], landmarks: Any = None,
-                blendshapes: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """The JSONL object: the CSV's keys, then `landmarks` and `blendshapes` when given."""
+                blendshapes: Mapping[str, float] | None = None, au_names: Sequence[str] = ()) -> dict[str, Any]:
+        """The JSONL object: the CSV's keys (AUs null where none), then `landmarks` and
+        `blendshapes` when given."""
         obj: dict[str, Any] = {
             "frame": self.frame, "t_ms": round(self.t_ms, 1), "track_id": self.track_id,
             "x": round(self.x, 1), "y": round(self.y, 1), "w": round(self.w, 1), "h": round(self.h, 1),
@@ -68,6 +98,7 @@ class FaceRow:
             "confidence": round(self.confidence, 4),
             **{f"p_{label}": round(float(p), 4) for label, p in zip(labels, self.probabilities)},
             "valence": round(self.valence, 4), "arousal": round(self.arousal, 4),
+            **{name: None if p is None else round(p, 4) for name, p in zip(au_names, self._au_values(au_names))},
         }
         if landmarks is not None:
             import numpy as np
@@ -78,9 +109,9 @@ class FaceRow:
         return obj
 
 
-def write_csv_header(fh, labels: Sequence[str]) -> csv.writer:
+def write_csv_header(fh, labels: Sequence[str], au_names: Sequence[str] = ()) -> csv.writer:
     writer = csv.writer(fh)
-    writer.writerow(csv_columns(labels))
+    writer.writerow(csv_columns(labels, au_names))
     return writer
 
 
@@ -166,6 +197,17 @@ def read_recording(path: str | os.PathLike):
             raise RecordingError(f"{path}: {int(wrong.sum())} rows whose {col} is not a whole number below "
                                  f"{INDEX_LIMIT:.0f} (first at row {int(np.flatnonzero(wrong)[0]) + 1})")
         df[col] = df[col].astype("int64")
+    aus = au_columns([str(c) for c in df.columns])
+    for col in aus:  # empty = no AUs for that face; a value must be a probability
+        try:
+            df[col] = pd.to_numeric(df[col], errors="raise").astype(float)
+        except (ValueError, TypeError):
+            bad_cols.append(col)
+            continue
+        if ((df[col] < 0) | (df[col] > 1)).any():
+            bad_cols.append(col)
+    if bad_cols:
+        raise RecordingError(f"{path}: AU columns {bad_cols} hold values that are not probabilities in [0, 1]")
     return df.sort_values(["t_ms", "track_id"]).reset_index(drop=True)
 
 

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from affect.aus import AU_THRESHOLD
 from affect.labels import QUADRANTS, quadrant
+from affect.recording import au_columns  # the recording format owns its AU columns
 
 QUADRANT_ORDER = [QUADRANTS[k] for k in ((True, True), (False, True), (False, False), (True, False))]
-AU_ACTIVE = 0.5  # an AU column holds a probability; at or above this the AU counts as active
+AU_ACTIVE = AU_THRESHOLD  # an AU column holds a probability; at or above this the AU counts as active
 
 
 def frame_interval_ms(df: pd.DataFrame) -> float:
@@ -46,11 +48,6 @@ def time_per(df: pd.DataFrame, category: str, order: list[str], interval_ms: flo
     total = counts["frames"].sum()
     counts["share"] = counts["frames"] / total if total else 0.0
     return counts
-
-
-def au_columns(columns: Sequence[str]) -> list[str]:
-    """The action-unit probability columns of a recording (`AU1`, `AU12`, …), in file order."""
-    return [c for c in map(str, columns) if c.startswith("AU") and c[2:].isdigit()]
 
 
 def session_stats(df: pd.DataFrame | None, labels: Sequence[str]) -> dict[str, float | int]:

@@ -110,6 +110,19 @@ def va_over_time(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def au_over_time(df: pd.DataFrame, aus: Sequence[str], track_id: int) -> go.Figure:
+    """One track's AU probabilities over time, one line per AU (gaps where the face had none)."""
+    rows = df[df["track_id"] == track_id]
+    fig = go.Figure()
+    for i, au in enumerate(aus):
+        fig.add_trace(go.Scatter(x=rows["t_ms"] / 1000.0, y=rows[au], mode="lines", name=au,
+                                 line={"color": PALETTE[i % len(PALETTE)]}, connectgaps=False))
+    fig.add_hline(y=0.5, line={"dash": "dot", "color": "grey"})
+    fig.update_layout(height=360, xaxis={"title": "time (s)"}, yaxis={"title": "probability", "range": [-0.02, 1.02]},
+                      title=f"track {track_id}: action units", margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
 def expression_timeline(df: pd.DataFrame, labels: Sequence[str]) -> go.Figure:
     fig = go.Figure()
     for track_id, rows in df.groupby("track_id", sort=True):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from affect.recording import au_columns
 from dashboard import charts
 from dashboard.common import get_config, pick_path
 from dashboard.config import DashboardError
 from dashboard.data import Recording, find_recordings, load_recording
 from dashboard.summary import (
     QUADRANT_ORDER,
+    au_activity,
     frame_interval_ms,
     state_at,
     summary_csv,
@@ -85,6 +87,25 @@ def show_recording(recording: Recording) -> None:
                                           "expression", labels), key="expression_bars")
     st.subheader("Tracks")
     st.dataframe(track_table(df, interval), hide_index=True, key="track_table")
+    show_action_units(df, interval)
 
     st.download_button("Download summary (CSV)", summary_csv(recording.frame, labels),
                        file_name=f"{recording.path.stem}_summary.csv", mime="text/csv", key="summary_download")
+
+
+def show_action_units(df, interval: float) -> None:
+    """The AU panel: only for a recording with AU columns (`python -m realtime.cam --aus`)."""
+    aus = au_columns([str(c) for c in df.columns])
+    if not aus:
+        return
+    st.subheader("Action units")
+    activity = au_activity(df, aus, interval)
+    if activity.empty:
+        st.info("The recording has AU columns, but no face in it had AU probabilities.")
+        return
+    tracks = sorted(int(t) for t in activity["track_id"].unique())
+    track = st.selectbox("track", tracks, key="au_track") if len(tracks) > 1 else tracks[0]
+    st.plotly_chart(charts.au_over_time(df, aus, track), key="session_aus")
+    st.caption("Most active AUs per track (active: probability ≥ 0.5)")
+    st.dataframe(activity.groupby("track_id").head(5), hide_index=True, key="au_table")
+

@@ -7,11 +7,13 @@ import io
 
 import pandas as pd
 
+from affect.aus import AU_DESCRIPTIONS, AU_THRESHOLD
+
 # The per-recording numbers live in affect/ so the corpus table (realtime.batch) shares them.
 from affect.session_stats import QUADRANT_ORDER, frame_interval_ms, time_per, with_quadrants
 
-__all__ = ["QUADRANT_ORDER", "frame_interval_ms", "state_at", "summary_csv", "time_per", "track_table",
-           "with_quadrants"]
+__all__ = ["QUADRANT_ORDER", "au_activity", "frame_interval_ms", "state_at", "summary_csv", "time_per",
+           "track_table", "with_quadrants"]
 
 
 def track_table(df: pd.DataFrame, interval_ms: float) -> pd.DataFrame:
@@ -51,3 +53,23 @@ def state_at(df: pd.DataFrame, t_ms: float, trail_ms: float) -> tuple[pd.DataFra
     trail = past[past["t_ms"] >= t_ms - trail_ms]
     current = trail.sort_values("t_ms").groupby("track_id").tail(1)
     return trail, current
+
+
+def au_activity(df: pd.DataFrame, aus: list[str], interval_ms: float, threshold: float = AU_THRESHOLD) -> pd.DataFrame:
+    """Per track and AU: face-frames that had AUs, the share of them where the AU was active
+    (probability >= threshold), seconds active and the mean probability; most active first."""
+    rows = []
+    for track_id, g in df.groupby("track_id", sort=True):
+        for au in aus:
+            values = g[au].dropna()
+            if values.empty:
+                continue
+            active = int((values >= threshold).sum())
+            rows.append({"track_id": int(track_id), "au": au, "name": AU_DESCRIPTIONS.get(au, ""),
+                         "frames": len(values), "active_share": active / len(values),
+                         "active_seconds": active * interval_ms / 1000.0, "mean_probability": float(values.mean())})
+    out = pd.DataFrame(rows, columns=["track_id", "au", "name", "frames", "active_share", "active_seconds",
+                                      "mean_probability"])
+    return out.sort_values(["track_id", "active_share", "mean_probability"], ascending=[True, False, False],
+                           ignore_index=True)
+

@@ -13,8 +13,10 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
+from affect.aus import AuMapError
 from affect.checks import OptionError
 from affect.face_model import FaceModelError
 from affect.spec import SpecError
@@ -33,7 +35,8 @@ from realtime.sinks import OutputError, OutputFailed, SummaryJsonSink, check_out
 from realtime.smoothing import SmoothingOptions
 from realtime.sources import SourceError, SourceOptions
 
-USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineError, OutputError, OSError)
+USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineError, OutputError, OSError,
+               AuMapError)
 # The flag that sets each checked option (affect.checks.OptionError.option), for one-line errors.
 FLAGS = {"ModelOptions.threads": "--threads", "FaceFindingOptions.max_faces": "--max-faces",
          "FaceFindingOptions.min_face_confidence": "--min-face-confidence", "FaceFindingOptions.finder": "--faces",
@@ -53,6 +56,8 @@ def checked_options(args: argparse.Namespace) -> PipelineOptions:
     """`options_from_args`, with a value out of range refused in one line naming its flag (the
     options check themselves: `affect.checks`; MediaPipe would fail with a traceback on
     --max-faces 0, and the detector would silently find no face)."""
+    if args.au_map and not args.aus:
+        raise ArgumentError("--au-map is for --aus: add --aus to read action units")
     try:
         return options_from_args(args)
     except OptionError as exc:
@@ -176,6 +181,12 @@ def add_pipeline_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--every", type=int, default=1, help="run the model every Nth frame, carrying results between")
     ap.add_argument("--jsonl-landmarks", action="store_true", help="add landmarks and blendshapes to the JSONL")
+    ap.add_argument("--aus", action="store_true",
+                    help="action units: a probability per face for each of 15 FACS AUs (AU1 … AU27 columns), from "
+                         "the model's action_units output, else from MediaPipe blendshapes (turns the landmarker on)")
+    ap.add_argument("--au-map", default=None, metavar="JSON",
+                    help="with --aus: read AUs from blendshapes with this map file (python -m train au-map) "
+                         "instead of the packaged one")
     smooth = ap.add_argument_group("smoothing")
     smooth.add_argument("--no-smoothing", action="store_true", help="switch both filters off")
     smooth.add_argument("--ema-alpha", type=float, default=SmoothingOptions.ema_alpha,
@@ -193,7 +204,8 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
                                  min_cutoff=args.euro_min_cutoff, beta=args.euro_beta)
     return PipelineOptions(
         source=args.source,
-        model=ModelOptions(args.model, backend=args.backend, threads=args.threads, spinning=args.spinning),
+        model=ModelOptions(args.model, backend=args.backend, threads=args.threads, spinning=args.spinning,
+                           aus=(args.au_map or True) if args.aus else False),
         faces=FaceFindingOptions("detector" if args.detector_only else args.faces, face_model=args.face_model,
                                  detector_fill=not args.no_detector_fill, max_faces=args.max_faces,
                                  min_face_confidence=args.min_face_confidence),
@@ -242,8 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stages = "one thread" if args.sequential else "overlapped stages"
+    aus = {"model": "; AUs: the model's action_units output",
+           "blendshapes": f"; AUs: blendshapes through {Path(getattr(pipeline.reader.au_map, 'path', '')).name}"
+           }.get(pipeline.reader.au_source or "", "")
     print(f"affectcam: {pipeline.backend.describe()} on {pipeline.source.name}; faces: {pipeline.face_path}, "
-          f"{stages}", file=sys.stderr)
+          f"{stages}{aus}", file=sys.stderr)
     try:
         summary = pipeline.run()  # closing it writes the recordings, the video and the summary JSON
     except USER_ERRORS as exc:

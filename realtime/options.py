@@ -37,9 +37,14 @@ class ModelOptions:
     providers: list[str] | None = None  # ONNX Runtime execution providers
     threads: int | None = None  # ONNX Runtime intra-op threads; None: $AFFECTCAM_ORT_THREADS, else DEFAULT_THREADS
     spinning: bool | None = None  # ONNX Runtime intra-op spinning; None: $AFFECTCAM_ORT_SPINNING, else DEFAULT_SPINNING
+    # action units for every face (FaceResult.aus; AU1 … AU27 in the recordings): True = the model's
+    # action_units output, else MediaPipe's blendshapes through the packaged map (the landmarker then
+    # runs); a map file (.json, `python -m train au-map`) = blendshapes through that map; False: none
+    aus: bool | str | Path = False
 
     def __post_init__(self) -> None:
         whole_at_least(self, "threads", 1, optional=True)
+        require(isinstance(self.aus, (bool, str, Path)), self, "aus", "must be true, false or an AU map file")
 
 
 @dataclass
@@ -139,7 +144,8 @@ class PipelineOptions:
             require(isinstance(getattr(self, name), kind), self, name, f"must be {kind.__name__}")
 
     def face_path(self, model_takes_blendshapes: bool) -> str:
-        """"detector" or "landmarker": what finds the faces for these options and a model."""
+        """"detector" or "landmarker": what finds the faces for these options and a model
+        (`model_takes_blendshapes`: the model, or the AU map, reads them)."""
         finder = self.faces.finder  # type: ignore[union-attr]  # FaceFindingOptions after __post_init__
         if finder != "auto":
             return finder

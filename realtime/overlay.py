@@ -38,6 +38,12 @@ def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = Tr
     color = track_color(face.track_id)
     cv2.rectangle(img, (x, y), (x + w, y + h), color, 2)
     _text(img, f"#{face.track_id} {face.expression} {face.confidence:.0%}", (x, max(12, y - 6)), 0.5, color)
+    aus = getattr(face, "aus", None)
+    if aus is not None:  # the face's active action units under its box (--aus)
+        from affect.aus import AU_NAMES, active_aus
+
+        active = active_aus(aus, AU_NAMES)
+        _text(img, " ".join(active[:6]) if active else "no AU", (x, min(img.shape[0] - 4, y + h + 14)), 0.42, color)
     if not bars:
         return
     bar_w, row = 60, 11

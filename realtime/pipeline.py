@@ -16,6 +16,12 @@ needs it: a model whose spec takes blendshapes, `jsonl_landmarks`, or
 `faces="landmarker"`. Faces without blendshapes get a NaN row, and a model
 that takes them reads their image alone.
 
+Action units (`ModelOptions(aus=True)`, `--aus`): every face gets a probability
+for each of the 15 AUs of `affect.aus.AU_NAMES` (`FaceResult.aus`, the
+recordings' `AU1` … `AU27` columns): from the model's `action_units` output
+when its file has one, else from the face's blendshapes through the packaged
+map (which turns the landmarker on); a face without blendshapes gets none.
+
 Options come in groups (`realtime.options`: model, faces, schedule,
 outputs), checked when they are made. Outputs are sinks (`realtime.sinks`):
 the pipeline starts each once the model and source are open, writes every
@@ -138,6 +144,7 @@ class _Work:
     batch: np.ndarray | None = None
     shapes: np.ndarray | None = None
     probs: np.ndarray | None = None
+    aus: np.ndarray | None = None  # [faces, 15] from blendshapes (all faces) or the model (todo faces)
     va: np.ndarray | None = None
     lap_t: float = 0.0
 
@@ -222,10 +229,14 @@ class Pipeline:
         self.summary = RunSummary()
         try:
             self.reader: AffectReader = self._stack.enter_context(AffectReader(
-                m.path or default_model(threads, spinning), m.backend, threads, m.providers, spinning))
+                m.path or default_model(threads, spinning), m.backend, threads, m.providers, spinning, aus=m.aus))
             self.backend: Backend = self.reader.backend
             self.spec: ModelSpec = self.backend.spec
-            self.face_path = o.face_path(bool(self.spec.blendshapes))
+            au_blendshapes = self.reader.au_source == "blendshapes"
+            self.face_path = o.face_path(bool(self.spec.blendshapes) or au_blendshapes)
+            if au_blendshapes and self.face_path != "landmarker":
+                raise PipelineError("AUs from blendshapes need the landmarker (faces 'landmarker' or 'auto'), "
+                                    f"not {self.face_path!r}; or a model with an action_units output")
             face_model = resolve_face_model(f.face_model, download=f.download_face_model)
             self.source: Source | None = None
             if isinstance(o.source, Source):
@@ -237,7 +248,7 @@ class Pipeline:
             mode = "image" if self.source is not None and self.source.kind == "folder" else "video"
             self.finder = self._stack.enter_context(FaceFinder(FaceOptions(
                 face_model, max_faces=f.max_faces, landmarks=self.face_path == "landmarker",
-                blendshapes=f.blendshapes or bool(self.spec.blendshapes),
+                blendshapes=f.blendshapes or bool(self.spec.blendshapes) or au_blendshapes,
                 fill_with_detector=f.detector_fill, min_detection_confidence=f.min_face_confidence, mode=mode)))
             self.tracker = Tracker(o.tracking)
             self.window = Window(snapshot_dir=out.snapshot_dir) if out.show else None
@@ -248,7 +259,8 @@ class Pipeline:
             self._stack.callback(close_sinks, self.sinks)
             start_sinks(self.sinks, SinkContext(
                 self.spec, self.source.fps if self.source is not None and self.source.fps else 30.0,
-                self.source.name if self.source is not None else "", Path(self.backend.path), self.summary))
+                self.source.name if self.source is not None else "", Path(self.backend.path), self.summary,
+                self.reader.au_names))
         except BaseException:
             self._stack.close()
             raise
@@ -362,16 +374,34 @@ class Pipeline:
         w.crops = {i: crop_face(rgb, w.boxes[i], spec.input_size) for i in w.todo}
         w.batch = prepare_batch([w.crops[i] for i in w.todo], spec)
         w.shapes = blendshape_rows([w.faces[i] for i in w.todo], spec.blendshapes) if spec.blendshapes else None
+        if self.reader.au_source == "blendshapes":  # every face, every frame: a small matrix product
+            w.aus = self.reader.blendshape_aus([f.blendshapes for f in w.faces])
         w.lap("crop")
         return w
 
     def _infer(self, w: _Work) -> _Work:
         w.lap_t = time.perf_counter()
-        probs, va = self.reader.read_batch(w.batch, w.shapes)
+        probs, va, aus = self.reader.read_batch_aus(w.batch, w.shapes)
         w.probs, w.va = (probs, va) if w.todo else (None, None)
+        if aus is not None:
+            w.aus = aus
         w.batch = None  # not needed any more; frees memory while the frame waits
         w.lap("infer")
         return w
+
+    def _face_aus(self, w: _Work, i: int, track: Any) -> np.ndarray | None:
+        """Face i's AU probabilities: its blendshapes' (this frame), or the model's (this frame's
+        reading, or the one carried with its track under --every N); None without."""
+        source = self.reader.au_source
+        if source is None or w.aus is None:
+            return track.state.get("aus") if source == "model" else None
+        row = w.aus[i] if source == "blendshapes" else (w.aus[w.todo.index(i)] if i in w.crops else None)
+        if row is None:
+            return track.state.get("aus")
+        aus = row if np.isfinite(row).any() else None  # an AU the model lacks stays NaN (empty)
+        if source == "model":
+            track.state["aus"] = aus
+        return aus
 
     def _finish(self, w: _Work) -> FrameResult:
         """Smoothing, the overlay and the sinks, in frame order."""
@@ -396,13 +426,14 @@ class Pipeline:
                 inferred = False
             else:  # carried, but its only reading was not finite
                 continue
+            face_aus = self._face_aus(w, i, track)
             trail = track.state.setdefault("trail", deque(maxlen=o.outputs.trail_length))
             trail.append((float(v[0]), float(v[1])))
             best = int(np.argmax(p))
             results.append(FaceResult(
                 track.id, face.box, face.score, w.boxes[i], spec.labels[best], float(p[best]), p,
                 float(v[0]), float(v[1]), raw_p, float(raw_va[0]), float(raw_va[1]), inferred,
-                face.landmarks, face.blendshapes if o.faces.blendshapes else None, w.crops.get(i)))
+                face.landmarks, face.blendshapes if o.faces.blendshapes else None, w.crops.get(i), face_aus))
             self._seen_tracks.add(track.id)
         w.lap("smooth")
 

@@ -30,6 +30,7 @@ class FaceResult:
     landmarks: np.ndarray | None = None
     blendshapes: dict[str, float] | None = None
     crop: np.ndarray | None = None  # the RGB model input crop
+    aus: np.ndarray | None = None  # [15] AU probabilities, affect.aus.AU_NAMES order (ModelOptions.aus); None: none
 
 
 @dataclass

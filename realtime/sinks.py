@@ -61,6 +61,7 @@ class SinkContext:
     source: str  # the source's name ("" for frames pushed through process())
     model: Path  # the model file
     summary: RunSummary  # the run's summary, complete by the time close() is called
+    au_names: tuple[str, ...] = ()  # the AU columns (affect.aus.AU_NAMES) when the run reads AUs, else ()
 
     @property
     def labels(self) -> list[str]:
@@ -96,8 +97,10 @@ def sinks_draw(sinks: Sequence[Sink]) -> bool:
 
 def _face_row(result: FrameResult, face: FaceResult) -> FaceRow:
     x, y, w, h = face.box
+    aus = getattr(face, "aus", None)
     return FaceRow(result.index, result.t_ms, face.track_id, x, y, w, h, face.det_score, face.expression,
-                   face.confidence, list(face.probabilities), face.valence, face.arousal)
+                   face.confidence, list(face.probabilities), face.valence, face.arousal,
+                   None if aus is None else list(aus))
 
 class OutputError(ValueError):
     """An output path that cannot be written; checked before the run starts."""
@@ -219,12 +222,13 @@ class _AtomicText:
 
 
 class CsvSink(_AtomicText):
-    """One row per face per frame: `affect.recording.csv_columns(labels)`."""
+    """One row per face per frame: `affect.recording.csv_columns(labels, au_names)`."""
 
     def start(self, context: SinkContext) -> None:
         super().start(context)
+        self.au_names = tuple(context.au_names)
         self._buffer = io.StringIO()
-        self.writer = write_csv_header(self._buffer, context.labels)
+        self.writer = write_csv_header(self._buffer, context.labels, self.au_names)
         self._flush(None)
 
     def _flush(self, frame: int | None) -> None:
@@ -235,7 +239,7 @@ class CsvSink(_AtomicText):
 
     def write(self, result: FrameResult) -> None:
         for f in result.faces:
-            self.writer.writerow(_face_row(result, f).as_csv_row())
+            self.writer.writerow(_face_row(result, f).as_csv_row(self.au_names))
         self._flush(result.index)
 
 
@@ -250,10 +254,12 @@ class JsonlSink(_AtomicText):
     def start(self, context: SinkContext) -> None:
         super().start(context)
         self.labels = context.labels
+        self.au_names = tuple(context.au_names)
 
     def write(self, result: FrameResult) -> None:
         lines = [json.dumps(_face_row(result, f).as_json(self.labels, f.landmarks if self.landmarks else None,
-                                                         f.blendshapes if self.blendshapes else None)) + "\n"
+                                                         f.blendshapes if self.blendshapes else None,
+                                                         self.au_names)) + "\n"
                  for f in result.faces]
         self._append("".join(lines), result.index)
 

@@ -30,6 +30,11 @@ def fer2013_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ckplus_root() -> Path:
+    return shared_path("data", "ckplus")
+
+
+@pytest.fixture(scope="session")
 def face_model_path() -> Path:
     return shared_path("models", "face_landmarker.task")
 

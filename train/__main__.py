@@ -1,4 +1,4 @@
-"""`python -m train {fit,eval,compare}` — a thin parser over plain functions."""
+"""`python -m train {fit,eval,compare,au-map}` — a thin parser over plain functions."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ FIT_EPILOG = textwrap.dedent("""\
       {type: fer2013_csv,   root: CSV, usage: Training}
       {type: affectnet96,   root: DIR}          DIR/<class>/*.jpg, 8 classes (model-predicted labels: noisy)
       {type: rafdb,         root: DIR}          DIR/train/<class>/*.jpg (or DIR/<class>/), 7 classes, no Contempt
-      {type: ckplus,        root: DIR, facs: DIR}     CK+ class folders (+ FACS files → action units)
+      {type: ckplus,        root: DIR}          CK+ table: DIR/labels.csv + DIR/images/ (emotion or group by the
+                    run's labels, 15 AUs; peak_only: true for the peak frames), or class folders (+ facs: DIR)
       {type: folders,       root: DIR, mapping: {folder: Label}}
     Each dataset takes weight: W (sampling weight when mixing), role: auto|train|val|test
     (auto = split it; train/val/test = all of it to that part), limit: N, and train_fraction: F
@@ -52,7 +53,7 @@ FIT_EPILOG = textwrap.dedent("""\
     Training: train.optimizer adamw|adam|sgd, lr, backbone_lr_mult (lower LR for the backbone),
     freeze_backbone, unfreeze_after K, freeze_blocks N (the first N backbone blocks stay at their
     ImageNet weights), channels_last (NHWC, default true: faster on CPU), scheduler cosine (with warmup_epochs)|plateau|none,
-    early_stopping_metric score|accuracy|macro_f1|valence_ccc|arousal_ccc|loss with
+    early_stopping_metric score|accuracy|macro_f1|valence_ccc|arousal_ccc|au_f1_macro|au_binary_accuracy|loss with
     early_stopping_patience, grad_clip, label_smoothing, l1, amp (CUDA), max_steps,
     samples_per_epoch (draws per epoch from the weighted mix; default: one pass over all),
     ema DECAY (evaluate and save an exponential moving average of the weights, e.g. 0.998),
@@ -213,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     _fit_parser(sub)
     _eval_parser(sub)
     _compare_parser(sub)
+    from train import au_map
+
+    au_map.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare}
+    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare, "au-map": au_map.run}
     try:
         return runners[args.command](args)
     except ModuleNotFoundError as exc:

@@ -86,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
         # of their class over the run's training faces that have both (`train.fit.attach_va_prior`),
         # at this weight (a pseudo-label; 0 = off).
         "va_prior": 0.0,
+        "au_pos_weight": "none",  # balanced: each AU's positives weigh (absent / present), capped at 10
     },
 }
 

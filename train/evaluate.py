@@ -61,7 +61,7 @@ def read_run(run: Path) -> tuple[dict, dict, list]:
             raise EvalError(f"{p}: not found; pass --data TYPE:ROOT or --run-dir of the training run")
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     splits = json.loads(splits_path.read_text(encoding="utf-8"))
-    infos = [tdata.load_dataset({k: v for k, v in d.items() if k != "labels"})
+    infos = [tdata.load_dataset({k: v for k, v in d.items() if k != "labels"}, labels=cfg.get("labels"))
              for d in cfg.get("data", {}).get("datasets", [])]
     return cfg, splits, infos
 
@@ -114,7 +114,7 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
         data = _parse_data_arg(data)
     if isinstance(data, dict):
         # The loader spreads `limit` over the whole dataset (every class), unlike a head slice.
-        info = tdata.load_dataset({**data, "limit": data.get("limit", limit)})
+        info = tdata.load_dataset({**data, "limit": data.get("limit", limit)}, labels=labels)
         data = info
     if hasattr(data, "samples") and hasattr(data, "label_set"):  # a DatasetInfo
         return list(data.samples), list(data.label_set), list(data.labels), data.name
@@ -435,7 +435,12 @@ def evaluate_cli(args: Any) -> dict:
     expr = metrics.get("expression") or {}
     parts = [f"{metrics['dataset']}: n={metrics['n']}"]
     if expr:
-        parts.append(f"accuracy {expr['accuracy']:.3f}, macro-F1 {expr['macro_f1']:.3f}")
+        parts.append(f"accuracy {expr['accuracy']:.3f}, macro-F1 {expr['macro_f1']:.3f}, "
+                     f"weighted F1 {expr['weighted_f1']:.3f}")
+    aus = metrics.get("action_units") or {}
+    if aus:
+        parts.append(f"AUs micro-F1 {aus['f1_micro']:.3f}, macro-F1 {aus['f1_macro']:.3f}, "
+                     f"binary accuracy {aus['binary_accuracy']:.3f}, mAP {aus['map']:.3f}")
     for name in ("valence", "arousal"):
         if metrics.get(name):
             ccc = metrics[name]["ccc"]

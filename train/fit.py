@@ -147,7 +147,7 @@ def build_splits(cfg: dict) -> Splits:
         except ConfigError as exc:
             raise TrainError(str(exc)) from None
     for dcfg in cfg["data"]["datasets"]:
-        info = tdata.load_dataset(dcfg)
+        info = tdata.load_dataset(dcfg, labels=labels)
         out.infos.append(info)
         for name in info.au_names:
             if name not in out.au_names:
@@ -290,7 +290,8 @@ def attach_run_teacher(parts: list[Part], cfg: dict, bs_names: tuple[str, ...]) 
 # --- the loop --------------------------------------------------------------------------------------------
 
 def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: dict,
-                 class_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+                 class_weight: torch.Tensor | None,
+                 au_pos_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     lcfg = cfg["loss"]
     parts: dict[str, torch.Tensor] = {}
     if lcfg["expression"]:
@@ -303,7 +304,7 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], c
         parts["landmarks"] = lcfg["landmarks"] * landmark_loss(
             out[OUTPUT_LANDMARKS], batch["landmarks"], batch["landmarks_mask"], lcfg["landmark_loss"])
     if OUTPUT_AUS in out and lcfg["aus"]:
-        parts["aus"] = lcfg["aus"] * au_loss(out[OUTPUT_AUS], batch["aus"], batch["aus_mask"])
+        parts["aus"] = lcfg["aus"] * au_loss(out[OUTPUT_AUS], batch["aus"], batch["aus_mask"], au_pos_weight)
     if "va_prior" in batch:  # the class's valence/arousal, only where the face has none of its own
         prior = batch["va_prior"]
         pseudo = ~batch["va_mask"].bool() & torch.isfinite(prior)
@@ -326,7 +327,8 @@ def _l1_penalty(model: nn.Module) -> torch.Tensor:
 
 def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch, class_weight, scaler,
                     max_steps: int | None, step_offset: int = 0, frozen: bool = False,
-                    frozen_blocks: Sequence[nn.Module] = ()) -> dict[str, float]:
+                    frozen_blocks: Sequence[nn.Module] = (), au_pos_weight: torch.Tensor | None = None
+                    ) -> dict[str, float]:
     model.train()
     if frozen:  # a frozen backbone also keeps its BatchNorm statistics
         (model.module if hasattr(model, "module") else model).backbone.eval()
@@ -344,7 +346,7 @@ def train_one_epoch(model, loader, optimizer, scheduler_step, cfg, device, epoch
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device.type, enabled=scaler is not None):
             out = model(batch["image"], batch.get("blendshapes"))
-            loss, parts = compute_loss(out, batch, cfg, class_weight)
+            loss, parts = compute_loss(out, batch, cfg, class_weight, au_pos_weight)
             if l1:
                 loss = loss + l1 * _l1_penalty(model)
         if not torch.isfinite(loss):
@@ -442,9 +444,16 @@ def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
         "valence_ccc": (metrics.get("valence") or {}).get("ccc", float("nan")),
         "arousal_ccc": (metrics.get("arousal") or {}).get("ccc", float("nan")),
     }
+    aus = metrics.get("action_units") or {}
+    if aus:
+        out["au_f1_macro"] = aus.get("f1_macro", float("nan"))
     parts = [v for v in out.values() if v == v]  # drop NaN
+    if aus:
+        out.update(au_binary_accuracy=aus.get("binary_accuracy", float("nan")),
+                   au_f1_micro=aus.get("f1_micro", float("nan")), au_map=aus.get("map", float("nan")))
     # One number for early stopping and the "best" checkpoint: the mean of accuracy,
-    # macro-F1, valence CCC and arousal CCC (those the validation part has).
+    # macro-F1, valence CCC and arousal CCC (those the validation part has), and the AU
+    # macro-F1 for a model with an AU head.
     out["score"] = float(np.mean(parts)) if parts else float("nan")
     return out
 
@@ -506,7 +515,7 @@ def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = No
             loaders.sampler.set_epoch(epoch)
         stats = train_one_epoch(model, loaders.train, optimizer, after_step, cfg, device, epoch,
                                 loaders.class_weight, scaler, tcfg.get("max_steps"), progress.steps_done,
-                                frozen, frozen_blocks)
+                                frozen, frozen_blocks, loaders.au_pos_weight)
         # The averaged weights, when kept, are the model that is evaluated and saved.
         evaluated: AffectModel = ema.module if ema is not None else core
         val_metrics, scores, val_loss, val_bad = _validate(evaluated, loaders, cfg, device, au_names)
@@ -537,6 +546,7 @@ class Loaders:
     val: DataLoader
     sampler: Any
     class_weight: torch.Tensor | None
+    au_pos_weight: torch.Tensor | None = None
 
 
 @dataclass
@@ -678,7 +688,24 @@ def _build_loaders(cfg: dict, splits: Splits, model: AffectModel, au_names: list
     train_loader = DataLoader(train_ds, batch_size=bs, shuffle=sampler is None, sampler=sampler,
                               drop_last=len(train_ds) > bs, **loader_kw)
     val_loader = DataLoader(val_ds, batch_size=bs * 2, shuffle=False, **loader_kw)
-    return Loaders(train_loader, val_loader, sampler, class_weight)
+    return Loaders(train_loader, val_loader, sampler, class_weight,
+                   _au_pos_weight(splits, au_names, cfg["loss"].get("au_pos_weight"), device))
+
+
+def _au_pos_weight(splits: Splits, au_names: list[str], kind: Any, device: torch.device) -> torch.Tensor | None:
+    """loss.au_pos_weight "balanced": each AU's positives weigh (absent / present) among the
+    training faces (capped at 10), so rare AUs are not learnt as "always absent"."""
+    if not au_names or kind in (None, False, "none"):
+        return None
+    if kind != "balanced":
+        raise TrainError(f"loss.au_pos_weight must be none or balanced, got {kind!r}")
+    rows = [s.aus for p in splits.train for s in p.samples if s.aus is not None and len(s.aus) == len(au_names)]
+    if not rows:
+        return None
+    y = np.nan_to_num(np.stack(rows).astype(np.float64), nan=0.0)
+    pos = y.sum(axis=0)
+    weight = np.clip((len(y) - pos) / np.maximum(pos, 1.0), 1.0, 10.0)
+    return torch.as_tensor(weight, dtype=torch.float32, device=device)
 
 
 def _build_optimizer(model: AffectModel, tcfg: dict) -> torch.optim.Optimizer:
@@ -833,8 +860,10 @@ def _stop_reason(progress: Progress, scores: dict[str, float], tcfg: dict) -> st
     max_steps = tcfg.get("max_steps")
     if max_steps is not None and progress.steps_done >= int(max_steps):
         return "max_steps"
-    reached = {k: v for k, v in (tcfg.get("stop_when") or {}).items() if scores.get(k, -math.inf) >= float(v)}
-    return f"stopping: targets met ({reached})" if reached else None
+    # Every target must be met (e.g. group accuracy and AU binary accuracy, both).
+    targets = tcfg.get("stop_when") or {}
+    reached = {k: v for k, v in targets.items() if scores.get(k, -math.inf) >= float(v)}
+    return f"stopping: targets met ({reached})" if targets and len(reached) == len(targets) else None
 
 
 def _finish_run(run_dir: Path, writer, progress: Progress, core: AffectModel, splits: Splits,

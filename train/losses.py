@@ -79,9 +79,11 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
     return fn(pred[m], target[m])
 
 
-def au_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def au_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+            pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked multi-label BCE; `pos_weight` [A] weighs each AU's positives (rare AUs)."""
     m = mask.to(logits.dtype)
     if m.sum() == 0:
         return logits.sum() * 0.0
-    raw = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    raw = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pos_weight)
     return (raw * m).sum() / m.sum()

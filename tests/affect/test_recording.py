@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from affect.recording import FaceRow, RecordingError, csv_columns, read_recording, write_csv_header
+from affect.recording import (
+    FaceRow,
+    RecordingError,
+    au_columns,
+    csv_columns,
+    read_recording,
+    write_csv_header,
+)
 
 LABELS = ["Neutral", "Happy", "Sad"]
 
@@ -85,3 +92,38 @@ def test_bad_recordings_are_one_line_naming_the_file(tmp_path, name, text, probl
     with pytest.raises(RecordingError) as info:
         read_recording(path)
     assert str(info.value).startswith(str(path)) and problem in str(info.value) and "\n" not in str(info.value)
+
+
+# --- action units (python -m realtime.cam --aus) ---------------------------------------------
+AUS = ["AU1", "AU12", "AU25"]
+
+
+def test_au_columns_read_back_with_empty_where_a_face_has_none(tmp_path):
+    rows = _rows()
+    rows[0].aus = [0.1, 0.9, 0.55]  # the other face has none (the landmarker missed it)
+    buf = io.StringIO()
+    writer = write_csv_header(buf, LABELS, AUS)
+    for row in rows:
+        writer.writerow(row.as_csv_row(AUS))
+    (tmp_path / "rec.csv").write_text(buf.getvalue())
+    (tmp_path / "rec.jsonl").write_text("".join(json.dumps(r.as_json(LABELS, au_names=AUS)) + "\n" for r in rows))
+    for name in ("rec.csv", "rec.jsonl"):
+        df = read_recording(tmp_path / name)
+        assert au_columns(df.columns) == AUS
+        assert df.loc[1, "AU12"] == pytest.approx(0.9) and df.loc[0, ["AU1", "AU12", "AU25"]].isna().all()
+    assert buf.getvalue().splitlines()[0].endswith("valence,arousal,AU1,AU12,AU25")
+    assert buf.getvalue().splitlines()[2].endswith(",,,")  # empty, not 0: "no AUs" is not "AU absent"
+
+
+def test_recordings_without_au_columns_have_none_and_still_load(tmp_path):
+    (tmp_path / "old.csv").write_text(OLD_CSV)
+    assert au_columns(read_recording(tmp_path / "old.csv").columns) == []
+
+
+def test_an_au_value_outside_0_1_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "bad.csv"
+    header, first, second = OLD_CSV.splitlines()
+    path.write_text(f"{header},AU4\n{first},1.5\n{second},\n")
+    with pytest.raises(RecordingError, match=r"bad\.csv: AU columns \['AU4'\]") as err:
+        read_recording(path)
+    assert "\n" not in str(err.value)

@@ -289,3 +289,38 @@ def test_model_without_metadata_or_unreadable_is_a_one_line_error(app, workspace
         assert str(path) in message and problem in message
     finally:
         path.unlink()
+
+
+def test_session_au_panel_shows_each_tracks_au_probabilities_and_most_active(app, workspace):
+    from affect.aus import AU_NAMES
+    from affect.recording import FaceRow, write_csv_header
+
+    path = workspace / "recordings" / "aus.csv"
+    labels = ["Happy", "Sad"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = write_csv_header(fh, labels, AU_NAMES)
+        for frame in range(20):
+            aus = np.full(len(AU_NAMES), 0.1)
+            aus[AU_NAMES.index("AU12")] = 0.9 if frame < 15 else 0.2  # active in 15 of 20 frames
+            row = FaceRow(frame, frame * 33.3, 1, 10, 10, 50, 50, 0.9, "Happy", 0.8, [0.8, 0.2], 0.5, 0.1,
+                          aus=None if frame == 19 else aus.tolist())  # the last face had none
+            writer.writerow(row.as_csv_row(AU_NAMES))
+    try:
+        at = app("session")
+        at.text_input(key="session_file_typed").input(str(path)).run()
+        assert not at.exception and not errors(at)
+        chart = chart_titled(at, "track 1: action units")
+        assert [t["name"] for t in chart["data"]] == list(AU_NAMES)
+        top = frame_with(at, "active_share").iloc[0]
+        assert top["au"] == "AU12" and top["frames"] == 19 and top["active_share"] == pytest.approx(15 / 19)
+    finally:
+        path.unlink()
+
+
+def test_a_recording_without_au_columns_has_no_au_panel(app, recording_file):
+    from dashboard.data import load_recording
+
+    assert load_recording(recording_file).frame.shape[0] > 0
+    at = app("session")
+    assert not at.exception and not errors(at)
+    assert "Action units" not in [h.value for h in at.subheader]

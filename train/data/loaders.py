@@ -466,13 +466,100 @@ def _facs_for(facs_root: Path, file_name: str, per_sequence: bool) -> Path | Non
     return None
 
 
+CKPLUS_TABLE = "labels.csv"
+CKPLUS_TABLE_COLUMNS = ("file", "subject", "emotion", "group")
+
+
+def _ckplus_target_set(labels: Sequence[str] | None, groups: set[str], csv_path: Path) -> str:
+    """"group" when the run's/model's labels are the table's groups (negative, positive,
+    surprise), else "emotion" (mapped by name onto the canonical order)."""
+    if labels is None:
+        return "emotion"
+    wanted = {str(x).strip().lower() for x in labels}
+    if wanted and wanted <= groups:
+        return "group"
+    if all(_is_canonical(x) for x in labels):
+        return "emotion"
+    raise DataError(f"{csv_path}: labels {list(labels)} are neither expression classes nor the table's "
+                    f"groups {sorted(groups)}")
+
+
+def load_ckplus_table(root: str | os.PathLike, labels: Sequence[str] | None = None, limit: int | None = None,
+                      name: str = "ckplus", peak_only: bool = False) -> DatasetInfo:
+    """CK+ as `root/labels.csv` + `root/images/` (columns file, subject, emotion, group and the
+    15 AUs of `affect.aus.AU_NAMES`, 0/1). The expression target follows `labels` (the run's
+    or the model's): groups such as [negative, positive, surprise] read the `group` column,
+    expression classes (or None) read `emotion`, mapped by name. AUs come in FACS order.
+    A malformed table (a missing column, an AU value other than 0/1, a missing image, an
+    unknown emotion) stops with one line naming the file and the row."""
+    from affect.aus import AU_NAMES
+
+    root = _existing_dir(root)
+    csv_path = root / CKPLUS_TABLE
+    image_dir = root / "images"
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        absent = [c for c in (*CKPLUS_TABLE_COLUMNS, *AU_NAMES) if c not in fields]
+        if absent:
+            raise DataError(f"{csv_path}: missing column(s) {absent} (a CK+ table needs "
+                            f"{', '.join(CKPLUS_TABLE_COLUMNS)}, {' '.join(AU_NAMES)})")
+        rows = [(reader.line_num, row) for row in reader]
+    if not rows:
+        raise DataError(f"{csv_path}: no rows")
+    groups = {str(r["group"]).strip().lower() for _, r in rows}
+    target = _ckplus_target_set(labels, groups, csv_path)
+    if target == "group":
+        label_set = tuple(labels)  # type: ignore[arg-type]
+        index = {str(x).strip().lower(): i for i, x in enumerate(label_set)}
+    else:
+        label_set = EXPRESSIONS
+    samples: list[Sample] = []
+    for line, row in rows:
+        where = f"{csv_path}:{line}"
+        if peak_only and str(row.get("peak", "1")).strip() not in ("1", "1.0", "true", "True"):
+            continue
+        file = (row["file"] or "").strip()
+        path = image_dir / file
+        if not file or not path.is_file():
+            raise DataError(f"{where}: image {path} not found")
+        aus = []
+        for au in AU_NAMES:
+            value = (row[au] or "").strip()
+            if value not in ("0", "1"):
+                raise DataError(f"{where}: {au} is {value!r}, expected 0 or 1")
+            aus.append(float(value))
+        subject = (row["subject"] or "").strip()
+        if not subject:
+            raise DataError(f"{where}: subject is empty")
+        if target == "group":
+            key = str(row["group"]).strip().lower()
+            expression = index.get(key, -1)
+        else:
+            try:
+                expression = EXPRESSIONS.index(canonical_name(row["emotion"]))
+            except ValueError:
+                raise DataError(f"{where}: emotion {row['emotion']!r} is not an expression class") from None
+        samples.append(Sample(path=str(path), expression=expression, aus=np.array(aus, np.float32),
+                              subject=subject, source=name))
+    present = sorted({s.expression for s in samples if s.expression >= 0})
+    return _info(name, _spread(samples, limit), [label_set[i] for i in present], au_names=AU_NAMES,
+                 label_set=label_set)
+
+
 def load_ckplus(root: str | os.PathLike, facs_root: str | os.PathLike | None = None,
                 limit: int | None = None, name: str = "ckplus",
-                facs_per_sequence: bool = True) -> DatasetInfo:
-    """CK+ class folders (CK+48: anger, contempt, …, surprise; no neutral) with
-    subjects from file names `S005_001_00000011.png`; with `facs_root`
+                facs_per_sequence: bool = True, labels: Sequence[str] | None = None,
+                peak_only: bool = False) -> DatasetInfo:
+    """CK+ in either layout: `root/labels.csv` + `root/images/` (`load_ckplus_table`: emotion or
+    group by `labels`, the 15 AUs), or class folders (CK+48: anger, contempt, …, surprise; no
+    neutral) with subjects from file names `S005_001_00000011.png`; with `facs_root`
     (`FACS/S005/001/S005_001_00000011_facs.txt`), multi-label AUs "AU1", …;
     samples without a FACS file get no AU target (masked)."""
+    if (Path(root) / CKPLUS_TABLE).is_file():
+        if facs_root is not None:
+            raise DataError(f"{root}: has {CKPLUS_TABLE} (AUs included); 'facs' is for the class-folder layout")
+        return load_ckplus_table(root, labels=labels, limit=limit, name=name, peak_only=peak_only)
     info = load_class_folders(root, limit=limit, name=name)
     for s in info.samples:
         m = CKPLUS_FILE.match(Path(s.path).name)
@@ -563,7 +650,7 @@ def load_class_folders(root: str | os.PathLike, mapping: Mapping[str, str | None
 
 # --- front door ----------------------------------------------------------------------
 CONFIG_KEYS = frozenset({"type", "root", "csv", "usage", "mapping", "groups", "limit", "weight",
-                         "name", "facs", "crop", "ferplus"})
+                         "name", "facs", "crop", "ferplus", "peak_only"})
 # Keys of a run's dataset entry that shape its splits and training (train.fit), not the loading:
 # load_dataset accepts and ignores them, so a run's entries load as they are.
 RUN_KEYS = frozenset({"role", "train_fraction", "fractions", "label_smoothing"})
@@ -587,15 +674,21 @@ LOADERS: dict[str, Callable[..., DatasetInfo]] = {
     "affectnet96": lambda cfg, root, **kw: load_affectnet96(root, **kw),
     "rafdb": lambda cfg, root, **kw: load_rafdb(root, usage=cfg.get("usage", "auto"), **kw),
     "fer2013_csv": lambda cfg, root, **kw: load_fer2013_csv(root, usage=cfg.get("usage"), **kw),
-    "ckplus": lambda cfg, root, **kw: load_ckplus(root, facs_root=cfg.get("facs"), **kw),
+    "ckplus": lambda cfg, root, labels=None, **kw: load_ckplus(root, facs_root=cfg.get("facs"), labels=labels,
+                                                               peak_only=bool(cfg.get("peak_only")), **kw),
     "folders": lambda cfg, root, **kw: load_class_folders(root, mapping=cfg.get("mapping"),
                                                           groups=cfg.get("groups"), **kw),
 }
 
 
-def load_dataset(cfg: Mapping[str, Any]) -> DatasetInfo:
+# Loaders whose target depends on the run's (or model's) labels: CK+'s table has an emotion and a group column.
+LABEL_AWARE = frozenset({"ckplus"})
+
+
+def load_dataset(cfg: Mapping[str, Any], labels: Sequence[str] | None = None) -> DatasetInfo:
     """Load one dataset from a config entry such as
-    `{"type": "fer2013", "root": "../shared/data/fer2013", "usage": "Training", "limit": 500, "weight": 1}`."""
+    `{"type": "fer2013", "root": "../shared/data/fer2013", "usage": "Training", "limit": 500, "weight": 1}`;
+    `labels` (the run's or the model's) choose the target where a dataset has several (CK+)."""
     kind = cfg.get("type")
     if kind not in LOADERS:
         raise DataError(f"dataset type {kind!r} is unknown; known: {sorted(LOADERS)}")
@@ -610,6 +703,8 @@ def load_dataset(cfg: Mapping[str, Any]) -> DatasetInfo:
     kw: dict[str, Any] = {"limit": cfg.get("limit")}
     if cfg.get("name"):
         kw["name"] = str(cfg["name"])
+    if kind in LABEL_AWARE and labels is not None:
+        kw["labels"] = list(labels)
     info = LOADERS[kind](cfg, root, **kw)
     weight = float(cfg.get("weight", 1.0))
     if not weight >= 0:

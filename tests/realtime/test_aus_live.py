@@ -1,0 +1,119 @@
+"""`--aus` on a real video: every face gets the 15 AU columns (from MediaPipe's blendshapes
+through the packaged map when the model has no AU head); a corrupt map is one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affect.aus import AU_NAMES, DEFAULT_AU_MAP
+from affect.recording import au_columns, read_recording
+from realtime.cam import main as cam_main
+from realtime.options import FaceFindingOptions, ModelOptions, ScheduleOptions
+from realtime.pipeline import Pipeline, PipelineError, PipelineOptions
+from realtime.reader import AffectReader
+
+PACKAGED = Path(__file__).resolve().parents[2] / "realtime" / "models" / "affectcam_default.int8.onnx"
+
+
+def test_aus_on_a_short_video_writes_the_15_au_columns(tmp_path, hamilton_clip, face_model_path, capsys):
+    out, jsonl = tmp_path / "rec.csv", tmp_path / "rec.jsonl"
+    code = cam_main(["--source", str(hamilton_clip), "--model", str(PACKAGED), "--face-model", str(face_model_path),
+                     "--headless", "--max-frames", "90", "--aus", "--csv", str(out), "--jsonl", str(jsonl)])
+    assert code == 0
+    assert "AUs: blendshapes through blendshape_aus.json" in capsys.readouterr().err
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-15:] == list(AU_NAMES) == au_columns(header)
+    df = read_recording(out)
+    with_aus = df[df["AU1"].notna()]
+    assert len(with_aus) >= 5  # the landmarker's faces have them (detector-fill faces have none)
+    values = with_aus[list(AU_NAMES)].to_numpy()
+    assert np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
+    assert (df[list(AU_NAMES)].notna().sum(axis=1) % 15 == 0).all()  # all 15 or none for a face
+    pd.testing.assert_frame_equal(read_recording(jsonl)[list(AU_NAMES)], df[list(AU_NAMES)], atol=1e-4)
+
+
+def test_without_aus_the_recording_has_no_au_columns(tmp_path, hamilton_clip, face_model_path):
+    out = tmp_path / "rec.csv"
+    assert cam_main(["--source", str(hamilton_clip), "--model", str(PACKAGED), "--face-model",
+                     str(face_model_path), "--headless", "--max-frames", "5", "--csv", str(out)]) == 0
+    assert au_columns(out.read_text().splitlines()[0].split(",")) == []
+
+
+def test_a_corrupt_au_map_is_one_line_naming_it(tmp_path, hamilton_clip, face_model_path, capsys):
+    bad = tmp_path / "aus.json"
+    bad.write_bytes(DEFAULT_AU_MAP.read_bytes()[:300])
+    code = cam_main(["--source", str(hamilton_clip), "--model", str(PACKAGED), "--face-model", str(face_model_path),
+                     "--headless", "--max-frames", "5", "--aus", "--au-map", str(bad)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("affectcam:")]
+    assert code == 2 and len(err) == 1 and str(bad) in err[0] and "not an AU map" in err[0]
+
+
+def test_reader_and_pipeline_take_aus(tmp_path, face_model_path):
+    with AffectReader(PACKAGED, aus=True) as reader:
+        assert reader.au_source == "blendshapes" and reader.au_names == AU_NAMES
+        face = np.full((96, 96, 3), 128, np.uint8)
+        assert reader.predict(face).aus is None  # no blendshapes given: no AUs
+        scores = dict(zip(reader.au_map.blendshapes, reader.au_map.mean))  # an average CK+ face
+        r = reader.predict(face, blendshapes=scores)
+        assert list(r.aus) == list(AU_NAMES) and all(0 <= p <= 1 for p in r.aus.values())
+    with pytest.raises(PipelineError, match="need the landmarker"):
+        Pipeline(PipelineOptions(source=None, model=ModelOptions(PACKAGED, aus=True),
+                                 faces=FaceFindingOptions("detector", face_model=face_model_path)))
+    copy = tmp_path / "map.json"
+    shutil.copy(DEFAULT_AU_MAP, copy)
+    with Pipeline(PipelineOptions(source=None, model=ModelOptions(PACKAGED, aus=copy),
+                                  faces=FaceFindingOptions(face_model=face_model_path))) as p:
+        assert p.face_path == "landmarker" and p.reader.au_map.path == str(copy)
+
+
+def _au_head_onnx(path: Path, au_names: list[str]) -> Path:
+    """A contract model with an `action_units` output (the AU head of a CK+ run), AUs in its own order."""
+    import onnx
+    import torch
+    from torch import nn
+
+    from affect.spec import INPUT_NAME, OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
+
+    class WithAus(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = nn.AdaptiveAvgPool2d(4)
+            self.head = nn.Linear(48, 10 + len(au_names))
+
+        def forward(self, x):
+            y = self.head(self.pool(x).flatten(1))
+            return y[:, :8], torch.tanh(y[:, 8:10]), 3 * y[:, 10:]
+
+    torch.manual_seed(0)
+    names = [INPUT_NAME]
+    outs = [OUTPUT_EXPRESSION, OUTPUT_VA, OUTPUT_AUS]
+    torch.onnx.export(WithAus().eval(), (torch.zeros(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
+                      input_names=names, output_names=outs, dynamic_axes={n: {0: "n"} for n in names + outs})
+    proto = onnx.load(str(path))
+    spec = ModelSpec(input_size=64, mean=[0.5] * 3, std=[0.5] * 3, backbone="test", au_names=au_names)
+    onnx.helper.set_model_props(proto, spec.to_metadata())
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_a_model_with_an_au_head_is_read_from_its_head_on_the_detector_path(tmp_path, hamilton_clip,
+                                                                           face_model_path):
+    model = _au_head_onnx(tmp_path / "aus.onnx", ["AU25", "AU12", "AU4"])  # a subset, in its own order
+    options = PipelineOptions(source=hamilton_clip, model=ModelOptions(model, aus=True),
+                              faces=FaceFindingOptions(face_model=face_model_path),
+                              schedule=ScheduleOptions(every=3, max_frames=60))
+    with Pipeline(options) as p:
+        assert p.reader.au_source == "model" and p.face_path == "detector"  # no landmarker needed
+        faces = [f for r in p for f in r.faces]
+    assert faces and all(f.aus is not None and f.aus.shape == (15,) for f in faces)
+    got = np.array([f.aus for f in faces])
+    known = [AU_NAMES.index(a) for a in ("AU4", "AU12", "AU25")]
+    assert np.isfinite(got[:, known]).all() and ((got[:, known] > 0) & (got[:, known] < 1)).all()
+    assert np.isnan(np.delete(got, known, axis=1)).all()  # AUs the model lacks stay empty
+    carried = [f for f in faces if not f.inferred]
+    assert carried  # --every 3: carried faces keep their track's last AU reading
