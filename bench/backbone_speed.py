@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50, help="faces per round")
     ap.add_argument("--backbone", action="append")
     args = ap.parse_args()
-    from realtime.backends import create_backend
+    from inference.backends import create_backend
 
     names = args.backbone or list(DEFAULT)
     tmp = Path(tempfile.mkdtemp(prefix="backbone_speed_"))

@@ -30,7 +30,7 @@ from affect.crop import crop_face  # noqa: E402
 from affect.face_model import resolve_face_model  # noqa: E402
 from affect.metrics import expression_metrics, regression_metrics  # noqa: E402
 from affect.preprocess import expression_probabilities, prepare_batch, resize_square, to_rgb  # noqa: E402
-from realtime.backends import create_backend  # noqa: E402
+from inference.backends import create_backend  # noqa: E402
 from realtime.faces import FaceFinder, FaceOptions  # noqa: E402
 
 PAD = 0.5  # canvas side = image side × (1 + 2·PAD)

@@ -19,9 +19,10 @@ from affect.metrics import MetricsError, check_metrics
 from affect.recording import BASE_COLUMNS, TAIL_COLUMNS, RecordingError, labels_from_columns, read_recording
 from affect.spec import ModelSpec, SpecError
 from dashboard.config import DEFAULT_MAX_ENTRIES, DashboardError
+from inference.model_files import suffixes_for
 
 RECORDING_SUFFIXES = (".csv", ".jsonl")
-MODEL_SUFFIXES = (".onnx",)
+MODEL_SUFFIXES = suffixes_for("onnxruntime")  # the models the pages run (inference.model_files)
 RUN_MARKERS = ("metrics.json", "predictions.csv", "checkpoint.pt", "history.csv")
 
 

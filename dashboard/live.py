@@ -14,23 +14,16 @@ from pathlib import Path
 import pandas as pd
 
 from dashboard.config import DEFAULT_MAX_VIDEO_SIDE, DashboardError
-
-try:  # the realtime room; the Live page says so when it is missing
-    from realtime import (
-        FaceFindingOptions,
-        FrameResult,
-        ModelOptions,
-        OutputOptions,
-        Pipeline,
-        PipelineOptions,
-        ScheduleOptions,
-    )
-    from realtime.smoothing import SmoothingOptions
-except ImportError as exc:  # pragma: no cover - only without the realtime package
-    Pipeline = None  # type: ignore[assignment,misc]
-    _REALTIME_MISSING = f"the realtime pipeline is not available ({exc})"
-else:
-    _REALTIME_MISSING = ""
+from realtime import (
+    FaceFindingOptions,
+    FrameResult,
+    ModelOptions,
+    OutputOptions,
+    Pipeline,
+    PipelineOptions,
+    ScheduleOptions,
+)
+from realtime.smoothing import SmoothingOptions
 
 FACE_COLUMNS = ["frame", "t_ms", "track_id", "expression", "confidence", "valence", "arousal"]
 
@@ -43,11 +36,6 @@ class LiveOptions:
     max_frames: int = 300
     every: int = 1
     face_model: Path | None = None  # None: $AFFECTCAM_FACE_MODEL, the user cache, a download
-
-
-def pipeline_available() -> str | None:
-    """None when realtime.Pipeline can be used, else why not (one line)."""
-    return _REALTIME_MISSING or None
 
 
 def pipeline_options(source, options: LiveOptions, csv: Path | None = None) -> PipelineOptions:
@@ -143,16 +131,9 @@ def release_memory() -> None:
 def run_video(path: Path, options: LiveOptions, csv: Path | None = None) -> Iterator[tuple[FrameResult, list[str]]]:
     """(FrameResult, model labels) for each frame of a video file; `csv` gets the
     realtime CSV sink's recording, closed (flushed) when the iteration ends."""
-    if Pipeline is None:
-        raise DashboardError(_REALTIME_MISSING)
     with Pipeline(pipeline_options(str(path), options, csv)) as pipeline:
         labels = list(pipeline.spec.labels)
         yield from ((result, labels) for result in pipeline)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- saving a recording into the owner's directories ------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from affect.errors import first_line
 from dashboard import charts
 from dashboard.common import display_path, get_config, pick_path
 from dashboard.config import DEFAULT_MAX_VIDEO_SIDE, ENV_FACE_MODEL, DashboardConfig, DashboardError
@@ -30,13 +31,12 @@ from dashboard.live import (
     check_frame_size,
     check_save_name,
     face_table,
-    first_line,
-    pipeline_available,
     release_memory,
     run_video,
     save_recording,
     video_frame_count,
 )
+from inference.backends import backends_for
 
 RESULT_KEY = "live_result"
 TRAIL_FRAMES = 45  # about 1.5 s at 30 fps: enough to see direction, short enough to stay readable
@@ -49,10 +49,6 @@ FACE_MODEL_HOW = (f'set face_model = "…/face_landmarker.task" in dashboard.tom
 def backend_names() -> list[str]:
     """"auto" and the backends that can run the page's models (.onnx) here: not
     TensorRT or torch (other files), nor providers this onnxruntime lacks."""
-    try:
-        from realtime.backends import backends_for
-    except ImportError:
-        return ["auto"]
     return ["auto", *(name for suffix in MODEL_SUFFIXES for name in backends_for(suffix))]
 
 
@@ -167,10 +163,6 @@ def process(video: Path, options: LiveOptions, shown: str | None = None,
             max_side: int = DEFAULT_MAX_VIDEO_SIDE) -> None:
     name = shown or video.name
     st.session_state.pop(RESULT_KEY, None)  # one result per session: the old one goes first
-    reason = pipeline_available()
-    if reason:
-        st.error(reason)
-        return
     try:
         # The container by its magic bytes (no concat lists or playlists), then the frame size.
         total = min(video_frame_count(video, max_side, name) or options.max_frames, options.max_frames)
@@ -300,9 +292,5 @@ def webcam(options: LiveOptions | None) -> None:
     from dashboard.webcam import webcam_stream
 
     if options is None:
-        return
-    reason = pipeline_available()
-    if reason:
-        st.error(reason)
         return
     webcam_stream(options, lambda exc: face_model_message(exc, options))

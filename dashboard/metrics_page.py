@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from affect.errors import first_line
 from affect.metrics import HEADLINE
 from dashboard import charts
 from dashboard.common import checked, display_path, get_config, scan_note
@@ -220,7 +221,7 @@ def show_compare(runs: list[RunDir], config) -> None:
         # training run) passes the same check as the page's own reads.
         markdown, csv_text = compare([str(r.path) for r in runs], allowed=config.allowed, refused=refused)
     except Exception as exc:  # a page must not die on one odd run; the message names it
-        st.error(f"compare: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        st.error(f"compare: {first_line(exc)}")
         return
     for line in refused:
         st.error(line)

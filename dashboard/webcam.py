@@ -52,8 +52,8 @@ def webcam_stream(options: LiveOptions, face_model_message=None) -> None:
     import streamlit as st
     from streamlit_webrtc import webrtc_streamer
 
+    from affect.errors import first_line
     from dashboard import charts
-    from dashboard.live import first_line
 
     key = "live_stepper"
     if key not in st.session_state:

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
-        from train import exit_for_missing_extra
+        from affect.errors import exit_for_missing_extra
 
         return exit_for_missing_extra(exc, f"python -m {__package__} {args.command}")
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """`python -m export bench MODEL…`: one table to pick the file to deploy from.
 
-Each model file runs through `realtime.backends.create_backend` (the same code
-the live pipeline uses); its row's format comes from the export FORMATS table.
+Each model file runs through `inference.create_backend` (the same code
+the live pipeline uses); its row's format comes from the export FORMATS table
+(each row's file kind: `inference.model_files`).
 `--all-formats` first walks that table from one checkpoint (each format made
 from its source row with default options), one status row per format.
 Latency is per call of a fixed batch of real preprocessed faces, after warm-up,
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affect.errors import first_line
 from affect.labels import EXPRESSIONS
 from affect.metrics import MetricsError, expression_metrics, regression_metrics
 from affect.predict import predict_batches, remap_targets
@@ -121,7 +123,7 @@ def export_all_formats(checkpoint: str | os.PathLike, out_dir: str | os.PathLike
         except SkipFormat as exc:
             statuses.append(FormatStatus(fmt.name, "skipped", detail=str(exc)))
         except (ExportError, FaceModelError) as exc:
-            statuses.append(FormatStatus(fmt.name, "failed", detail=str(exc).splitlines()[0]))
+            statuses.append(FormatStatus(fmt.name, "failed", detail=first_line(exc, None)))
         else:
             statuses.append(FormatStatus(fmt.name, "ok", str(made[fmt.argument])))
     for s in statuses:
@@ -136,11 +138,11 @@ def status_table(statuses: list[FormatStatus]) -> str:
 
 
 def backend_label(path: Path) -> str:
-    """Table name of a model file: its FORMATS row, refined by looking inside ONNX graphs."""
-    fmt = format_for_path(path)
-    if fmt.name == "PyTorch":
+    """Table name of a model file: the backend of its kind, refined by looking inside ONNX graphs."""
+    backend = format_for_path(path).file.backend
+    if backend == "torch":
         return "PyTorch eager"
-    if fmt.name == "TensorRT":
+    if backend == "tensorrt":
         return "TensorRT"
     import onnx
 
@@ -205,7 +207,7 @@ def score_faces(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
 
 
 def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[BenchRow]:
-    from realtime.backends import BackendError, create_backend
+    from inference.backends import BackendError, create_backend
 
     try:
         backend = create_backend(path, threads=options.threads,

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from affect import files
+from affect.errors import first_line
 from affect.files import atomic_path
 from affect.spec import INPUT_BLENDSHAPES, ModelSpec, SpecError
 
@@ -127,8 +128,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, providers: 
     try:
         return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+        raise ExportError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
 
 
 def file_size_mb(path: str | os.PathLike) -> float:

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from affect.errors import first_line
 from affect.images import IMAGE_SUFFIXES, UnreadableImage, read_image_file
 from affect.labels import EXPRESSIONS, NAME_ALIASES
 from affect.preprocess import prepare_batch, to_rgb
@@ -232,7 +233,7 @@ def score_blendshapes(faces: FaceSet, names: Sequence[str], face_model: str | os
             faces.blendshapes = landmarker.rows([resize_square(to_rgb(im), LANDMARKER_CROP) for im in faces.images],
                                                 names)
     except (RuntimeError, ValueError, OSError) as exc:  # MediaPipe refusing the bundle
-        raise ExportError(f"{bundle}: MediaPipe cannot run this face model ({str(exc).splitlines()[0][:160]})"
+        raise ExportError(f"{bundle}: MediaPipe cannot run this face model ({first_line(exc)})"
                           ) from None
     found = int(np.isfinite(faces.blendshapes).all(axis=1).sum())
     log.info("%s: the face landmarker found blendshapes for %d of %d faces", faces.source, found, len(faces))

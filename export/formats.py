@@ -6,7 +6,11 @@ walks them, and every export runs through `run_format`, so success and
 failure are logged the same way, with time and file size.
 
 The functions are named, not imported, here ("module:function"): reading the
-table (the benchmark, `--help`) loads no exporter and no torch.
+table (the benchmark, `--help`) loads no exporter and no torch. Each row's
+file kind (suffix, the backend that runs it) is its row of the one model-file
+table, `inference.model_files.MODEL_FILES`, under the same name. The CLI
+resolves a format's output path (`-o`, else `default_output(source)`) before
+calling its function.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from export.common import ExportError, file_size_text
+from inference.model_files import ModelFile, ModelFileError, model_file, model_file_for
 
 log = logging.getLogger("export")
 
@@ -49,8 +54,13 @@ def _onnx_arguments(p: argparse.ArgumentParser) -> None:
                         "affect.temperature (as `python -m export calibrate`)")
 
 
+def _out(a: argparse.Namespace, argument: str, source: Path) -> Path:
+    """-o, else where the format writes by default next to its source."""
+    return a.out if a.out is not None else format_by_argument(argument).default_output(source)
+
+
 def _onnx_call(a: argparse.Namespace) -> tuple[tuple, dict]:
-    return (a.checkpoint, a.out), dict(opset=a.opset, parity_data=a.data, tolerance=a.tolerance,
+    return (a.checkpoint, _out(a, "onnx", a.checkpoint[0])), dict(opset=a.opset, parity_data=a.data, tolerance=a.tolerance,
                                        simplify=not a.no_simplify, face_model=a.face_model,
                                        blendshape_fusion=a.blendshape_fusion, calibrate_run=a.calibrate_run)
 
@@ -77,7 +87,7 @@ def _int8_call(a: argparse.Namespace) -> tuple[tuple, dict]:
                        activation_type=a.activations, calibrate_method=a.calibrate,
                        exclude=tuple(a.exclude) if a.exclude is not None else Int8Options.exclude,
                        num_calibration=a.num_calibration, face_model=a.face_model)
-    return (a.model, a.data, a.out, opts), {}
+    return (a.model, a.data, _out(a, "int8", a.model), opts), {}
 
 
 def _fp16_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,7 +96,7 @@ def _fp16_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fp16_call(a: argparse.Namespace) -> tuple[tuple, dict]:
-    return (a.model, a.out), {}
+    return (a.model, _out(a, "fp16", a.model)), {}
 
 
 def _tensorrt_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,7 +120,7 @@ def _tensorrt_call(a: argparse.Namespace) -> tuple[tuple, dict]:
     opts = EngineOptions(precision=a.precision or "fp16", max_batch=a.max_batch, opt_batch=a.opt_batch,
                          workspace_mb=a.workspace_mb, timing_cache=a.timing_cache, calibration_data=a.data,
                          face_model=a.face_model)
-    return (a.model, a.out, opts), {}
+    return (a.model, _out(a, "tensorrt", a.model), opts), {}
 
 
 # --- each format made with its defaults (`bench --all-formats`) -----------------------------------------
@@ -145,9 +155,8 @@ class SkipFormat(Exception):
 
 @dataclass(frozen=True)
 class Format:
-    name: str  # what tables call it
+    name: str  # what tables call it: its row of inference.model_files.MODEL_FILES
     argument: str  # `python -m export <argument>`
-    suffix: str  # file suffix of what it writes
     needs_gpu: bool  # to build the file (FP16 builds anywhere; it pays off on a GPU)
     function: str | None = None  # "module:function" that writes it; None: an input format, not produced here
     source: str | None = None  # the argument of the format it is made from (the first row: a checkpoint)
@@ -157,12 +166,20 @@ class Format:
     # (source, out, data, face_model) → its function's arguments with every other option at its default
     default_arguments: Callable[..., tuple[tuple, dict]] | None = None
 
+    @property
+    def file(self) -> ModelFile:
+        return model_file(self.name)
+
+    @property
+    def suffix(self) -> str:
+        """File suffix of what it writes."""
+        return self.file.suffix
+
     def default_output(self, source: str | os.PathLike) -> Path:
         """Where it writes without -o: next to its source, the source's last suffix
         replaced by this format's (checkpoint.pt → checkpoint.onnx, m.onnx → m.int8.onnx,
         m.int8.onnx → m.int8.engine)."""
-        source = Path(source)
-        return source.with_name(source.stem + self.suffix)
+        return self.file.output_for(source)
 
     def load(self) -> Callable[..., Path]:
         if self.function is None:
@@ -172,20 +189,20 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("PyTorch", "-", ".pt", False),
-    Format("ONNX", "onnx", ".onnx", False, "export.onnx_export:export_onnx", source="-",
+    Format("PyTorch", "-", False),
+    Format("ONNX", "onnx", False, "export.onnx_export:export_onnx", source="-",
            help="checkpoint → ONNX (contract names + metadata), parity-checked",
            add_arguments=_onnx_arguments, call_arguments=_onnx_call,
            default_arguments=_onnx_defaults),
-    Format("ONNX INT8", "int8", ".int8.onnx", False, "export.int8:export_int8", source="onnx",
+    Format("ONNX INT8", "int8", False, "export.int8:export_int8", source="onnx",
            help="ONNX → static INT8 ONNX calibrated on face crops",
            add_arguments=_int8_arguments, call_arguments=_int8_call,
            default_arguments=_int8_defaults),
-    Format("ONNX FP16", "fp16", ".fp16.onnx", False, "export.fp16:export_fp16", source="onnx",
+    Format("ONNX FP16", "fp16", False, "export.fp16:export_fp16", source="onnx",
            help="ONNX → FP16 ONNX (float32 I/O) for GPUs",
            add_arguments=_fp16_arguments, call_arguments=_fp16_call,
            default_arguments=_fp16_defaults),
-    Format("TensorRT", "tensorrt", ".engine", True, "export.tensorrt_engine:build_engine", source="onnx",
+    Format("TensorRT", "tensorrt", True, "export.tensorrt_engine:build_engine", source="onnx",
            help="ONNX → TensorRT engine + model.engine.json",
            add_arguments=_tensorrt_arguments, call_arguments=_tensorrt_call,
            default_arguments=_tensorrt_defaults),
@@ -204,12 +221,15 @@ def format_by_argument(argument: str) -> Format:
 
 
 def format_for_path(path: str | os.PathLike) -> Format:
-    """The table row a file belongs to, by its longest matching suffix."""
-    name = Path(path).name.lower()
-    matches = [f for f in FORMATS if name.endswith(f.suffix)]
-    if not matches:
-        raise ExportError(f"{path}: unknown model file kind; expected one of {[f.suffix for f in FORMATS]}")
-    return max(matches, key=lambda f: len(f.suffix))
+    """The table row a file belongs to: its kind in the model-file table (longest matching suffix)."""
+    try:
+        kind = model_file_for(path)
+    except ModelFileError as exc:
+        raise ExportError(str(exc)) from None
+    for fmt in FORMATS:
+        if fmt.name == kind.name:
+            return fmt
+    raise ExportError(f"{path}: a {kind.name} file is not a format of the export table")
 
 
 def run_format(argument: str, *args: Any, **kwargs: Any) -> Path:

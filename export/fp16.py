@@ -17,7 +17,7 @@ from export.common import (
     set_metadata,
     spec_of,
 )
-from export.formats import format_by_argument
+from inference.model_files import model_file
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def export_fp16(onnx_path: str | os.PathLike, out: str | os.PathLike | None = No
     except ImportError:
         raise ExportError("FP16 export needs onnxconverter-common: pip install onnxconverter-common") from None
     onnx_path = Path(onnx_path)
-    out = Path(out) if out is not None else format_by_argument("fp16").default_output(onnx_path)
+    out = Path(out) if out is not None else model_file("ONNX FP16").output_for(onnx_path)
     check_writable(out)
     fp32 = load_onnx(onnx_path)
     spec = spec_of(fp32, str(onnx_path))

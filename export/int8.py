@@ -25,7 +25,7 @@ from export.common import (
     spec_of,
 )
 from export.faces import FaceSet, blendshape_input, feeds, load_faces, score_blendshapes, with_nan_rows
-from export.formats import format_by_argument
+from inference.model_files import model_file
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def export_int8(onnx_path: str | os.PathLike, calibration_data: str | os.PathLik
 
     options = options or Int8Options()
     onnx_path = Path(onnx_path)
-    out = Path(out) if out is not None else format_by_argument("int8").default_output(onnx_path)
+    out = Path(out) if out is not None else model_file("ONNX INT8").output_for(onnx_path)
     check_writable(out)
     fp32 = load_onnx(onnx_path)
     spec = spec_of(fp32, str(onnx_path))

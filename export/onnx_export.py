@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from affect.errors import first_line
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
 from export.faces import FaceSet, faces_or_generated, feeds, score_blendshapes, with_nan_rows
-from export.formats import format_by_argument
+from inference.model_files import model_file
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
 
     checkpoints = [Path(c) for c in (checkpoint if isinstance(checkpoint, (list, tuple)) else [checkpoint])]
     checkpoint = checkpoints[0]
-    out = Path(out) if out is not None else format_by_argument("onnx").default_output(checkpoint)
+    out = Path(out) if out is not None else model_file("ONNX").output_for(checkpoint)
     if opset < 17:
         raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
     check_writable(out)
@@ -227,7 +228,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
             except OSError:
                 raise  # writing the graph failed (a full disk): the output's problem, not the checkpoint's
             except Exception as exc:
-                raise ExportError(f"{checkpoint}: torch.onnx.export failed ({str(exc).splitlines()[0][:160]})"
+                raise ExportError(f"{checkpoint}: torch.onnx.export failed ({first_line(exc)})"
                                   ) from None
         exported = onnx.load(str(tmp))
         candidates = [("exported", exported)]

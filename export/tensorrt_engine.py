@@ -21,7 +21,7 @@ from affect.preprocess import prepare_batch
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, atomic_output, check_graph_inputs, check_writable, load_onnx, spec_of
 from export.faces import FaceSet, blendshape_input, load_faces, score_blendshapes, with_nan_rows
-from export.formats import format_by_argument
+from inference.model_files import model_file
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def build_engine(onnx_path: str | os.PathLike, out: str | os.PathLike | None = N
     """Build `model.engine` (+ `model.engine.json`) from a contract ONNX file."""
     options = options or EngineOptions()
     onnx_path = Path(onnx_path)
-    out = Path(out) if out is not None else format_by_argument("tensorrt").default_output(onnx_path)
+    out = Path(out) if out is not None else model_file("TensorRT").output_for(onnx_path)
     proto = load_onnx(onnx_path)
     spec = spec_of(proto, str(onnx_path))
     check_graph_inputs(proto, spec, onnx_path)

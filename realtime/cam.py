@@ -20,7 +20,7 @@ from affect.aus import AuMapError
 from affect.checks import OptionError
 from affect.face_model import FaceModelError
 from affect.spec import SpecError
-from realtime.backends import BACKENDS, BackendError
+from inference.backends import BACKENDS, BackendError
 from realtime.options import (
     MAX_FACES_LIMIT,
     FaceFindingOptions,

@@ -78,7 +78,7 @@ def _key(files: dict[str, Path], threads: int | None, spinning: bool | None) -> 
 def time_models(files: dict[str, Path], threads: int | None = None, spinning: bool | None = None,
                 runs: int = TIMED_RUNS) -> dict[str, float]:
     """Median milliseconds per batch-1 call of each file, timed alternately."""
-    from realtime.backends import create_backend
+    from inference.backends import create_backend
 
     backends = {k: create_backend(p, threads=threads, spinning=spinning) for k, p in files.items()}
     try:

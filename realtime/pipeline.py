@@ -63,7 +63,7 @@ from affect.crop import CropBox, crop_face
 from affect.face_model import resolve_face_model
 from affect.preprocess import prepare_batch
 from affect.spec import ModelSpec
-from realtime.backends import Backend
+from inference.backends import Backend
 from realtime.faces import Face, FaceFinder, FaceOptions
 from realtime.model_choice import PACKAGED_DIR, ModelChoiceError
 from realtime.model_choice import default_model as choose_packaged_model
@@ -290,7 +290,7 @@ class Pipeline:
 
     @staticmethod
     def _thread_settings(o: ModelOptions) -> tuple[int | None, bool | None]:
-        from realtime.backends import SPINNING_ENV, THREADS_ENV
+        from inference.backends import SPINNING_ENV, THREADS_ENV
 
         threads = o.threads if o.threads is not None else (None if os.environ.get(THREADS_ENV) else DEFAULT_THREADS)
         spinning = o.spinning if o.spinning is not None else (

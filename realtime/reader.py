@@ -8,7 +8,8 @@
 `face_rgb` is an RGB uint8 crop of one face (any size: it is resized to the
 model's input). A model that takes MediaPipe blendshapes can be given them
 (`blendshapes=` dicts of name → score, or None); without them it reads the
-image alone. Built on `realtime.backends`; the pipeline's model stage calls
+image alone. Built on `inference.backends`; the packaged default model and
+the INT8-or-FP32 choice live in `realtime.model_choice`; the pipeline's model stage calls
 `read_batch` with the crops and blendshape rows it has already prepared.
 
 Action units (`AffectReader(aus=True)`): a probability for each of the 15 AUs
@@ -34,7 +35,8 @@ from affect.aus import AU_NAMES, AuMap, load_au_map
 from affect.blendshapes import blendshape_row
 from affect.preprocess import expression_probabilities, prepare_batch
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
-from realtime.backends import Backend, create_backend
+from inference.backends import Backend, create_backend
+from realtime.model_choice import default_model
 
 
 @dataclass
@@ -62,9 +64,6 @@ class AffectReader:
     def __init__(self, model: str | os.PathLike | None = None, backend: str | None = None,
                  threads: int | None = None, providers: Sequence[str] | None = None,
                  spinning: bool | None = None, aus: bool | str | os.PathLike = False):
-        # Imported here: realtime.pipeline imports this module, and the default model lives there.
-        from realtime.model_choice import default_model
-
         self.au_map: AuMap | None = None
         if aus and not isinstance(aus, bool):  # a map file given: check it before loading the model
             self.au_map = load_au_map(aus)

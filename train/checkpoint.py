@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import logging
 import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from affect.errors import first_line
 from affect.files import atomic_write_bytes
 from affect.spec import ModelSpec, SpecError
 from train.models import AffectModel, ModelError, build_model, drop_imagenet_classifier
@@ -31,12 +31,6 @@ BEST = "checkpoint.pt"
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or not one of ours."""
-
-
-def first_line(exc: BaseException, width: int = 160) -> str:
-    """An exception's first line, shortened at a word boundary (never mid-word)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return textwrap.shorten(text, width=width, placeholder=" …")
 
 
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from affect.errors import first_line
 from affect.labels import EXPRESSIONS
 
 
@@ -152,7 +153,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"{path}: not valid YAML ({first_line(exc)})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
         for key in unknown_keys(loaded, DEFAULTS):

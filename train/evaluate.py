@@ -1,7 +1,7 @@
 """`python -m train eval`: run a checkpoint or ONNX model over a dataset and
 write metrics.json, predictions.csv, plots and report.md into one folder.
 
-The model is run through `realtime.backends.create_backend`, the same code
+The model is run through `inference.create_backend`, the same code
 the live camera uses, so a checkpoint and its ONNX export are evaluated
 exactly as they will be deployed. Images come from `train.data.AffectDataset`
 (the training pipeline's eval path: same crop and normalisation); true labels
@@ -28,6 +28,7 @@ from affect.metrics import MetricsError, compute_metrics, restrict_classes
 from affect.predict import au_probabilities, predict_batches, remap_targets
 from affect.preprocess import expression_probabilities
 from affect.spec import ModelSpec
+from inference.backends import create_backend
 from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
 
 __all__ = ["EvalError", "evaluate", "evaluate_cli", "predictions_to_metrics", "write_curves"]
@@ -153,11 +154,7 @@ def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | No
 # --- running the model ---------------------------------------------------------------------------
 
 def open_backend(model_path: Path):
-    """The model's inference backend (`realtime.backends.create_backend`); EvalError if that room is missing."""
-    try:
-        from realtime.backends import create_backend
-    except ImportError as exc:  # the realtime room missing from this install
-        raise EvalError(f"{model_path}: cannot load a model backend ({exc})") from None
+    """The model's inference backend (`inference.create_backend`)."""
     return create_backend(str(model_path))
 
 

@@ -233,7 +233,7 @@ def test_cli_bad_inputs_are_one_line_errors(capsys, tmp_path, onnx_model, face_m
 
 
 def test_cli_without_model_or_face_model(capsys, monkeypatch, tmp_path, onnx_model, hamilton_clip):
-    import realtime.face_model as fmod
+    import affect.face_model as fmod
     import realtime.pipeline as pipe
 
     monkeypatch.setattr(pipe, "DEFAULT_MODEL", tmp_path / "absent.int8.onnx")
