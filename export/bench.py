@@ -24,13 +24,13 @@ import numpy as np
 
 from affect.errors import first_line
 from affect.labels import EXPRESSIONS
-from affect.metrics import MetricsError, expression_metrics, regression_metrics
-from affect.predict import predict_batches, remap_targets
-from affect.preprocess import expression_probabilities
+from affect.metrics import MetricsError
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, file_size_mb
 from export.faces import FaceSet, batches, blendshape_input, generated_faces, load_faces, score_blendshapes
 from export.formats import SkipFormat, exportable, format_for_path, run_format
+from inference.evaluation import collect, score
+from inference.evaluation import predict as run_batches
 
 log = logging.getLogger(__name__)
 
@@ -174,36 +174,25 @@ def time_batch(predict, x: np.ndarray, options: BenchOptions, blendshapes: np.nd
     return np.asarray(times), len(times)
 
 
-def _targets(faces: FaceSet, spec: ModelSpec) -> np.ndarray:
-    """Dataset labels (canonical order) as indices into the model's own labels (-1 if it lacks one)."""
-    return remap_targets(faces.expression, EXPRESSIONS, spec.labels)[0]
-
-
 def score_faces(predict, faces: FaceSet, spec: ModelSpec, batch_size: int,
-             blendshapes: np.ndarray | None = None) -> dict[str, float | int | None]:
-    """Accuracy / CCC of `predict` over `faces`; `blendshapes` [N, B] rows go
-    with the faces to a model that takes them."""
+                blendshapes: np.ndarray | None = None) -> dict[str, float | int | None]:
+    """Accuracy / CCC of `predict` over `faces` through the one evaluator
+    (`inference.evaluation`: collect, predict, score — as `train eval` and fit's
+    validation); `blendshapes` [N, B] rows go with the faces to a model that takes them."""
     def feeds():
         for start, x in zip(range(0, len(faces), batch_size), batches(faces, spec, batch_size)):
             rows = None if blendshapes is None else blendshapes[start:start + len(x)]
             yield x, rows, np.arange(start, start + len(x))
 
-    raw = predict_batches(predict, feeds())  # the core `train eval` uses (no mirroring here)
-    probs = expression_probabilities(raw["logits"], spec.temperature)
-    pred_va = raw["va"]
-    result: dict[str, float | int | None] = {"n_eval": len(faces)}
-    y = _targets(faces, spec)
+    targets = collect(faces.expression, EXPRESSIONS, spec.labels, faces.valence, faces.arousal)
+    raw = run_batches(predict, feeds())  # no mirroring here
     try:
-        result["accuracy"] = expression_metrics(spec.labels, y, probs)["accuracy"]
+        metrics = score(targets.take(raw["index"]), raw, spec.labels, temperature=spec.temperature,
+                        dataset=faces.source, model=spec.backbone)
     except MetricsError:
-        result["accuracy"] = None  # no expression labels in this folder
-    for i, name in enumerate(("valence", "arousal")):
-        target = faces.valence if i == 0 else faces.arousal
-        try:
-            result[f"{name}_ccc"] = regression_metrics(target, pred_va[:, i], name)["ccc"]
-        except MetricsError:
-            result[f"{name}_ccc"] = None
-    return result
+        metrics = {}  # no labels or targets in this folder
+    return {"n_eval": len(faces), "accuracy": (metrics.get("expression") or {}).get("accuracy"),
+            **{f"{name}_ccc": (metrics.get(name) or {}).get("ccc") for name in ("valence", "arousal")}}
 
 
 def bench_model(path: Path, faces: FaceSet, options: BenchOptions) -> list[BenchRow]:

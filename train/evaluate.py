@@ -3,7 +3,9 @@ write metrics.json, predictions.csv, plots and report.md into one folder.
 
 The model is run through `inference.create_backend`, the same code
 the live camera uses, so a checkpoint and its ONNX export are evaluated
-exactly as they will be deployed. Images come from `train.data.AffectDataset`
+exactly as they will be deployed; the steps are the one evaluator's
+(`inference.evaluation`: collect, predict, score), as in fit's validation
+and `export bench`. Images come from `train.data.AffectDataset`
 (the training pipeline's eval path: same crop and normalisation); true labels
 come from the samples themselves, mapped by name onto the model's labels.
 """
@@ -17,6 +19,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,12 @@ import numpy as np
 from affect.files import atomic_write_json, atomic_write_text
 from affect.labels import label_map
 from affect.metrics import MetricsError, compute_metrics, restrict_classes
-from affect.predict import au_probabilities, predict_batches, remap_targets
+from affect.predict import au_probabilities
 from affect.preprocess import expression_probabilities
 from affect.spec import ModelSpec
 from inference.backends import create_backend
+from inference.evaluation import Targets, collect, score
+from inference.evaluation import predict as run_batches
 from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
 
 __all__ = ["EvalError", "evaluate", "evaluate_cli", "predictions_to_metrics", "write_curves"]
@@ -129,14 +134,19 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
 
 
 def _true_labels(samples: Sequence[Any], label_set: list[str], model_labels: list[str],
-                 source: str) -> tuple[np.ndarray, dict[str, int]]:
-    """Sample.expression (into `label_set`) → index into the model's labels (-1 = none).
-    Returns also the count of labelled samples whose class the model lacks."""
-    y, lacking = remap_targets([s.expression for s in samples], label_set, model_labels)
-    if (y < 0).all() and lacking:
+                 source: str, au_names: Sequence[str] = ()) -> Targets:
+    """The samples' targets on the model's labels (Sample.expression indexes `label_set`;
+    -1 = none); `lacking` counts the labelled samples whose class the model lacks."""
+    aus = None
+    if au_names:
+        aus = np.array([s.aus if getattr(s, "aus", None) is not None and len(s.aus) == len(au_names)
+                        else np.full(len(au_names), np.nan) for s in samples], np.float64)
+    targets = collect([s.expression for s in samples], label_set, model_labels,
+                      [s.valence for s in samples], [s.arousal for s in samples], aus)
+    if (targets.expression < 0).all() and targets.lacking:
         raise EvalError(f"{source}: the model's labels {model_labels} share no class with the dataset's "
-                        f"{sorted(lacking)}")
-    return y, lacking
+                        f"{sorted(targets.lacking)}")
+    return targets
 
 
 def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | None,
@@ -185,7 +195,7 @@ def predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarra
             b = np.asarray(batch["blendshapes"], np.float32) if "blendshapes" in batch else None
             yield np.asarray(batch["image"]), b, np.asarray(batch["index"])
 
-    result = predict_batches(backend.predict, batches(), tta, backend.spec.blendshapes)
+    result = run_batches(backend.predict, batches(), tta, backend.spec.blendshapes)
     if "index" not in result:
         raise EvalError(f"{model_path}: no readable images in the dataset ({n_bad} unreadable)")
     for key in ("logits", "va", "aus"):
@@ -250,6 +260,103 @@ def _example_grids(dataset, spec: ModelSpec, rows: np.ndarray, labels: list[str]
         plot_examples(images, titles, out_dir / f"examples_{name}.png", heading=f"{name} predictions")
 
 
+# --- the steps of one evaluation ------------------------------------------------------------------
+
+@dataclass
+class EvalSet:
+    """What one evaluation runs over: the samples, their targets on the model's labels,
+    the model's classes the dataset can have (None: all) and the dataset's name."""
+    samples: list
+    label_set: list[str]  # the labels Sample.expression indexes
+    targets: Targets
+    restrict: list[str] | None
+    name: str
+
+
+def collect_set(model_path: Path, spec: ModelSpec, data: Any, split: str, run_dir: Any, limit: int | None,
+                source: str | None) -> EvalSet:
+    """Step 1: the samples to evaluate and their targets (`inference.evaluation.collect`)."""
+    labels = list(spec.labels)
+    samples, label_set, dataset_classes, name = _collect(model_path, data, split, run_dir, labels, limit, source)
+    if limit is not None:
+        samples = samples[: int(limit)]
+    if not samples:
+        raise EvalError(f"{name}: the dataset is empty; nothing to evaluate")
+    restrict = _shared_classes(labels, dataset_classes, name)
+    targets = _true_labels(samples, label_set, labels, name, list(spec.au_names))
+    return EvalSet(samples, label_set, targets, restrict, name)
+
+
+def eval_loader(evalset: EvalSet, spec: ModelSpec, blendshapes: bool, batch_size: int, num_workers: int):
+    """The samples as AffectDataset batches (the training pipeline's eval crop and normalisation)."""
+    from torch.utils.data import DataLoader
+
+    from train import data as tdata
+
+    dataset = tdata.AffectDataset(evalset.samples, size=spec.input_size, mean=spec.mean, std=spec.std,
+                                  labels=evalset.label_set, augment=None,  # AUs are read from the samples
+                                  blendshapes=spec.blendshapes if blendshapes else ())
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=tdata.collate_skip_bad)
+
+
+def score_set(evalset: EvalSet, raw: dict[str, np.ndarray], spec: ModelSpec, model_path: Path,
+              bootstrap: int, blendshape_note: str | None) -> dict:
+    """Step 3: metrics.json for the readable images (`inference.evaluation.score`), with the notes
+    on what was left out."""
+    try:
+        metrics = score(evalset.targets.take(raw["index"]), raw, spec.labels, spec.au_names,
+                        temperature=spec.temperature, restrict_to=evalset.restrict, dataset=evalset.name, model=str(model_path),
+                        bootstrap=bootstrap)
+    except MetricsError as exc:
+        raise EvalError(f"{evalset.name}: {exc}") from None
+    lacking = evalset.targets.lacking
+    notes = [metrics["note"]] if metrics.get("note") else []
+    if lacking:
+        notes.append(f"{sum(lacking.values())} samples labelled {sorted(lacking)} (not a model class) left out")
+    if int(raw["n_bad"]):
+        notes.append(f"{int(raw['n_bad'])} unreadable images skipped")
+    if notes:
+        metrics["note"] = "; ".join(notes)
+    if evalset.restrict:
+        metrics["restricted_to"] = evalset.restrict
+    metrics["skipped_images"] = int(raw["n_bad"])
+    metrics["backbone"] = spec.backbone
+    if blendshape_note:
+        metrics["blendshapes"] = blendshape_note
+    metrics["input_size"] = int(spec.input_size)
+    return metrics
+
+
+def write_eval_dir(out_dir: Path, evalset: EvalSet, raw: dict[str, np.ndarray], metrics: dict, spec: ModelSpec,
+                   dataset, model_path: Path, tta: bool, n_examples: int) -> None:
+    """predictions.csv, metrics.json, the plots and report.md."""
+    labels = list(spec.labels)
+    rows = raw["index"]  # positions in `samples` of the readable images, in order
+    targets = evalset.targets.take(rows)
+    y, probs = targets.expression, expression_probabilities(raw["logits"], spec.temperature)
+    aus_scored = "action_units" in metrics
+    # Predicted label: argmax over the classes the metrics were computed on.
+    pred_labels = labels if evalset.restrict is None else evalset.restrict
+    _, _, p_eval = restrict_classes(labels, np.full(len(y), -1), probs, pred_labels)
+    pred_in_model = np.array([labels.index(pred_labels[j]) for j in p_eval.argmax(axis=1)], np.int64)
+    conf = p_eval.max(axis=1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "predictions.csv", _predictions_csv(
+        [evalset.samples[i].path for i in rows], labels, y, pred_in_model, probs, targets.va, raw["va"],
+        list(spec.au_names), targets.aus if aus_scored else None,
+        au_probabilities(raw["aus"]) if aus_scored else None))
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    plot_confusion(metrics, out_dir / "confusion.png")
+    plot_va_scatter(targets.va, raw["va"], out_dir / "va_scatter.png")
+    _example_grids(dataset, spec, rows, labels, y, pred_in_model, conf, out_dir, n_examples)
+    figures = ["confusion.png", "va_scatter.png", "examples_correct.png", "examples_incorrect.png"]
+    write_report(metrics, out_dir / "report.md", figures,
+                 extra=f"Model `{model_path.name}` ({spec.backbone}, {spec.input_size} px), "
+                       f"labels {labels}{', test-time mirroring' if tta else ''}.")
+
+
 # --- public API ----------------------------------------------------------------------------------
 
 def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLike, split: str = "test",
@@ -264,99 +371,25 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     for the `split` part of the training run in `run_dir` (default: the
     model's folder). A model that takes blendshapes gets each face's (from the
     landmarker `face_model`, cached), or none with `blendshapes=False`.
-    Returns the metrics.json dict.
+    Returns the metrics.json dict. The steps: collect (`collect_set`), predict
+    (`predict`), score (`score_set`), write (`write_eval_dir`).
     """
-    from torch.utils.data import DataLoader
-
-    from train import data as tdata
-
     model_path = Path(model_path)
-    out_dir = Path(out_dir)
     if not model_path.is_file():
         raise EvalError(f"{model_path}: model file not found")
-    backend = open_backend(model_path)
-    try:
+    with open_backend(model_path) as backend:
         spec: ModelSpec = backend.spec
-        labels = list(spec.labels)
-        samples, label_set, dataset_classes, dataset_name = _collect(model_path, data, split, run_dir, labels, limit,
-                                                                     source)
-        if limit is not None:
-            samples = samples[: int(limit)]
-        if not samples:
-            raise EvalError(f"{dataset_name}: the dataset is empty; nothing to evaluate")
-        restrict = _shared_classes(labels, dataset_classes, dataset_name)
-        y_all, lacking = _true_labels(samples, label_set, labels, dataset_name)
+        evalset = collect_set(model_path, spec, data, split, run_dir, limit, source)
         blendshape_note = None
         if spec.blendshapes:
             blendshape_note = "none given"
             if blendshapes:
-                counts = _attach_blendshapes(samples, list(spec.blendshapes), face_model, model_path)
+                counts = _attach_blendshapes(evalset.samples, list(spec.blendshapes), face_model, model_path)
                 blendshape_note = f"landmarker found {counts['found']} of {counts['faces']} faces"
-        dataset = tdata.AffectDataset(samples, size=spec.input_size, mean=spec.mean, std=spec.std,
-                                      labels=label_set, augment=None,  # AUs are read from the samples
-                                      blendshapes=spec.blendshapes if blendshapes else ())
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            collate_fn=tdata.collate_skip_bad)
+        loader = eval_loader(evalset, spec, blendshapes, batch_size, num_workers)
         raw = predict(backend, loader, tta, model_path)
-    finally:
-        close = getattr(backend, "close", None)
-        if close:
-            close()
-
-    rows = raw["index"]  # positions in `samples` of the readable images, in order
-    kept = [samples[i] for i in rows]
-    y = y_all[rows]
-    probs = expression_probabilities(raw["logits"], spec.temperature)
-    va_true = np.array([[s.valence, s.arousal] for s in kept], np.float64)
-    va_pred = raw["va"]
-    au_names = list(spec.au_names)
-    aus_true = aus_prob = None
-    if au_names and "aus" in raw:
-        aus_prob = au_probabilities(raw["aus"])
-        aus_true = np.array([s.aus if getattr(s, "aus", None) is not None and len(s.aus) == len(au_names)
-                             else np.full(len(au_names), np.nan) for s in kept], np.float64)
-        if not np.isfinite(aus_true).any():
-            aus_true = None
-    try:
-        metrics = compute_metrics(labels, y, probs, va_true, va_pred,
-                                  aus_true=aus_true, aus_prob=aus_prob if aus_true is not None else None,
-                                  au_names=au_names, dataset=dataset_name, model=str(model_path),
-                                  restrict_to=restrict, bootstrap=bootstrap)
-    except MetricsError as exc:
-        raise EvalError(f"{dataset_name}: {exc}") from None
-    notes = [metrics["note"]] if metrics.get("note") else []
-    if lacking:
-        notes.append(f"{sum(lacking.values())} samples labelled {sorted(lacking)} (not a model class) left out")
-    if int(raw["n_bad"]):
-        notes.append(f"{int(raw['n_bad'])} unreadable images skipped")
-    if notes:
-        metrics["note"] = "; ".join(notes)
-    if restrict:
-        metrics["restricted_to"] = restrict
-    metrics["skipped_images"] = int(raw["n_bad"])
-    metrics["backbone"] = spec.backbone
-    if blendshape_note:
-        metrics["blendshapes"] = blendshape_note
-    metrics["input_size"] = int(spec.input_size)
-
-    # Predicted label: argmax over the classes the metrics were computed on.
-    pred_labels = labels if restrict is None else restrict
-    _, _, p_eval = restrict_classes(labels, np.full(len(y), -1), probs, pred_labels)
-    pred_in_model = np.array([labels.index(pred_labels[j]) for j in p_eval.argmax(axis=1)], np.int64)
-    conf = p_eval.max(axis=1)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "predictions.csv", _predictions_csv(
-        [s.path for s in kept], labels, y, pred_in_model, probs, va_true, va_pred, au_names,
-        aus_true, aus_prob if aus_true is not None else None))
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    plot_confusion(metrics, out_dir / "confusion.png")
-    plot_va_scatter(va_true, va_pred, out_dir / "va_scatter.png")
-    _example_grids(dataset, spec, rows, labels, y, pred_in_model, conf, out_dir, n_examples)
-    figures = ["confusion.png", "va_scatter.png", "examples_correct.png", "examples_incorrect.png"]
-    write_report(metrics, out_dir / "report.md", figures,
-                 extra=f"Model `{model_path.name}` ({spec.backbone}, {spec.input_size} px), "
-                       f"labels {labels}{', test-time mirroring' if tta else ''}.")
+    metrics = score_set(evalset, raw, spec, model_path, bootstrap, blendshape_note)
+    write_eval_dir(Path(out_dir), evalset, raw, metrics, spec, loader.dataset, model_path, tta, n_examples)
     return metrics
 
 

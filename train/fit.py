@@ -1,8 +1,9 @@
 """The fit loop, as plain functions (after torchvision's reference train.py):
-`fit(cfg)` sets a run up step by step (`_run_config`, `build_splits`, `_build_run_model`,
-`_build_loaders`, `_build_optimizer`, `_build_scheduler`, `_restore`), then per epoch
-`train_one_epoch(...)`, `_validate(...)` (`predict_loader` on the one prediction core of
-`affect.predict`, + `metrics_from_predictions`), `_save_epoch(...)` and `_stop_reason(...)`.
+`fit(cfg)` sets a run up step by step (`_run_config`, `build_splits`, `attach_run_blendshapes`,
+`_build_run_model`, `attach_run_teacher`, `attach_va_prior`, `_build_loaders`, `_build_optimizer`,
+`_build_scheduler`, `_restore`; the data steps are `train.data.assembly`'s), then per epoch
+`train_one_epoch(...)`, `_validate(...)` (`predict_loader` + `metrics_from_predictions`: the
+one evaluator's predict and score steps, `inference.evaluation`), `_save_epoch(...)` and `_stop_reason(...)`.
 
 A run directory holds: config.yaml (resolved), checkpoint.pt (best),
 last.pt (resume point, written every epoch), history.csv, tb/ (TensorBoard),
@@ -19,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from affect.files import atomic_write_json, atomic_write_text
-from affect.metrics import compute_metrics
-from affect.predict import au_probabilities, predict_batches
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_LANDMARKS, OUTPUT_VA
+from inference.evaluation import Targets, score
+from inference.evaluation import predict as run_batches
 from train import data as tdata
 from train.checkpoint import (
     has_resume_point,
@@ -44,8 +45,18 @@ from train.checkpoint import (
     save_resume_checkpoint,
     spec_for,
 )
-from train.config import ConfigError, check_config, check_dataset_entry, dump_config, resume_config
+from train.config import ConfigError, check_config, dump_config, resume_config
+from train.data.assembly import (
+    Splits,
+    attach_run_blendshapes,
+    attach_run_teacher,
+    attach_va_prior,
+    blendshape_names,
+    build_splits,
+    make_dataset,
+)
 from train.distill import distillation_loss
+from train.errors import TrainError
 from train.losses import au_loss, landmark_loss, masked_cross_entropy, va_loss
 from train.models import (
     AffectModel,
@@ -57,10 +68,6 @@ from train.models import (
 )
 
 log = logging.getLogger("train")
-
-
-class TrainError(ValueError):
-    """A run that cannot start: bad data, empty split, unknown option."""
 
 
 # --- distributed helpers (torchrun sets WORLD_SIZE/RANK/LOCAL_RANK) ---------------------------------
@@ -88,205 +95,6 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-# --- data ----------------------------------------------------------------------------------------------
-
-@dataclass
-class Part:
-    """One dataset's share of one split, already in the run's label order.
-
-    `draw_weight` is this share's part of its dataset's sampling weight, fixed
-    before any `train_fraction` thinning, so a thinned dataset is still drawn
-    as often (from fewer distinct faces). `train_fraction` is what to keep of
-    it when it is trained on (1 = all)."""
-    samples: list
-    class_mask: np.ndarray
-    info: Any
-    draw_weight: float = 1.0
-    train_fraction: float = 1.0
-    seed: int = 0
-    split: str = "train"
-    label_smoothing: float | None = None  # the dataset's own (data.datasets[i].label_smoothing)
-
-    def thinned(self) -> Part:
-        """The share to train on: a stratified, seeded `train_fraction` of it."""
-        if self.train_fraction >= 1.0:
-            return self
-        keep = tdata.split_stratified(self.samples, fractions=(self.train_fraction, 1.0 - self.train_fraction),
-                                      seed=self.seed)[0]
-        return replace(self, samples=list(keep))
-
-
-@dataclass
-class Splits:
-    train: list[Part] = field(default_factory=list)
-    val: list[Part] = field(default_factory=list)
-    test: list[Part] = field(default_factory=list)
-    infos: list = field(default_factory=list)
-    au_names: list[str] = field(default_factory=list)
-
-    def count(self, split: str) -> int:
-        return sum(len(p.samples) for p in getattr(self, split))
-
-
-def build_splits(cfg: dict) -> Splits:
-    """Load every dataset of the config, map it to the run's labels, and
-    split each by its role.
-
-    `role: auto` splits the dataset (stratified, or by subject) into
-    train/val/test with the configured fractions and seed; `train`, `val`
-    or `test` sends the whole dataset to that part (e.g. FER2013 Training /
-    PublicTest). The same config and seed always give the same split, so
-    `train eval --split test` finds the held-out part again.
-    """
-    labels = list(cfg["labels"])
-    split_cfg = cfg["data"]["split"]
-    out = Splits()
-    for dcfg in cfg["data"]["datasets"]:
-        try:
-            check_dataset_entry(dcfg)
-        except ConfigError as exc:
-            raise TrainError(str(exc)) from None
-    for dcfg in cfg["data"]["datasets"]:
-        info = tdata.load_dataset(dcfg, labels=labels)
-        out.infos.append(info)
-        for name in info.au_names:
-            if name not in out.au_names:
-                out.au_names.append(name)
-    for dcfg, info in zip(cfg["data"]["datasets"], out.infos):
-        role = dcfg.get("role", "auto")
-        samples = tdata.remap_labels(info.samples, info.label_set, labels)
-        if out.au_names:
-            samples = tdata.align_aus(samples, info.au_names, out.au_names)
-        if not samples:
-            raise TrainError(f"{dcfg.get('root')}: no samples with the run's labels {labels}")
-        mask = info.class_mask(labels)
-        keep = float(dcfg.get("train_fraction", 1.0))
-        if role == "auto":
-            fractions = tuple(dcfg.get("fractions") or split_cfg.get("fractions", (0.64, 0.16, 0.20)))
-            seed = int(split_cfg.get("seed", cfg["seed"]))
-            if split_cfg.get("method", "stratified") == "subject" and any(s.subject for s in samples):
-                parts = tdata.split_by_subject(samples, fractions=fractions, seed=seed)
-            else:
-                parts = tdata.split_stratified(samples, fractions=fractions, seed=seed)
-        else:  # train, val or test (checked above)
-            parts = tuple(samples if role == r else [] for r in ("train", "val", "test"))
-        seed = int(split_cfg.get("seed", cfg["seed"]))
-        smoothing = None if dcfg.get("label_smoothing") is None else float(dcfg["label_smoothing"])
-        for split, part in zip(("train", "val", "test"), parts):
-            if part:
-                share = Part(list(part), mask, info, draw_weight=float(info.weight) * len(part) / len(info.samples),
-                             train_fraction=keep if split in ("train", "val") else 1.0, seed=seed, split=split,
-                             label_smoothing=smoothing)
-                getattr(out, split).append(share.thinned() if split == "train" else share)
-    if not out.train:
-        raise TrainError("the training split is empty: check data.datasets roots and roles")
-    if not out.val:
-        raise TrainError("the validation split is empty: give a dataset role 'auto' or 'val'")
-    return out
-
-
-def attach_va_prior(parts: list[Part], labels: list[str]) -> dict[str, int]:
-    """Give each training face that lacks valence/arousal but has an expression label
-    (a FER+ vote distribution: the votes' mixture) the mean valence/arousal of its class
-    over the training faces that have both (`Sample.va_prior`; faces with their own keep
-    None). A class no such face has gets none. Training parts only: the means never see
-    validation or held-out faces."""
-    samples = [s for p in parts for s in p.samples]
-    with_va = [s for s in samples if s.expression >= 0 and np.isfinite([s.valence, s.arousal]).all()]
-    if not with_va:
-        raise TrainError("loss.va_prior: no training face has both an expression label and valence/arousal")
-    y = np.array([s.expression for s in with_va])
-    va = np.array([[s.valence, s.arousal] for s in with_va], np.float64)
-    means = np.full((len(labels), 2), np.nan)
-    for c in np.unique(y):
-        means[c] = va[y == c].mean(axis=0)
-    given = 0
-    for s in samples:
-        if np.isfinite([s.valence, s.arousal]).any():
-            continue
-        if s.soft is not None:
-            w = np.asarray(s.soft, np.float64)
-            known = np.isfinite(means[:, 0]) & (w > 0)
-            prior = (w[known] @ means[known]) / w[known].sum() if known.any() else None
-        elif s.expression >= 0 and np.isfinite(means[s.expression]).all():
-            prior = means[s.expression]
-        else:
-            prior = None
-        s.va_prior = None if prior is None else np.asarray(prior, np.float32)
-        given += prior is not None
-    return {"faces": len(samples), "prior": given, "own": len(with_va)}
-
-
-def make_dataset(parts: list[Part], cfg: dict, size: int, mean, std, au_names: list[str], train: bool,
-                 blendshapes: list[str] | tuple[str, ...] = ()):
-    """One AffectDataset per dataset part (each keeps its class mask), mixed;
-    training items carry the teacher's outputs when `distill.teacher` is set."""
-    teacher = train and bool((cfg.get("distill") or {}).get("teacher"))
-    va_prior = train and float(cfg["loss"].get("va_prior") or 0.0) > 0
-    aug = tdata.AugmentConfig.from_dict(cfg["data"]["augment"]) if train else None
-    dropout = float(cfg["data"].get("blendshape_dropout") or 0.0) if train else 0.0
-    return tdata.MixedDataset([
-        tdata.AffectDataset(p.samples, size=size, mean=mean, std=std, labels=cfg["labels"], augment=aug,
-                            num_landmarks=cfg["model"]["num_landmarks"], au_names=au_names,
-                            class_mask=p.class_mask, blendshapes=blendshapes, blendshape_dropout=dropout,
-                            teacher=teacher, label_smoothing=p.label_smoothing, va_prior=va_prior,
-                            cache=_crop_cache(p, cfg, size))
-        for p in parts])
-
-
-def _crop_cache(part: Part, cfg: dict, size: int):
-    """The part's decoded crops (train.data.crop_cache) when `data.cache` is on, else None."""
-    dcfg = cfg["data"]
-    if not dcfg.get("cache"):
-        return None
-    from affect.files import cache_root
-    from train.data.crop_cache import build_crop_cache
-
-    root = dcfg.get("cache_dir") or cache_root("crops")
-    return build_crop_cache(part.samples, size, root, f"{part.info.name}-{part.split}", progress=_is_main())
-
-
-def blendshape_names(mcfg: dict) -> tuple[str, ...]:
-    """The blendshape input's names for `model.blendshapes` (true: MediaPipe's 52; the value is
-    checked by train.config.check_config)."""
-    from affect.blendshapes import MEDIAPIPE_BLENDSHAPES
-
-    return MEDIAPIPE_BLENDSHAPES if mcfg.get("blendshapes") in (True, "mediapipe") else ()
-
-
-def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...]) -> None:
-    """Compute (or read from the cache) every sample's blendshapes."""
-    from affect.face_model import FaceModelError, resolve_face_model
-    from train.data.blendshapes import attach_blendshapes
-
-    try:
-        face_model = resolve_face_model(cfg["model"].get("face_model"))
-    except FaceModelError as exc:
-        raise TrainError(f"model.blendshapes needs the MediaPipe face model (--set model.face_model=PATH): {exc}"
-                         ) from None
-    samples = [s for p in parts for s in p.samples]
-    counts = attach_blendshapes(samples, names, face_model, cfg["data"].get("blendshape_cache"),
-                                progress=_is_main())
-    if _is_main():
-        print(f"blendshapes: faces found in {counts['found']} of {counts['faces']} training/validation "
-              f"samples ({counts['computed']} computed, the rest from the cache)", flush=True)
-
-
-def attach_run_teacher(parts: list[Part], cfg: dict, bs_names: tuple[str, ...]) -> None:
-    """The teacher's outputs for every training sample (computed once, cached)."""
-    from train.distill import DistillError, attach_teacher
-
-    dcfg = cfg["distill"]  # its numbers are checked by train.config.check_config
-    try:
-        counts = attach_teacher([s for p in parts for s in p.samples], dcfg["teacher"], cfg["labels"],
-                                blendshapes=bs_names, cache_dir=dcfg.get("cache"), progress=_is_main())
-    except DistillError as exc:
-        raise TrainError(f"distill.teacher: {exc}") from None
-    if _is_main():
-        print(f"distill: teacher {dcfg['teacher']} labelled {counts['faces']} training faces "
-              f"({counts['computed']} computed, the rest from the cache)", flush=True)
-
-
 # --- the loop --------------------------------------------------------------------------------------------
 
 def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], cfg: dict,
@@ -311,11 +119,11 @@ def compute_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], c
         parts["va_prior"] = float(lcfg["va_prior"]) * va_loss(out[OUTPUT_VA], torch.nan_to_num(prior), pseudo,
                                                               lcfg["va_loss"])
     if "teacher" in batch:
-        dcfg = cfg["distill"]
+        distill_cfg = cfg["distill"]
         kl, va = distillation_loss(out[OUTPUT_EXPRESSION], out[OUTPUT_VA], batch["teacher"], batch["va_mask"],
-                                   dcfg["temperature"], lcfg["va_loss"])
-        parts["distill"] = float(dcfg["weight"]) * kl
-        parts["distill_va"] = float(dcfg["va_weight"]) * va
+                                   distill_cfg["temperature"], lcfg["va_loss"])
+        parts["distill"] = float(distill_cfg["weight"]) * kl
+        parts["distill_va"] = float(distill_cfg["va_weight"]) * va
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -387,8 +195,8 @@ TARGET_KEYS = ("expression", "va", "va_mask", "class_mask", "aus", "aus_mask")
 
 @torch.no_grad()
 def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.ndarray]:
-    """Run the model over a loader through the one prediction core (affect.predict, as `train
-    eval` and `export bench` do): the batch targets beside the model's outputs (`logits`,
+    """Run the model over a loader through the one evaluator's predict step (inference.evaluation,
+    as `train eval` and `export bench` do): the batch targets beside the model's outputs (`logits`,
     `va_pred`, `aus_logits`), for the dataset indices that were readable (`index`)."""
     model.eval()
     core = model.module if hasattr(model, "module") else model
@@ -411,7 +219,7 @@ def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.nda
             b = batch.get("blendshapes")
             yield batch["image"].numpy(), None if b is None else b.numpy(), batch["index"].numpy()
 
-    pred = predict_batches(predict, batches(), tta, core.blendshape_names)
+    pred = run_batches(predict, batches(), tta, core.blendshape_names)
     result = {k: np.concatenate(v) for k, v in targets.items() if v}
     names = {"index": "index", "logits": "logits", "va": "va_pred", "aus": "aus_logits"}
     result.update({names[k]: (v if k == "index" else v.astype(np.float32)) for k, v in pred.items()})
@@ -419,21 +227,21 @@ def predict_loader(model, loader, device, tta: bool = False) -> dict[str, np.nda
     return result
 
 
+def batch_targets(pred: dict[str, np.ndarray]) -> Targets:
+    """The targets `predict_loader` gathered from the batches (already on the run's labels,
+    in prediction order), as the one evaluator's `Targets` (NaN where a mask is off)."""
+    aus = np.where(pred["aus_mask"], pred["aus"], np.nan) if "aus" in pred and "aus_mask" in pred else None
+    return Targets(pred["expression"], np.where(pred["va_mask"], pred["va"], np.nan), aus)
+
+
 def metrics_from_predictions(pred: dict[str, np.ndarray], labels: list[str], au_names: list[str],
                              dataset: str, model_name: str, bootstrap: int = 0) -> dict[str, Any]:
-    from affect.preprocess import softmax
-
-    y = pred["expression"]
-    has_label = y >= 0
-    logits = pred["logits"]
-    va_true = np.where(pred["va_mask"], pred["va"], np.nan)
-    kwargs: dict[str, Any] = {}
-    if au_names and "aus_logits" in pred:
-        aus_true = np.where(pred["aus_mask"], pred["aus"], np.nan)
-        kwargs.update(aus_true=aus_true, aus_prob=au_probabilities(pred["aus_logits"]), au_names=au_names)
-    return compute_metrics(labels, y[has_label], softmax(logits[has_label]),
-                           va_true=va_true, va_pred=pred["va_pred"], dataset=dataset, model=model_name,
-                           bootstrap=bootstrap, **kwargs)
+    """Validation metrics: `predict_loader`'s output scored by the one evaluator (`inference.evaluation`)."""
+    raw = {"index": pred["index"], "logits": pred["logits"], "va": pred["va_pred"]}
+    if "aus_logits" in pred:
+        raw["aus"] = pred["aus_logits"]
+    return score(batch_targets(pred), raw, labels, au_names, dataset=dataset, model=model_name,
+                 bootstrap=bootstrap)
 
 
 def flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
@@ -475,6 +283,9 @@ def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = No
     seed_everything(int(cfg["seed"]) + rank)
 
     splits = build_splits(cfg)
+    bs_names = blendshape_names(cfg["model"])
+    if bs_names:  # every training and validation face's blendshapes (computed once, cached)
+        attach_run_blendshapes([*splits.train, *splits.val], cfg, bs_names, progress=_is_main())
     model, spec, margs, au_names = _build_run_model(cfg, splits, resume_state, device)
     frozen_blocks = _frozen_blocks(model, tcfg)
     if tcfg.get("train_on_val"):
@@ -483,6 +294,13 @@ def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = No
         if _is_main():
             print("train.train_on_val: the validation part is trained on too; the checkpoint is the last "
                   "epoch's and validation metrics are on seen data", flush=True)
+    if (cfg.get("distill") or {}).get("teacher"):  # the teacher's outputs for every training face (cached)
+        attach_run_teacher(splits.train, cfg, bs_names, progress=_is_main())
+    if float(cfg["loss"].get("va_prior") or 0.0) > 0:  # faces without V/A: their class's mean, training faces only
+        counts = attach_va_prior(splits.train, list(cfg["labels"]))
+        if _is_main():
+            print(f"loss.va_prior: {counts['prior']} of {counts['faces']} training faces get their class's "
+                  f"valence/arousal (means over the {counts['own']} that have both)", flush=True)
     loaders = _build_loaders(cfg, splits, model, au_names, device, world)
     optimizer = _build_optimizer(model, tcfg)
     scheduler, per_step = _build_scheduler(optimizer, tcfg, max(len(loaders.train), 1))
@@ -629,8 +447,6 @@ def _build_run_model(cfg: dict, splits: Splits, resume_state: dict | None, devic
     mcfg = cfg["model"]
     au_names = list(splits.au_names) if mcfg.get("num_aus", 0) else []
     bs_names = blendshape_names(mcfg)
-    if bs_names:
-        attach_run_blendshapes([*splits.train, *splits.val], cfg, bs_names)
     model = build_model(mcfg["backbone"], num_classes=len(cfg["labels"]),
                         pretrained=None if resume_state else mcfg["pretrained"], hidden=mcfg["hidden"],
                         dropout=mcfg["dropout"], num_landmarks=mcfg["num_landmarks"], num_aus=len(au_names),
@@ -657,16 +473,10 @@ def _build_loaders(cfg: dict, splits: Splits, model: AffectModel, au_names: list
     """Training and validation loaders; training draws by dataset weight (or `samples_per_epoch`)."""
     tcfg = cfg["train"]
     bs_names = tuple(model.blendshape_names)
-    if (cfg.get("distill") or {}).get("teacher"):
-        attach_run_teacher(splits.train, cfg, bs_names)
-    if float(cfg["loss"].get("va_prior") or 0.0) > 0:
-        counts = attach_va_prior(splits.train, list(cfg["labels"]))
-        print(f"loss.va_prior: {counts['prior']} of {counts['faces']} training faces get their class's "
-              f"valence/arousal (means over the {counts['own']} that have both)", flush=True)
     train_ds = make_dataset(splits.train, cfg, model.input_size, model.mean, model.std, au_names, train=True,
-                            blendshapes=bs_names)
+                            blendshapes=bs_names, progress=_is_main())
     val_ds = make_dataset(splits.val, cfg, model.input_size, model.mean, model.std, au_names, train=False,
-                          blendshapes=bs_names)
+                          blendshapes=bs_names, progress=_is_main())
     bs, workers = int(tcfg["batch_size"]), int(cfg["data"].get("num_workers", 0))
     balance = cfg["data"].get("balance", "none")
     class_weight = None

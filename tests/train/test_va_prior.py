@@ -15,7 +15,8 @@ from test_fit import tiny_config
 from affect.labels import EXPRESSIONS
 from train.config import ConfigError, check_config, load_config
 from train.data import AffectDataset, load_dataset, remap_labels
-from train.fit import Part, attach_va_prior, compute_loss, fit
+from train.data.assembly import Part, attach_va_prior
+from train.fit import compute_loss, fit
 
 
 def _part(entry: dict) -> Part:
