@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from affect.compare import compare
 from affect.errors import first_line
 from affect.metrics import HEADLINE
 from dashboard import charts
@@ -210,11 +211,6 @@ def show_va(run: RunDir, valence: dict, arousal: dict, key: str) -> None:
 
 def show_compare(runs: list[RunDir], config) -> None:
     st.subheader("Compare")
-    try:
-        from train.compare import compare
-    except ImportError:
-        st.info("The compare table needs train.compare (python -m train compare).")
-        return
     refused: list[str] = []
     try:
         # Every file compare opens (run.json, config.yaml, bench/latency JSON, the model's

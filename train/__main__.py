@@ -201,7 +201,7 @@ def _compare_parser(sub) -> None:
 
 
 def _run_compare(args) -> int:
-    from train.compare import compare
+    from affect.compare import compare
 
     markdown, _ = compare(args.dirs, out_dir=args.out)
     print(markdown)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from affect.compare import CompareError, compare
 from affect.labels import EXPRESSIONS, FER2013_CLASSES
 from affect.metrics import compute_metrics
-from train.compare import CompareError, compare
 
 
 def _run_dir(root: Path, name: str, skill: float, seed: int, restrict=None, labels_in_data=8,

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,8 +25,10 @@ from affect.crop import box_from_xywh, crop_face, points_to_crop
 from affect.images import UnreadableImage, read_image_file
 from affect.preprocess import normalise, resize_square, to_rgb
 from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
-from train.data.crop_cache import CropCache
 from train.data.records import DataError, Sample
+
+if TYPE_CHECKING:  # crop_cache reads images through this module
+    from train.data.crop_cache import CropCache
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`python -m train compare`: one table of headline metrics across run or eval dirs.
+"""One table of headline metrics across run or eval dirs: `python -m train compare`
+and the dashboard's Metrics page (here, below both, so the dashboard needs no `train`).
 
 Reads each dir's metrics.json (required), and when present config.yaml /
 run.json (backbone, parameters, input size, training time) and a benchmark
