@@ -15,6 +15,7 @@ from affect.errors import first_line
 from affect.spec import INPUT_BLENDSHAPES, INPUT_NAME, ModelSpec
 from export.common import ExportError, ParityError, atomic_output, check_writable, ort_session, set_metadata
 from export.faces import FaceSet, faces_or_generated, feeds, score_blendshapes, with_nan_rows
+from inference.backends import BackendError, torch_backend_module
 from inference.model_files import model_file
 
 log = logging.getLogger(__name__)
@@ -45,62 +46,14 @@ class ParityReport:
                 f"(tolerance {self.tolerance:g}); argmax agreement {self.argmax_agreement:.1%}")
 
 
-def _load(checkpoint: str | os.PathLike):
-    from train.checkpoint import CheckpointError, model_from_checkpoint
-
+def _traced_model(checkpoints: list[Path], blendshape_fusion: float | None, face_model):
+    """The PyTorch model to trace and its spec: one checkpoint's, the mean of several, with the
+    blendshape classifier fused in on request. Built by the torch backend's module (`train.torch_backend`,
+    reached by the name `inference` gives it: export imports nothing from train)."""
     try:
-        return model_from_checkpoint(checkpoint)
-    except CheckpointError as exc:
+        return torch_backend_module().model_for_export(checkpoints, blendshape_fusion, face_model)
+    except BackendError as exc:
         raise ExportError(str(exc)) from None
-
-
-# The spec fields that make two models interchangeable downstream.
-CONTRACT_FIELDS = ("labels", "input_size", "mean", "std", "crop", "num_landmarks", "au_names", "blendshapes")
-
-
-def _load_ensemble(checkpoints: list[Path]):
-    """One checkpoint's model, or the mean of several (AffectEnsemble) under the first's spec."""
-    from dataclasses import replace
-
-    from train.models import AffectEnsemble
-
-    loaded = [_load(c) for c in checkpoints]
-    model, spec, _ = loaded[0]
-    if len(loaded) == 1:
-        return model, spec
-    for path, (_, other, _) in zip(checkpoints[1:], loaded[1:]):
-        for key in CONTRACT_FIELDS:
-            if getattr(other, key) != getattr(spec, key):
-                raise ExportError(f"{path}: {key} {getattr(other, key)!r} differs from {checkpoints[0]}'s "
-                                  f"{getattr(spec, key)!r}; an ensemble's members must share the model contract")
-    backbones = sorted({s.backbone for _, s, _ in loaded})
-    # The mean's logits are not any member's: its temperature is fitted afresh (`export calibrate`).
-    spec = replace(spec, backbone=f"mean of {len(loaded)} × {'+'.join(backbones)}", temperature=1.0,
-                   trained_on=" | ".join(dict.fromkeys(s.trained_on for _, s, _ in loaded)))
-    return AffectEnsemble([m for m, _, _ in loaded]).eval(), spec
-
-
-def _with_blendshape_fusion(model, spec: ModelSpec, checkpoint: Path, weight: float, face_model):
-    from dataclasses import replace
-
-    from train.blendshape_fusion import (
-        BlendshapeFusion,
-        FusionError,
-        fit_blendshape_classifier,
-        run_training_faces,
-    )
-
-    if not spec.blendshapes:
-        raise ExportError(f"{checkpoint}: --blendshape-fusion needs a model that takes blendshapes "
-                          "(train it with model.blendshapes: true)")
-    try:
-        scores, labels, n_classes = run_training_faces(checkpoint.parent, spec.blendshapes, face_model)
-        fused = BlendshapeFusion(model, fit_blendshape_classifier(scores, labels, n_classes), weight).eval()
-    except FusionError as exc:
-        raise ExportError(f"{checkpoint}: {exc}") from None
-    log.info("%s: blendshape classifier fitted on %d training faces, fusion weight %.2f", checkpoint,
-             int(np.isfinite(scores).all(axis=1).sum()), weight)
-    return fused, replace(spec, backbone=f"{spec.backbone} + blendshape classifier (weight {weight:g})")
 
 
 def _tuple_module(model, names: list[str]):
@@ -201,9 +154,7 @@ def export_onnx(checkpoint: str | os.PathLike | list, out: str | os.PathLike | N
     if opset < 17:
         raise ExportError(f"{out}: opset {opset} is below 17, the contract's minimum")
     check_writable(out)
-    model, spec = _load_ensemble(checkpoints)
-    if blendshape_fusion is not None:
-        model, spec = _with_blendshape_fusion(model, spec, checkpoint, blendshape_fusion, face_model)
+    model, spec = _traced_model(checkpoints, blendshape_fusion, face_model)
     faces = faces_or_generated(parity_data, PARITY_IMAGES, purpose=f"{out} parity check")
     if spec.blendshapes:
         score_blendshapes(faces, spec.blendshapes, face_model)

@@ -361,6 +361,14 @@ def backend_class(kind: BackendKind, path: str | os.PathLike = "") -> type[Backe
                            f"({first_line(exc)}): pip install 'affectcam[train]', or use an .onnx model") from None
 
 
+def torch_backend_module():
+    """The PyTorch backend's module (`train.torch_backend`), imported now by the name in
+    TORCH_BACKEND: the one way from the other rooms into training (the ONNX exporter takes
+    the model it traces from it). A missing torch raises ModuleNotFoundError as is, so a
+    command can name the `train` extra."""
+    return importlib.import_module(TORCH_BACKEND.partition(":")[0])
+
+
 def backends_for(suffix: str) -> list[str]:
     """The backend names that can run a `suffix` model file on this machine: ONNX
     Runtime aliases whose execution providers this onnxruntime build has, the
