@@ -160,8 +160,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             # The same rule as --set: a misspelt key would otherwise be trained without, silently.
             raise ConfigError(f"{path}: unknown config key {key!r} (known here: {_known_beside(key)})")
         deep_update(cfg, loaded)
-        # Relative dataset roots are relative to the config file's directory's
-        # project root is ambiguous; we keep them relative to the working directory.
+        # Dataset roots are used as written: a relative one is relative to the working
+        # directory (the checkout's root for configs/*.yaml), not to the config file.
     for item in overrides or []:
         keys, value = parse_override(item)
         set_path(cfg, keys, value)

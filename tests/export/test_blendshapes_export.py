@@ -105,7 +105,7 @@ def test_face_blendshapes_come_from_the_landmarker(affectnet_root, face_model_pa
     assert happy.sum() >= 5
     assert np.nanmean(smile[happy]) > np.nanmean(smile[~happy]) + 0.25  # real scores, not noise
 
-    # No --face-model: resolved by realtime.face_model ($AFFECTCAM_FACE_MODEL here).
+    # No --face-model: resolved by affect.face_model ($AFFECTCAM_FACE_MODEL here).
     monkeypatch.setenv("AFFECTCAM_FACE_MODEL", str(face_model_path))
     again = score_blendshapes(faces.subset(range(3)), NAMES[:5])
     np.testing.assert_allclose(again.blendshapes, rows[:3, :5], atol=1e-5)

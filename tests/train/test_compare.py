@@ -1,4 +1,4 @@
-"""train.compare on synthetic run dirs whose metrics.json come from compute_metrics."""
+"""affect.compare on synthetic run dirs whose metrics.json come from compute_metrics."""
 
 from __future__ import annotations
 
