@@ -1,5 +1,6 @@
-"""Realtime facial affect: sources, MediaPipe faces, inference backends,
-tracking, smoothing, overlay and recordings. `python -m realtime.cam`.
+"""Realtime facial affect: sources, MediaPipe faces, tracking, smoothing,
+overlay and recordings; the model runs on `inference`'s backends.
+`python -m realtime.cam`.
 
 Importing this package does not import torch (only the PyTorch and TensorRT
 backends do, when they are used).
