@@ -1,7 +1,7 @@
 """Does the realtime path cost accuracy? A video of known faces, read by
 `python -m realtime.cam`, against the same model offline on the same faces.
 
-The faces are the held-out 20 % of the AffectNet part (`train.fit.build_splits`
+The faces are the held-out 20 % of the AffectNet part (`train.data.assembly.build_splits`
 with `configs/default.yaml`: never trained on), in a seeded random order; with
 `--source rafdb` the held-out 20 % of RAF-DB instead (aligned 100-px faces: a
 tighter framing than AffectNet's, which the camera's crop rule follows). `--split val`
@@ -59,7 +59,7 @@ def held_out_faces(config: str = str(REPO / "configs" / "default.yaml"), limit: 
     """(samples, labels): the `source` dataset's (affectnet, rafdb) `split` part of the
     config's seeded split (test: held out; val: for choosing), shuffled."""
     from train.config import load_config
-    from train.fit import build_splits
+    from train.data.assembly import build_splits
 
     cfg = load_config(config)
     # Only that entry: each dataset is split on its own, so the others change nothing here.
