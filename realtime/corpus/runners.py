@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from affect.errors import first_line
 from realtime.corpus.video import VideoOutcome, VideoTask, process_video
 
 # Threads one worker keeps busy with the camera's default settings (one ONNX Runtime thread, no
@@ -198,7 +199,7 @@ def run_ray(tasks: list[VideoTask], address: str, on_event: Events) -> Iterator[
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayMissing(f"--ray {address}: cannot connect to a Ray cluster ({str(exc).splitlines()[0]})") \
+            raise RayMissing(f"--ray {address}: cannot connect to a Ray cluster ({first_line(exc, None)})") \
                 from None
     remote = ray.remote(num_cpus=1, max_retries=0)(process_video)
     refs = {remote.remote(task): task for task in tasks}

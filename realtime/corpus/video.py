@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from affect.errors import first_line
 from affect.files import atomic_write_json
 
 SESSIONS = "sessions"
@@ -108,11 +109,6 @@ def remove_partials(out_dir: Path) -> int:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1
     return removed
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -202,7 +198,7 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
         tmp = None
         outcome.ok = True
     except Exception as exc:  # one bad video is one failure line, never the end of the corpus
-        outcome.error = _first_line(exc)
+        outcome.error = first_line(exc, None)
         if task.path not in outcome.error:
             outcome.error = f"{task.path}: {outcome.error}"
     finally:
