@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from affect.files import atomic_write_json
     from train.config import dump_config, load_config
-    from train.fit import build_splits
+    from train.data.assembly import build_splits
 
     cfg = load_config(args.config)
     splits = build_splits(cfg)

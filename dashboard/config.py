@@ -227,7 +227,7 @@ class DashboardConfig:
         raise PathNotAllowed(f"{_printable(path)}: outside the scanned directories; refused")
 
     def allowed(self, path: str | Path, extra_roots: tuple[Path, ...] = ()) -> bool:
-        """check() as a yes/no, for readers that skip a refused side file (train.compare)."""
+        """check() as a yes/no, for readers that skip a refused side file (affect.compare)."""
         try:
             self.check(path, extra_roots)
             return True

@@ -32,10 +32,11 @@ MAY_IMPORT = {
 }
 # The named ways up a room may take: only inference's name for the torch backend.
 NAMED = {("inference", "train.torch_backend")}
-# The one listed exception, to be moved below: `export bench --data` and INT8 calibration read
-# labelled face folders with train.data's loaders (torch-free: the rule is about torch and
-# training code, which these are not; they still belong below both rooms).
-LISTED = {("export/faces.py", "train.data.loaders"), ("export/faces.py", "train.data.records")}
+# Listed exceptions, to be moved below: `export bench --data` and INT8 calibration read
+# labelled face folders with train.data's loaders (torch-free), and `export calibrate` runs
+# `train eval` on a run's validation parts (train.evaluate: read_run, evaluate).
+LISTED = {("export/faces.py", "train.data.loaders"), ("export/faces.py", "train.data.records"),
+          ("export/calibrate.py", "train.evaluate")}
 
 
 def module_name(path: Path) -> str:

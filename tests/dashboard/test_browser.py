@@ -289,7 +289,7 @@ def test_reads_outside_playlists_and_bad_names_are_refused_in_chromium(server, b
     evil = workspace / "recordings" / "evil.mp4"
     evil.write_text("ffconcat version 1.0\nfile 'door/private.mp4'\n")
     compare_dir = workspace / "runs" / "compare"
-    from train.compare import compare
+    from affect.compare import compare
 
     compare([workspace / "runs" / "eval_a", workspace / "runs" / "eval_b"], out_dir=compare_dir)
     try:

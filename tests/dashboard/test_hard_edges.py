@@ -100,8 +100,8 @@ def test_compare_reads_no_side_file_outside_the_allowed_dirs(site):
     assert SECRET not in shown_text and "31337" not in shown_text and "123.457" not in shown_text
     assert sorted(Path(m.split(":")[0]).name for m in errors(at)) == ["bench.json", "config.yaml", "run.json"]
 
+    from affect.compare import compare
     from dashboard.config import DashboardConfig
-    from train.compare import compare
 
     config = DashboardConfig([str(shown / "runs")])
     refused: list[str] = []
@@ -423,7 +423,7 @@ def test_a_huge_first_dir_does_not_hide_the_other_dirs_or_the_packaged_model(sit
 
 def test_the_session_page_opens_on_a_recording_not_a_compare_table(site, second_eval_dir):
     shown, _ = site
-    from train.compare import compare
+    from affect.compare import compare
 
     compare([shown / "runs" / "eval", second_eval_dir], out_dir=shown / "runs" / "compare")
     assert (shown / "runs" / "compare" / "compare.csv").is_file()
