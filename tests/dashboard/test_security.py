@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -205,10 +204,9 @@ def test_scanning_stops_after_a_bounded_number_of_entries(tmp_path):
         (big / f"d{i:02d}").mkdir(parents=True)
         for j in range(10):
             (big / f"d{i:02d}" / f"{j}.csv").write_text(header)
-    t0 = time.perf_counter()
     found = find_recordings([big], max_entries=100)
+    # bounded by entries read, not by a wall-clock limit (a timed assertion races the CPU)
     assert found.truncated and 0 < len(found) < 100
-    assert time.perf_counter() - t0 < 1.0
     assert not find_recordings([big], max_entries=10_000).truncated
 
 
