@@ -12,6 +12,12 @@ Rule keys:
 - `shift_y`: the centre moves down by shift_y * side (negative = up).
 - `margin`: legacy spelling; scale = 1 + 2 * margin when `scale` is absent.
 - `align`: rotate so the eyes are level (roll only).
+- `box_scale`, `box_shift_y`: the same for MediaPipe FaceDetector boxes;
+  `yunet_scale`, `yunet_shift_y`: for YuNet boxes (`BOX_RULE_KEYS`).
+
+`face_crop_box` is the one reader of these keys: the camera's faces (mesh,
+detector or YuNet box) and the training loaders' annotated faces all get
+their square from it.
 """
 
 from __future__ import annotations
@@ -24,11 +30,28 @@ from typing import Any
 import cv2
 import numpy as np
 
+# YuNet's box already spans about AffectNet's framing (forehead to chin): fitted by
+# bench/calibrate_crop.py on 200 AffectNet faces outside the held-out part, median IoU 0.85
+# with the training image (0.84 before the fit; the MediaPipe detector box: 0.82).
+YUNET_SCALE, YUNET_SHIFT_Y = 0.98, 0.016
+
 # Fitted by bench/calibrate_crop.py so that runtime crops of AffectNet's 224x224 training
 # images reproduce the whole image (median IoU 0.84 on the 478-point mesh box, 0.81 on the
-# detector box); `box_scale`/`box_shift_y` are the rule for MediaPipe FaceDetector boxes.
+# detector box); `box_scale`/`box_shift_y` are the rule for MediaPipe FaceDetector boxes,
+# `yunet_scale`/`yunet_shift_y` for YuNet's boxes.
 DEFAULT_CROP: dict[str, Any] = {"method": "landmark_box", "scale": 1.112, "shift_y": -0.043, "align": True,
-                                "box_scale": 1.158, "box_shift_y": -0.074}
+                                "box_scale": 1.158, "box_shift_y": -0.074,
+                                "yunet_scale": YUNET_SCALE, "yunet_shift_y": YUNET_SHIFT_Y}
+
+# The rule keys that frame each face finder's boxes. A rule without the MediaPipe detector's keys
+# falls back to its mesh numbers, then to FALLBACK_BOX_SCALE (as models before the box rule did);
+# a rule without YuNet's keys (every model made before YuNet) takes the numbers fitted above: they
+# relate YuNet's box to AffectNet's framing, the framing every shipped model was trained on.
+BOX_RULE_KEYS: dict[str, tuple[str, str]] = {"detector": ("box_scale", "box_shift_y"),
+                                             "yunet": ("yunet_scale", "yunet_shift_y")}
+FALLBACK_BOX_SCALE = 1.3
+# A training sample's box that is already the rule's square: crop it as given.
+AS_GIVEN: dict[str, Any] = {"method": "box", "scale": 1.0}
 
 
 @dataclass(frozen=True)
@@ -121,3 +144,44 @@ def points_to_crop(points: np.ndarray, box: CropBox, size: int = 1) -> np.ndarra
     m = crop_transform(box, size)
     pts = np.asarray(points, float).reshape(-1, 2)
     return pts @ m[:, :2].T + m[:, 2]
+
+
+def box_rule(rule: Mapping[str, Any], finder: str) -> dict[str, float]:
+    """`{"scale", "shift_y"}` for the boxes of `finder` ("detector", "yunet") under `rule`."""
+    if finder not in BOX_RULE_KEYS:
+        raise ValueError(f"no box rule for face finder {finder!r}; known: {sorted(BOX_RULE_KEYS)}")
+    scale_key, shift_key = BOX_RULE_KEYS[finder]
+    if finder == "detector":
+        return {"scale": float(rule.get(scale_key, rule.get("scale", FALLBACK_BOX_SCALE))),
+                "shift_y": float(rule.get(shift_key, rule.get("shift_y", 0.0)))}
+    return {"scale": float(rule.get(scale_key, DEFAULT_CROP[scale_key])),
+            "shift_y": float(rule.get(shift_key, DEFAULT_CROP[shift_key]))}
+
+
+def face_crop_box(rule: Mapping[str, Any], box: tuple[float, float, float, float] | None = None,
+                  points: np.ndarray | None = None, eyes: tuple[np.ndarray, np.ndarray] | None = None,
+                  finder: str | None = None) -> CropBox:
+    """The square crop of one face under the model's crop rule: the one reader of the rule.
+
+    - `finder="landmarker"` (a face mesh): the mesh rule around `points`;
+    - `finder="detector"` / `"yunet"`: that finder's box rule (`BOX_RULE_KEYS`) around `box`,
+      rolled by `eyes` when the rule aligns;
+    - `finder=None` (an annotated training face): the rule's own method, `landmark_box` around
+      `points` when it has them, else the rule's scale and shift around `box`.
+    """
+    if finder == "landmarker" or (finder is None and rule.get("method") == "landmark_box"
+                                  and points is not None and len(points) >= 2):
+        if points is None:
+            raise ValueError("a landmarker face needs its points")
+        return box_from_points(points, rule, eyes=eyes)
+    if box is None:
+        raise ValueError("a box crop needs the face box")
+    if finder is None:
+        return box_from_xywh(*box, rule)
+    angle = roll_angle(*eyes) if (eyes is not None and rule.get("align", False)) else 0.0
+    return box_from_xywh(*box, box_rule(rule, finder), angle=angle)
+
+
+def given_square(box: tuple[float, float, float, float], angle: float = 0.0) -> CropBox:
+    """A training sample's stored square (already the rule's crop), as a `CropBox`."""
+    return box_from_xywh(*box, AS_GIVEN, angle=angle)

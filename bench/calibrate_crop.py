@@ -8,14 +8,19 @@ border, which the detector dislikes), and finds the crop rule under which
 
 - mesh path (`scale`, `shift_y`): measured on the box of all 478 landmarks in
   the eye-levelled frame, as `affect.crop.box_from_points` does at runtime;
-- detector path (`box_scale`, `box_shift_y`): measured on the FaceDetector box.
+- detector path (`box_scale`, `box_shift_y`): measured on the FaceDetector box;
+- YuNet path (`yunet_scale`, `yunet_shift_y`): measured on YuNet's box.
+
+Only faces outside the held-out AffectNet part are sampled (`--all` samples
+every image, as the rule's first fit did), so figures reported on held-out
+faces were not fitted on.
 
 Per image the exact scale and vertical shift are solved in closed form; the
 rule takes their medians. It prints the median IoU between the runtime crop
 and the original image, for the current `DEFAULT_CROP` and for the fitted
 rule, and the JSON to put into `affect.crop.DEFAULT_CROP`.
 
-    python bench/calibrate_crop.py [--n 100] [--root ../shared/data/affectnet]
+    python bench/calibrate_crop.py [--n 100] [--root ../shared/data/affectnet] [--all]
 """
 
 from __future__ import annotations
@@ -71,15 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--json", default=None, help="write the figures here too")
+    ap.add_argument("--all", action="store_true", help="sample held-out faces too")
     args = ap.parse_args(argv)
 
     images = sorted((Path(args.root) / "images").glob("*.jpg"))
+    if not args.all:
+        from bench.known_faces import held_out_faces
+
+        held_out = {Path(s.path).name for s in held_out_faces()[0]}
+        images = [p for p in images if p.name not in held_out]
     rng = np.random.default_rng(0)
     images = [images[i] for i in sorted(rng.choice(len(images), size=min(args.n, len(images)), replace=False))]
     model = resolve_face_model(args.face_model)
-    mesh_faces, det_faces, targets = [], [], []
+    mesh_faces, det_faces, yunet_faces, targets = [], [], [], []
     with FaceFinder(FaceOptions(model, max_faces=1, mode="image", blendshapes=False, fill_with_detector=False)) as mesh, \
-         FaceFinder(FaceOptions(model, max_faces=1, mode="image", landmarks=False)) as det:
+         FaceFinder(FaceOptions(model, max_faces=1, mode="image", landmarks=False)) as det, \
+         FaceFinder(FaceOptions(None, max_faces=1, mode="image", landmarks=False, detector="yunet")) as yunet:
         for path in images:
             bgr = cv2.imread(str(path))
             if bgr is None:
@@ -89,14 +101,16 @@ def main(argv: list[str] | None = None) -> int:
             canvas = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
             rgb = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
             targets.append(CropBox(pad + side / 2, pad + side / 2, float(side)))
-            m, d = mesh.find(rgb), det.find(rgb)
+            m, d, y = mesh.find(rgb), det.find(rgb), yunet.find(rgb)
             mesh_faces.append(m[0] if m else None)
             det_faces.append(d[0] if d else None)
+            yunet_faces.append(y[0] if y else None)
 
     rule = dict(DEFAULT_CROP)
     report: dict = {"images": len(targets), "current_rule": dict(DEFAULT_CROP)}
     for name, faces, keys in (("mesh", mesh_faces, ("scale", "shift_y")),
-                              ("detector", det_faces, ("box_scale", "box_shift_y"))):
+                              ("detector", det_faces, ("box_scale", "box_shift_y")),
+                              ("yunet", yunet_faces, ("yunet_scale", "yunet_shift_y"))):
         pairs = [(f, t) for f, t in zip(faces, targets) if f is not None]
         fits = np.array([unit_fit(f, t, rule, *keys) for f, t in pairs])
         scale, shift = float(np.median(fits[:, 0])), float(np.median(fits[:, 1]))

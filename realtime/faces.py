@@ -16,6 +16,11 @@ and the small faces of a wide shot (on the test clip it finds a face in 144
 frames, the detector in 226). So by default the detector also runs, and each
 face it finds that no landmarker face covers is added as a detector face
 (box crop rule, no mesh): coverage of the detector, mesh where there is one.
+
+The detector is MediaPipe's short-range FaceDetector (`detector="mediapipe"`)
+or YuNet (`detector="yunet"`, `realtime.yunet`), which finds the small faces
+of wide shots the short-range detector is blind to; YuNet needs no MediaPipe
+bundle unless the landmarker runs too.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from affect.crop import CropBox, box_from_points, box_from_xywh, roll_angle
+from affect.crop import CropBox, face_crop_box
 from affect.face_model import detector_model
+from realtime.yunet import YuNetDetector, YuNetOptions
 
 # Face-mesh indices of the eye corners (image-left eye: 33/133, image-right: 362/263);
 # their midpoints give the roll, and do not move with gaze as the iris points do.
@@ -44,8 +51,8 @@ class Face:
     score: float  # detector score; 1.0 for landmarker faces (MediaPipe gives no per-face score)
     landmarks: np.ndarray | None = None  # (478, 3): x, y in pixels, z in MediaPipe's relative units
     blendshapes: dict[str, float] | None = None
-    keypoints: np.ndarray | None = None  # detector's 6 points (eyes, nose, mouth, ears), pixels
-    source: str = "landmarker"
+    keypoints: np.ndarray | None = None  # detector's points (eyes first: MediaPipe 6, YuNet 5), pixels
+    source: str = "landmarker"  # "landmarker", "detector" (MediaPipe) or "yunet"
 
     def eyes(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self.landmarks is not None:
@@ -56,26 +63,23 @@ class Face:
         return None
 
     def crop_box(self, rule: Mapping[str, Any]) -> CropBox:
-        """The square crop of this face under the model's crop rule.
+        """The square crop of this face under the model's crop rule (`affect.crop.face_crop_box`:
+        the mesh rule for landmarker faces, the finder's box rule for detector and YuNet boxes)."""
+        finder = "landmarker" if self.landmarks is not None else self.source
+        points = self.landmarks[:, :2] if self.landmarks is not None else None
+        return face_crop_box(rule, box=self.box, points=points, eyes=self.eyes(), finder=finder)
 
-        Landmarker faces use the mesh-box rule (`scale`, `shift_y`); detector
-        faces use the box rule (`box_scale`, `box_shift_y`) when the model's
-        rule has it, else the mesh rule's numbers.
-        """
-        eyes = self.eyes()
-        if self.landmarks is not None:
-            return box_from_points(self.landmarks[:, :2], rule, eyes=eyes)
-        box_rule = {"scale": rule.get("box_scale", rule.get("scale", 1.3)),
-                    "shift_y": rule.get("box_shift_y", rule.get("shift_y", 0.0))}
-        angle = roll_angle(*eyes) if (eyes is not None and rule.get("align", False)) else 0.0
-        return box_from_xywh(*self.box, box_rule, angle=angle)
+
+DETECTORS = ("mediapipe", "yunet")
 
 
 @dataclass
 class FaceOptions:
-    model_path: str | Path
+    model_path: str | Path | None  # the MediaPipe bundle; None only for YuNet without the landmarker
     max_faces: int = 5
     landmarks: bool = True  # False: the detector-only path
+    detector: str = "mediapipe"  # "mediapipe" (short-range FaceDetector) or "yunet"
+    yunet: YuNetOptions | None = None  # YuNet's settings (its threshold: min_detection_confidence)
     blendshapes: bool = True
     min_detection_confidence: float = 0.5
     min_presence_confidence: float = 0.5
@@ -106,8 +110,15 @@ class FaceFinder:
         self._video = options.mode == "video"
         mode = VisionTaskRunningMode.VIDEO if self._video else VisionTaskRunningMode.IMAGE
         self._last_ts = -1
-        self.task = self.detector = None
-        if not options.landmarks or options.fill_with_detector:
+        self.task = self.detector = self.yunet = None
+        if options.detector not in DETECTORS:
+            raise ValueError(f"face detector must be one of {list(DETECTORS)}, got {options.detector!r}")
+        need_detector = not options.landmarks or options.fill_with_detector
+        if need_detector and options.detector == "yunet":
+            yopts = options.yunet or YuNetOptions()
+            self.yunet = YuNetDetector(YuNetOptions(**{**yopts.__dict__,
+                                                       "score_threshold": options.min_detection_confidence}))
+        elif need_detector:
             det_opts = face_detector.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_path=str(detector_model(Path(options.model_path)))),
                 running_mode=mode, min_detection_confidence=options.min_detection_confidence)
@@ -128,7 +139,9 @@ class FaceFinder:
 
     def find(self, rgb: np.ndarray, t_ms: float = 0.0) -> list[Face]:
         """Faces in an HxWx3 uint8 RGB frame; `t_ms` only matters in video mode."""
-        image = self._image(image_format=self._format, data=np.ascontiguousarray(rgb))
+        image = None
+        if self.task is not None or self.detector is not None:
+            image = self._image(image_format=self._format, data=np.ascontiguousarray(rgb))
         # MediaPipe's VIDEO mode requires strictly increasing integer timestamps.
         ts = max(int(t_ms), self._last_ts + 1)
         self._last_ts = ts
@@ -140,7 +153,15 @@ class FaceFinder:
         if self.detector is not None and len(faces) < self.options.max_faces:
             result = self.detector.detect_for_video(image, ts) if self._video else self.detector.detect(image)
             faces += [d for d in self._from_detections(result, w, h) if not _covered(d, faces)]
+        if self.yunet is not None and len(faces) < self.options.max_faces:
+            found = self.yunet.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # YuNet was trained on BGR
+            faces += [d for d in self._from_yunet(found) if not _covered(d, faces)]
         return faces[: self.options.max_faces]
+
+    @staticmethod
+    def _from_yunet(found: np.ndarray) -> list[Face]:
+        return [Face((float(r[0]), float(r[1]), float(r[2]), float(r[3])), float(r[14]),
+                     keypoints=r[4:14].reshape(5, 2).copy(), source="yunet") for r in found]
 
     @staticmethod
     def _from_landmarks(result: Any, w: int, h: int) -> list[Face]:
@@ -170,10 +191,10 @@ class FaceFinder:
         return faces
 
     def close(self) -> None:
-        for task in (self.task, self.detector):
+        for task in (self.task, self.detector, self.yunet):
             if task is not None:
                 task.close()
-        self.task = self.detector = None
+        self.task = self.detector = self.yunet = None
 
     def __enter__(self) -> FaceFinder:
         return self

@@ -21,7 +21,7 @@ from torch.utils.data import ConcatDataset, Dataset, default_collate
 from torchvision.transforms import RandomErasing
 
 from affect.blendshapes import mirror_order
-from affect.crop import box_from_xywh, crop_face, points_to_crop
+from affect.crop import crop_face, given_square, points_to_crop
 from affect.images import UnreadableImage, read_image_file
 from affect.preprocess import normalise, resize_square, to_rgb
 from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
@@ -31,10 +31,6 @@ if TYPE_CHECKING:  # crop_cache reads images through this module
     from train.data.crop_cache import CropCache
 
 log = logging.getLogger(__name__)
-
-# Sample.box is already the rule-expanded square: crop it as given.
-_AS_GIVEN = {"method": "box", "scale": 1.0}
-
 
 def read_image(sample: Sample) -> np.ndarray:
     """The sample's pixels (HxW greyscale or HxWx3 RGB uint8): held in memory
@@ -48,7 +44,7 @@ def eval_crop(image: np.ndarray, sample: Sample, size: int) -> tuple[np.ndarray,
     """Deterministic S x S RGB crop and the sample's landmarks in [0, 1] crop coordinates."""
     rgb = to_rgb(image)
     if sample.box is not None:
-        box = box_from_xywh(*sample.box, rule=_AS_GIVEN, angle=sample.angle)
+        box = given_square(sample.box, sample.angle)  # Sample.box is already the rule's square
         crop = resize_square(crop_face(rgb, box, size), size)
     else:
         crop = resize_square(rgb, size)
@@ -61,7 +57,7 @@ def crop_points(sample: Sample, height: int, width: int) -> np.ndarray | None:
     if points is None:
         return None
     if sample.box is not None:
-        points = points_to_crop(points, box_from_xywh(*sample.box, rule=_AS_GIVEN, angle=sample.angle), 1)
+        points = points_to_crop(points, given_square(sample.box, sample.angle), 1)
     else:
         points = np.asarray(points, np.float64).reshape(-1, 2) / np.array([width, height], np.float64)
     return np.asarray(points, np.float32)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from affect.crop import box_from_points, box_from_xywh
+from affect.crop import AS_GIVEN, face_crop_box
 from affect.images import IMAGE_SUFFIXES
 from affect.labels import (
     AFFECTNET_CODES,
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # AffectNet's official CSV boxes are tight face boxes; crop them as given
 # unless the model's crop rule says otherwise.
-DEFAULT_CSV_CROP: dict[str, Any] = {"method": "box", "scale": 1.0}
+DEFAULT_CSV_CROP: dict[str, Any] = dict(AS_GIVEN)
 AFFECTNET_CSV_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                          "facial_landmarks", "expression", "valence", "arousal")
 CKPLUS_FILE = re.compile(r"^(S\d+)_(\d+)_(\d+)")
@@ -189,13 +189,10 @@ def _parse_points(text: str, where: str) -> np.ndarray | None:
 def _crop_square(x: float, y: float, w: float, h: float, points: np.ndarray | None,
                  rule: Mapping[str, Any]) -> tuple[tuple[float, float, float, float], float]:
     """(x, y, side, side) and roll of the crop the rule gives for one face."""
-    if rule.get("method") == "landmark_box" and points is not None and len(points) >= 2:
-        eyes = None
-        if len(points) == 68:
-            eyes = (points[LEFT_EYE_68].mean(axis=0), points[RIGHT_EYE_68].mean(axis=0))
-        box = box_from_points(points, rule, eyes=eyes)
-    else:
-        box = box_from_xywh(x, y, w, h, rule)
+    eyes = None
+    if points is not None and len(points) == 68:
+        eyes = (points[LEFT_EYE_68].mean(axis=0), points[RIGHT_EYE_68].mean(axis=0))
+    box = face_crop_box(rule, box=(x, y, w, h), points=points, eyes=eyes)
     return tuple(float(v) for v in box.as_xywh()), float(box.angle)  # type: ignore[return-value]
 
 

@@ -1,0 +1,155 @@
+"""YuNet, the small-face detector of wide shots (meeting rooms, classrooms, group calls).
+
+MediaPipe's short-range FaceDetector sees the whole frame at 128×128, so in a
+1280×720 frame a face under about 100 px is not found at all. YuNet (OpenCV
+Zoo, Shiqi Yu et al., MIT) runs at the frame's own resolution and finds faces
+from about 10 px; it is packaged here (`realtime/models/`, with its licence)
+and checked against its sha256 at load. It runs through OpenCV's
+`cv2.FaceDetectorYN` (the OpenCV that MediaPipe brings): on this project's
+2-core CPU it ran a 640×640 frame in 18 ms against ONNX Runtime's 46 ms, and
+it takes any input size (the ONNX graph is fixed at 640×640).
+
+At the full resolution of a large frame YuNet misses the faces that fill
+much of it (a selfie on a 1280×720 webcam: on the clip upscaled 2× it found
+102 faces in 100 frames against 225 at 640×360), so a frame larger than
+`coarse_side` gets two passes (`passes="pyramid"`, the default): a coarse one
+with the long side at `coarse_side` for the large faces, and the full-
+resolution one (at most `max_side`) for the small ones; their boxes are
+merged by non-maximum suppression. `passes="full"` and `passes="coarse"` run
+one pass (measured in docs/BENCHMARKS.md).
+
+Each face carries YuNet's five keypoints (eyes, nose tip, mouth corners): the
+eyes give the roll for the crop, as the MediaPipe detector's do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from affect.face_model import FaceModelError
+from affect.files import sha256_of
+
+YUNET_FILE = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2023mar.onnx"
+YUNET_LICENSE = YUNET_FILE.parent / "face_detection_yunet_LICENSE"
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+PASSES = ("pyramid", "full", "coarse")
+
+_CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime) already hashed in this process
+
+
+def check_yunet_model(path: str | Path | None = None) -> Path:
+    """The YuNet file, checked (present, the pinned sha256 when it is the packaged one);
+    a missing or damaged file raises `FaceModelError` with one line naming it."""
+    p = Path(path) if path is not None else YUNET_FILE
+    if not p.is_file():
+        raise FaceModelError(f"{p}: YuNet face detector not found (packaged with affectcam as "
+                             f"realtime/models/{YUNET_FILE.name}; reinstall, or pass the file)")
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return p
+    if path is None:  # the packaged file must be exactly the official one
+        got = sha256_of(p)
+        if got != YUNET_SHA256:
+            raise FaceModelError(f"{p}: YuNet face detector is damaged (sha256 {got[:12]}…, expected "
+                                 f"{YUNET_SHA256[:12]}…); reinstall affectcam")
+    _CHECKED.add(key)
+    return p
+
+
+@dataclass
+class YuNetOptions:
+    model_path: str | Path | None = None  # None: the packaged file (sha256-checked)
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
+    top_k: int = 5000
+    passes: str = "pyramid"  # "pyramid" (coarse + full), "full", "coarse"
+    coarse_side: int = 640  # long side of the coarse pass
+    max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """Indices kept by greedy non-maximum suppression (highest score first)."""
+    order = list(np.argsort(-scores))
+    keep: list[int] = []
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    area = boxes[:, 2] * boxes[:, 3]
+    while order:
+        i = order.pop(0)
+        keep.append(i)
+        if not order:
+            break
+        rest = np.array(order)
+        iw = np.clip(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0, None)
+        ih = np.clip(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0, None)
+        inter = iw * ih
+        overlap = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        # a small box inside a large one (the coarse pass's face and a fine-pass part of it)
+        inside = inter / np.maximum(np.minimum(area[i], area[rest]), 1e-9)
+        order = [j for j, o, c in zip(rest, overlap, inside) if o <= iou and c <= 0.8]
+    return keep
+
+
+class YuNetDetector:
+    """`detect(bgr) → (N, 15) float32`: x, y, w, h, five (x, y) keypoints, score, in frame pixels."""
+
+    def __init__(self, options: YuNetOptions | None = None):
+        self.options = o = options or YuNetOptions()
+        if o.passes not in PASSES:
+            raise ValueError(f"YuNet passes must be one of {list(PASSES)}, got {o.passes!r}")
+        path = check_yunet_model(o.model_path)
+        log = cv2.utils.logging
+        level = log.getLogLevel()
+        # OpenCV 5's DNN warns on every create that its new graph engine ignores the target: noise
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), float(o.score_threshold),
+                                                  float(o.nms_threshold), int(o.top_k))
+        except cv2.error as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise FaceModelError(f"{path}: not a YuNet ONNX model OpenCV can read ({first})") from None
+        finally:
+            log.setLogLevel(level)
+        self._size: tuple[int, int] | None = None
+
+    def _run(self, bgr: np.ndarray, scale: float) -> np.ndarray:
+        img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        size = (img.shape[1], img.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, faces = self._net.detect(np.ascontiguousarray(img))
+        if faces is None or len(faces) == 0:
+            return np.zeros((0, 15), np.float32)
+        out = faces.astype(np.float32)
+        if scale != 1.0:
+            out[:, :14] /= scale
+        return out
+
+    def scales(self, width: int, height: int) -> list[float]:
+        """The resize factors of the passes this frame size gets."""
+        o = self.options
+        long = max(width, height)
+        fine = min(1.0, o.max_side / long) if o.max_side else 1.0
+        coarse = min(1.0, o.coarse_side / long)
+        if o.passes == "full":
+            return [fine]
+        if o.passes == "coarse" or coarse >= fine * 0.8:  # one pass is enough when they are about equal
+            return [coarse]
+        return [coarse, fine]
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        runs = [self._run(bgr, s) for s in self.scales(w, h)]
+        faces = np.concatenate(runs) if len(runs) > 1 else runs[0]
+        if len(runs) > 1 and len(faces) > 1:
+            faces = faces[_nms(faces[:, :4], faces[:, 14], self.options.nms_threshold)]
+        return faces[np.argsort(-faces[:, 14])] if len(faces) else faces
+
+    def close(self) -> None:
+        self._net = None
