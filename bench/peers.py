@@ -9,6 +9,13 @@ repeats and, per round, our FPS over fer's FPS of the same round.
     python3 -m venv /work/fervenv && /work/fervenv/bin/pip install fer "opencv-python<5" "setuptools<80"
     python bench/peers.py --fer-python /work/fervenv/bin/python [--repeats 3] [--json peers.json]
     python bench/peers.py --no-fer --variant "1 thread=--threads 1" --variant "2 threads=--threads 2"
+    python bench/peers.py --clip-variants --variant "default=" --variant "detector=--faces detector"
+
+`--clip-variants` runs every row on the clip and on `bench/clip_variants.py`'s
+2×2 mosaic (1280×720, four copies of the clip's faces at their pixel size),
+darkened (35 %) and noisy (σ 18) clips, in the same alternating rounds; each
+clip's table adds faces per frame and, per path, its faces per frame over
+the same path's on the clip (per-round median).
 
 Ours run exactly as the README's first command does (headless, `--csv` and
 `--video-out`, so drawing and writing the video count), plus the variant's
@@ -49,7 +56,7 @@ def fer_worker(clip: str) -> dict:
 
     detector = FER(mtcnn=False)
     cap = cv2.VideoCapture(clip)
-    times, with_face, frames = [], 0, 0
+    times, with_face, frames, found = [], 0, 0, 0
     t_start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
@@ -60,8 +67,9 @@ def fer_worker(clip: str) -> dict:
         times.append((time.perf_counter() - t0) * 1000)
         frames += 1
         with_face += bool(faces)
+        found += len(faces)
     wall = time.perf_counter() - t_start
-    return {"frames": frames, "frames_with_faces": with_face, "fps": frames / wall,
+    return {"frames": frames, "frames_with_faces": with_face, "faces": found, "fps": frames / wall,
             "latency_p50": float(np.percentile(times, 50)), "latency_p95": float(np.percentile(times, 95))}
 
 
@@ -84,7 +92,7 @@ def run_ours(flags: str, clip: str, face_model: str, work: Path) -> dict:
     s = json.loads(summary.read_text())
     st = s["stages_ms"]
     described = next((ln for ln in out.stderr.splitlines() if ln.startswith("affectcam: onnxruntime")), "")
-    return {"frames": s["frames"], "frames_with_faces": s["frames_with_faces"], "fps": s["fps"],
+    return {"frames": s["frames"], "frames_with_faces": s["frames_with_faces"], "faces": s["faces"], "fps": s["fps"],
             "latency_p50": st["latency"]["p50"], "latency_p95": st["latency"]["p95"],
             "work_p50": st["frame"]["p50"], "work_p95": st["frame"]["p95"],
             "faces_p50": st["faces"]["p50"], "infer_p50": st["infer"]["p50"], "described": described}
@@ -108,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="one of ours: realtime.cam flags on top of the README command (repeat); "
                          "default: the default path, --faces detector, --faces landmarker")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--clip-variants", action="store_true",
+                    help="also the clip's 2x2 mosaic, darkened and noisy versions (bench/clip_variants.py)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--fer-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -116,50 +126,70 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ours = dict(v.split("=", 1) for v in args.variant) if args.variant else dict(OURS)
-    rows: dict[str, list[dict]] = {}
     env = {"cpu": lscpu_model(), "cores": os.cpu_count(), "load_start": os.getloadavg(),
            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "clip": args.clip, "repeats": args.repeats}
+    # rows[clip][path] = one result per round
+    rows: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        clips = {"clip": args.clip}
+        if args.clip_variants:
+            sys.path.insert(0, str(REPO))
+            from bench.clip_variants import write_variants
+
+            clips.update({k: str(v) for k, v in write_variants(Path(tmp) / "clips", args.clip).items()})
         for r in range(args.repeats):
-            if not args.no_fer:
-                rows.setdefault("fer (FER(mtcnn=False))", []).append(run_fer(args.fer_python, args.clip))
-            for name, flags in ours.items():
-                rows.setdefault(name, []).append(run_ours(flags, args.clip, args.face_model, Path(tmp)))
-            print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]['fps']:.1f}" for k, v in rows.items()),
-                  file=sys.stderr)
+            for clip_name, clip in clips.items():
+                runs = rows.setdefault(clip_name, {})
+                if not args.no_fer:
+                    runs.setdefault("fer (FER(mtcnn=False))", []).append(run_fer(args.fer_python, clip))
+                for name, flags in ours.items():
+                    runs.setdefault(name, []).append(run_ours(flags, clip, args.face_model, Path(tmp)))
+                print(f"round {r + 1}/{args.repeats} {clip_name}: "
+                      + ", ".join(f"{k} {v[-1]['fps']:.1f}" for k, v in runs.items()), file=sys.stderr)
     env["load_end"] = os.getloadavg()
-    fer_key = next((k for k in rows if k.startswith("fer")), None)
     med = lambda xs: float(statistics.median(xs))  # noqa: E731
-    table = []
-    for name, runs in rows.items():
-        row = {"path": name, "fps": med([x["fps"] for x in runs]), "fps_runs": [round(x["fps"], 1) for x in runs],
-               "frames": runs[0]["frames"], "frames_with_faces": med([x["frames_with_faces"] for x in runs]),
-               "latency_p50": med([x["latency_p50"] for x in runs]),
-               "latency_p95": med([x["latency_p95"] for x in runs])}
-        for key in ("work_p50", "work_p95", "faces_p50", "infer_p50"):
-            if key in runs[0]:
-                row[key] = med([x[key] for x in runs])
-        if "described" in runs[0]:
-            row["described"] = runs[0]["described"]
-        if fer_key and name != fer_key:  # our FPS over fer's, round by round
-            row["ratio_vs_fer"] = med([a["fps"] / b["fps"] for a, b in zip(runs, rows[fer_key])])
-        table.append(row)
-    lines = ["| path | FPS (median) | × fer (per-round median) | frames with a face | latency p50 / p95 ms "
-             "| work p50 / p95 ms | faces p50 ms | model p50 ms |", "|" + " --- |" * 8]
-    for row in table:
-        work = f"{row['work_p50']:.1f} / {row['work_p95']:.1f}" if "work_p50" in row else ""
-        lines.append(f"| {row['path']} | {row['fps']:.1f} | "
-                     + (f"{row['ratio_vs_fer']:.2f}×" if "ratio_vs_fer" in row else "1") + " | "
-                     f"{row['frames_with_faces']:.0f} / {row['frames']} | "
-                     f"{row['latency_p50']:.1f} / {row['latency_p95']:.1f} | {work} | "
-                     + (f"{row['faces_p50']:.1f}" if "faces_p50" in row else "") + " | "
-                     + (f"{row['infer_p50']:.1f}" if "infer_p50" in row else "") + " |")
-    lines.append("")
+    tables, lines = {}, []
+    for clip_name, clip_rows in rows.items():
+        fer_key = next((k for k in clip_rows if k.startswith("fer")), None)
+        table = []
+        for name, runs in clip_rows.items():
+            row = {"path": name, "fps": med([x["fps"] for x in runs]), "fps_runs": [round(x["fps"], 1) for x in runs],
+                   "frames": runs[0]["frames"], "frames_with_faces": med([x["frames_with_faces"] for x in runs]),
+                   "faces_per_frame": med([x["faces"] / max(1, x["frames"]) for x in runs]),
+                   "latency_p50": med([x["latency_p50"] for x in runs]),
+                   "latency_p95": med([x["latency_p95"] for x in runs])}
+            for key in ("work_p50", "work_p95", "faces_p50", "infer_p50"):
+                if key in runs[0]:
+                    row[key] = med([x[key] for x in runs])
+            if "described" in runs[0]:
+                row["described"] = runs[0]["described"]
+            if fer_key and name != fer_key:  # our FPS over fer's, round by round
+                row["ratio_vs_fer"] = med([a["fps"] / b["fps"] for a, b in zip(runs, clip_rows[fer_key])])
+            if clip_name != "clip" and name in rows["clip"]:  # faces per frame over the clip's, round by round
+                row["faces_vs_clip"] = med([(a["faces"] / a["frames"]) / max(1e-9, b["faces"] / b["frames"])
+                                            for a, b in zip(runs, rows["clip"][name])])
+            table.append(row)
+        tables[clip_name] = table
+        lines += [f"{clip_name} ({clips[clip_name] if clip_name == 'clip' else Path(clips[clip_name]).name}):",
+                  "| path | FPS (median) | × fer (per-round median) | frames with a face | faces / frame "
+                  "| × the clip's faces | latency p50 / p95 ms | work p50 / p95 ms | faces p50 ms | model p50 ms |",
+                  "|" + " --- |" * 10]
+        for row in table:
+            work = f"{row['work_p50']:.1f} / {row['work_p95']:.1f}" if "work_p50" in row else ""
+            lines.append(f"| {row['path']} | {row['fps']:.1f} | "
+                         + (f"{row['ratio_vs_fer']:.2f}×" if "ratio_vs_fer" in row else "1") + " | "
+                         f"{row['frames_with_faces']:.0f} / {row['frames']} | {row['faces_per_frame']:.2f} | "
+                         + (f"{row['faces_vs_clip']:.2f}×" if "faces_vs_clip" in row else "") + " | "
+                         f"{row['latency_p50']:.1f} / {row['latency_p95']:.1f} | {work} | "
+                         + (f"{row['faces_p50']:.1f}" if "faces_p50" in row else "") + " | "
+                         + (f"{row['infer_p50']:.1f}" if "infer_p50" in row else "") + " |")
+        lines.append("")
     lines.append(f"{env['cpu']}, {env['cores']} cores; medians of {args.repeats} alternating rounds; "
                  f"load average {env['load_start'][0]:.2f} at start, {env['load_end'][0]:.2f} at end.")
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "rows": table, "runs": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"env": env, "tables": tables, "runs": rows}, indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 

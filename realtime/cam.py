@@ -22,6 +22,7 @@ from affect.face_model import FaceModelError
 from affect.spec import SpecError
 from inference.backends import BACKENDS, BackendError
 from realtime.options import (
+    FACE_PATHS,
     MAX_FACES_LIMIT,
     FaceFindingOptions,
     ModelOptions,
@@ -159,13 +160,14 @@ def add_pipeline_arguments(ap: argparse.ArgumentParser) -> None:
                       help="let ONNX Runtime's idle threads spin (default $AFFECTCAM_ORT_SPINNING, else off)")
     spin.add_argument("--no-spinning", dest="spinning", action="store_false")
     ap.add_argument("--face-model", default=None, help="MediaPipe face_landmarker.task (default: env, cache, download)")
-    ap.add_argument("--faces", default="auto", choices=["auto", "detector", "landmarker"],
-                    help="what finds the faces: the MediaPipe FaceDetector (fast; six keypoints give the "
-                         "roll), the Face Landmarker (478 points and blendshapes, several times slower), "
-                         "or auto (default): the detector unless the model takes blendshapes or "
-                         "--jsonl-landmarks asks for the mesh")
+    ap.add_argument("--faces", default="auto", choices=list(FACE_PATHS),
+                    help="what finds the faces: yunet (packaged YuNet: faces from about 20 px, at the "
+                         "frame's resolution), detector (MediaPipe's short-range FaceDetector: faster, "
+                         "blind to faces under ~100 px in 1280x720), landmarker (478 points and "
+                         "blendshapes, several times slower), or auto (default): yunet unless the model "
+                         "takes blendshapes or --jsonl-landmarks asks for the mesh")
     ap.add_argument("--detector-only", action="store_true",
-                    help="the same as --faces detector (no mesh or blendshapes; "
+                    help="the same as --faces detector (MediaPipe's detector; no mesh or blendshapes; "
                          "a model that takes blendshapes then reads the face images alone)")
     ap.add_argument("--sequential", action="store_true",
                     help="run the stages one after another on one thread (default: reading, faces and the "
@@ -173,7 +175,8 @@ def add_pipeline_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-detector-fill", action="store_true",
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")
-    ap.add_argument("--max-faces", type=int, default=10)
+    ap.add_argument("--max-faces", type=int, default=FaceFindingOptions.max_faces,
+                    help=f"most faces read in a frame (default {FaceFindingOptions.max_faces}: a classroom)")
     ap.add_argument("--min-face-confidence", type=float, default=FaceFindingOptions.min_face_confidence, metavar="P",
                     help="the face finder's detection threshold in (0, 1) (default 0.4, measured: "
                          "docs/BENCHMARKS.md; lower finds more faces in dim or small footage, and "

@@ -25,7 +25,7 @@ from realtime.smoothing import SmoothingOptions
 from realtime.sources import Source, SourceOptions
 from realtime.tracking import TrackerOptions
 
-FACE_PATHS = ("auto", "detector", "landmarker")
+FACE_PATHS = ("auto", "yunet", "detector", "landmarker")
 MAX_FACES_LIMIT = 100  # MediaPipe's cost grows with it; more faces than this in one frame is a typo
 
 
@@ -49,17 +49,17 @@ class ModelOptions:
 
 @dataclass
 class FaceFindingOptions:
-    """How MediaPipe finds the faces."""
-    # "auto": the detector, or the landmarker when something needs it (a model that takes
-    # blendshapes, OutputOptions.jsonl_landmarks); "detector"; "landmarker".
+    """How the faces are found: YuNet (`realtime.yunet`) or MediaPipe's detector or landmarker."""
+    # "auto": YuNet, or the landmarker when something needs it (a model that takes
+    # blendshapes, OutputOptions.jsonl_landmarks); "yunet"; "detector" (MediaPipe's); "landmarker".
     finder: str = "auto"
-    face_model: str | Path | None = None  # None: env var, cache, download
+    face_model: str | Path | None = None  # the MediaPipe bundle; None: env var, cache, download
     download_face_model: bool = True
     # MediaPipe blendshapes on FaceResult (and in the JSONL with jsonl_landmarks) when the landmarker
     # runs; a model that takes blendshapes gets them either way.
     blendshapes: bool = True
     detector_fill: bool = True  # landmarker path: also run the detector for faces the landmarker misses
-    max_faces: int = 10
+    max_faces: int = 30  # a classroom's faces (docs/BENCHMARKS.md: faces at every size)
     # 0.4, not MediaPipe's 0.5: measured (docs/BENCHMARKS.md, session 7) to keep marginal real faces
     # tracked (known-faces video 97.3 % -> 98.7 % found; the clip's faces followed in 9 more frames)
     min_face_confidence: float = 0.4
@@ -144,12 +144,12 @@ class PipelineOptions:
             require(isinstance(getattr(self, name), kind), self, name, f"must be {kind.__name__}")
 
     def face_path(self, model_takes_blendshapes: bool) -> str:
-        """"detector" or "landmarker": what finds the faces for these options and a model
+        """"yunet", "detector" or "landmarker": what finds the faces for these options and a model
         (`model_takes_blendshapes`: the model, or the AU map, reads them)."""
         finder = self.faces.finder  # type: ignore[union-attr]  # FaceFindingOptions after __post_init__
         if finder != "auto":
             return finder
-        return "landmarker" if (model_takes_blendshapes or self.outputs.jsonl_landmarks) else "detector"
+        return "landmarker" if (model_takes_blendshapes or self.outputs.jsonl_landmarks) else "yunet"
 
 
 __all__ = ["PipelineOptions", "ModelOptions", "FaceFindingOptions", "ScheduleOptions", "OutputOptions",

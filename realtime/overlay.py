@@ -3,6 +3,13 @@
 Per face: box and track ID, expression + confidence, probability bars.
 Per frame: a valence–arousal inset (each track's recent trail, quadrant names
 from `affect.labels.QUADRANTS`), FPS and per-stage milliseconds.
+
+`layout_panels` places every panel (each face's bars, the inset, the stats
+lines) where it covers no face box, no face's label and no other panel: the
+bars try the right of their face, then the left, below, above; the inset and
+the stats try the four corners, the inset shrinking before it gives up. A
+panel with no free place is left out for that frame (a crowd's faces stay
+visible; their labels still say the expression).
 """
 
 from __future__ import annotations
@@ -22,6 +29,14 @@ PALETTE = [(66, 135, 245), (80, 200, 120), (245, 160, 66), (200, 80, 200), (60, 
            (240, 90, 90), (160, 160, 60), (120, 120, 250)]  # BGR
 
 
+Rect = tuple[int, int, int, int]  # x, y, w, h
+BAR_W, BAR_ROW, BAR_TEXT_W = 60, 11, 52  # a bar, one row's height, the room for its label
+LABEL_H = 16  # the "#id expression p%" line above a face box
+STATS_SIZE = (300, 42)
+INSET_SIZES = (150, 110, 80)
+MARGIN = 8
+
+
 def track_color(track_id: int) -> tuple[int, int, int]:
     return PALETTE[track_id % len(PALETTE)]
 
@@ -32,8 +47,69 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.45,
     cv2.putText(img, text, org, FONT, scale, color, thickness, cv2.LINE_AA)
 
 
-def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = True) -> None:
-    """Box, ID, label+confidence and probability bars of one `FaceResult`."""
+def bar_panel_size(n_labels: int) -> tuple[int, int]:
+    return BAR_W + BAR_TEXT_W, n_labels * BAR_ROW
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _free(rect: Rect, taken: Sequence[Rect], width: int, height: int) -> bool:
+    x, y, w, h = rect
+    return x >= 0 and y >= 0 and x + w <= width and y + h <= height and not any(_overlaps(rect, t) for t in taken)
+
+
+def face_rects(boxes: Sequence[tuple[float, float, float, float]]) -> list[Rect]:
+    """Each face box with its label line above it: what no panel may cover."""
+    rects = []
+    for bx, by, bw, bh in boxes:
+        x, y, w, h = int(bx) - 2, int(by) - 2, int(round(bw)) + 5, int(round(bh)) + 5
+        rects.append((x, y - LABEL_H, max(w, 120), h + LABEL_H))
+    return rects
+
+
+def layout_panels(boxes: Sequence[tuple[float, float, float, float]], n_labels: int, width: int, height: int,
+                  inset: bool = True, stats: bool = True) -> dict[str, Any]:
+    """Where the panels go: `bars` (one (x, y) or None per face), `inset` ((x, y, side) or None),
+    `stats` ((x, y) or None); no panel covers a face box, a face's label line or another panel."""
+    taken = face_rects(boxes)
+    out: dict[str, Any] = {"bars": [], "inset": None, "stats": None}
+    if stats:
+        sw, sh = STATS_SIZE
+        for x, y in ((0, 0), (0, height - sh), (width - sw, 0), (width - sw, height - sh)):
+            if _free((x, y, sw, sh), taken, width, height):
+                out["stats"] = (x, y)
+                taken.append((x, y, sw, sh))
+                break
+    if inset:
+        for size in INSET_SIZES:
+            size = min(size, height - 2 * MARGIN, width - 2 * MARGIN)
+            if size < 40:
+                break
+            corners = ((width - size - MARGIN, MARGIN), (MARGIN, MARGIN), (width - size - MARGIN, height - size - MARGIN),
+                       (MARGIN, height - size - MARGIN))
+            spot = next(((x, y) for x, y in corners if _free((x, y, size, size), taken, width, height)), None)
+            if spot is not None:
+                out["inset"] = (spot[0], spot[1], size)
+                taken.append((spot[0], spot[1], size, size))
+                break
+    pw, ph = bar_panel_size(n_labels)
+    for bx, by, bw, bh in boxes:
+        x0, y0, x1, y1 = int(bx), int(by), int(bx + bw), int(by + bh)
+        spots = ((x1 + 4, y0), (x0 - pw - 4, y0), (x1 + 4, y1 - ph), (x0 - pw - 4, y1 - ph),
+                 (x0, y1 + 4), (x0, y0 - LABEL_H - ph - 4))
+        spot = next(((x, y) for x, y in spots if _free((x, y, pw, ph), taken, width, height)), None)
+        out["bars"].append(spot)
+        if spot is not None:
+            taken.append((spot[0], spot[1], pw, ph))
+    return out
+
+
+def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = True,
+              panel: tuple[int, int] | None = None) -> None:
+    """Box, ID, label+confidence and probability bars of one `FaceResult`; the bars at
+    `panel` (top-left) when given (`layout_panels`), else beside the box."""
     x, y, w, h = (int(round(v)) for v in face.box)
     color = track_color(face.track_id)
     cv2.rectangle(img, (x, y), (x + w, y + h), color, 2)
@@ -46,10 +122,13 @@ def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = Tr
         _text(img, " ".join(active[:6]) if active else "no AU", (x, min(img.shape[0] - 4, y + h + 14)), 0.42, color)
     if not bars:
         return
-    bar_w, row = 60, 11
-    bx, by = x + w + 4, y
-    if bx + bar_w + 60 > img.shape[1]:  # no room on the right: draw on the left
-        bx = max(0, x - bar_w - 64)
+    bar_w, row = BAR_W, BAR_ROW
+    if panel is not None:
+        bx, by = panel
+    else:
+        bx, by = x + w + 4, y
+        if bx + bar_w + 60 > img.shape[1]:  # no room on the right: draw on the left
+            bx = max(0, x - bar_w - 64)
     for i, (label, p) in enumerate(zip(labels, face.probabilities)):
         top = by + i * row
         if top + row > img.shape[0]:
@@ -60,12 +139,13 @@ def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = Tr
 
 
 def draw_va_inset(img: np.ndarray, trails: Mapping[int, Iterable[tuple[float, float]]], size: int = 150,
-                  margin: int = 8) -> None:
-    """Valence (x) – arousal (y, up) plane in the top-right corner with each track's trail."""
+                  margin: int = MARGIN, at: tuple[int, int] | None = None) -> None:
+    """Valence (x) – arousal (y, up) plane with each track's trail, its top-left corner at `at`
+    (default: the top-right corner)."""
     size = min(size, img.shape[0] - 2 * margin, img.shape[1] - 2 * margin)
     if size < 40:
         return
-    x0, y0 = img.shape[1] - size - margin, margin
+    x0, y0 = at if at is not None else (img.shape[1] - size - margin, margin)
     roi = img[y0:y0 + size, x0:x0 + size]
     roi[:] = (roi * 0.35).astype(np.uint8)  # darken in place: readable on any frame
     c = size // 2
@@ -90,10 +170,26 @@ def draw_va_inset(img: np.ndarray, trails: Mapping[int, Iterable[tuple[float, fl
         cv2.circle(img, pts[-1], 4, color, -1, cv2.LINE_AA)
 
 
-def draw_stats(img: np.ndarray, fps: float, timings: Mapping[str, float]) -> None:
+def draw_stats(img: np.ndarray, fps: float, timings: Mapping[str, float], at: tuple[int, int] = (0, 0)) -> None:
     parts = " ".join(f"{k} {v:.1f}" for k, v in timings.items())
-    _text(img, f"{fps:5.1f} FPS", (8, 18), 0.55, (80, 255, 80))
-    _text(img, f"ms: {parts}", (8, 36), 0.4)
+    x, y = at
+    _text(img, f"{fps:5.1f} FPS", (x + 8, y + 18), 0.55, (80, 255, 80))
+    _text(img, f"ms: {parts}", (x + 8, y + 36), 0.4)
+
+
+def draw_overlay(img: np.ndarray, faces: Sequence[Any], labels: Sequence[str],
+                 trails: Mapping[int, Iterable[tuple[float, float]]], fps: float,
+                 timings: Mapping[str, float]) -> dict[str, Any]:
+    """Every face, the inset and the stats, laid out by `layout_panels`; returns the layout."""
+    layout = layout_panels([f.box for f in faces], len(labels), img.shape[1], img.shape[0])
+    for face, spot in zip(faces, layout["bars"]):
+        draw_face(img, face, labels, bars=spot is not None, panel=spot)
+    if layout["inset"] is not None:
+        x, y, size = layout["inset"]
+        draw_va_inset(img, trails, size=size, at=(x, y))
+    if layout["stats"] is not None:
+        draw_stats(img, fps, timings, at=layout["stats"])
+    return layout
 
 
 class Window:

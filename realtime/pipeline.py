@@ -9,8 +9,10 @@ batched inference call → smoothing → overlay → sinks (recordings, video, �
     p = Pipeline(PipelineOptions(source=None))   # frames pushed in by the caller
     result = p.process(image_bgr, t_ms)
 
-Faces: by default the MediaPipe FaceDetector (six keypoints: the eyes give the
-roll for the crop) with the IoU tracker; the Face Landmarker (478 points, 52
+Faces: by default YuNet (`realtime.yunet`: small faces of wide shots too, at
+the frame's resolution; five keypoints, the eyes give the roll for the crop)
+with the IoU tracker; `faces="detector"` is MediaPipe's short-range
+FaceDetector (faster, blind to faces under about 100 px in 1280×720); the Face Landmarker (478 points, 52
 blendshapes, several times slower on a small CPU) runs only when something
 needs it: a model whose spec takes blendshapes, `jsonl_landmarks`, or
 `faces="landmarker"`. Faces without blendshapes get a NaN row, and a model
@@ -76,7 +78,7 @@ from realtime.options import (
     PipelineOptions,
     ScheduleOptions,
 )
-from realtime.overlay import Window, draw_face, draw_stats, draw_va_inset
+from realtime.overlay import Window, draw_overlay
 from realtime.reader import AffectReader
 from realtime.results import FaceResult, FrameResult, RunSummary
 from realtime.sinks import LatencyStats, Sink, SinkContext, close_sinks, sinks_draw, start_sinks
@@ -237,7 +239,9 @@ class Pipeline:
             if au_blendshapes and self.face_path != "landmarker":
                 raise PipelineError("AUs from blendshapes need the landmarker (faces 'landmarker' or 'auto'), "
                                     f"not {self.face_path!r}; or a model with an action_units output")
-            face_model = resolve_face_model(f.face_model, download=f.download_face_model)
+            # YuNet alone needs no MediaPipe bundle (it is packaged): offline runs start without one
+            face_model = None if self.face_path == "yunet" else resolve_face_model(
+                f.face_model, download=f.download_face_model)
             self.source: Source | None = None
             if isinstance(o.source, Source):
                 self.source = o.source
@@ -248,6 +252,7 @@ class Pipeline:
             mode = "image" if self.source is not None and self.source.kind == "folder" else "video"
             self.finder = self._stack.enter_context(FaceFinder(FaceOptions(
                 face_model, max_faces=f.max_faces, landmarks=self.face_path == "landmarker",
+                detector="yunet" if self.face_path == "yunet" else "mediapipe",
                 blendshapes=f.blendshapes or bool(self.spec.blendshapes) or au_blendshapes,
                 fill_with_detector=f.detector_fill, min_detection_confidence=f.min_face_confidence, mode=mode)))
             self.tracker = Tracker(o.tracking)
@@ -264,7 +269,7 @@ class Pipeline:
         except BaseException:
             self._stack.close()
             raise
-        if self.spec.blendshapes and self.face_path == "detector" and str(self.backend.path) not in _NOTIFIED:
+        if self.spec.blendshapes and self.face_path != "landmarker" and str(self.backend.path) not in _NOTIFIED:
             _NOTIFIED.add(str(self.backend.path))
             print(f"affectcam: note: {self.backend.path.name} takes MediaPipe blendshapes, which the "
                   "detector-only path does not give; it reads the face images alone", file=sys.stderr)
@@ -442,11 +447,10 @@ class Pipeline:
         annotated = None
         if self.draw:
             annotated = w.image.copy()
-            for r in results:
-                draw_face(annotated, r, spec.labels)
-            draw_va_inset(annotated, {tid: t.state["trail"] for tid, t in w.live_tracks.items()
-                                      if "trail" in t.state})
-            draw_stats(annotated, fps, self._last_timings)
+            # laid out so that no panel covers a face (realtime.overlay.layout_panels)
+            draw_overlay(annotated, results, spec.labels, {tid: t.state["trail"] for tid, t in
+                                                           w.live_tracks.items() if "trail" in t.state},
+                         fps, self._last_timings)
         w.lap("draw")
 
         timings = w.timings
