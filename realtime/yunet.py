@@ -153,3 +153,9 @@ class YuNetDetector:
 
     def close(self) -> None:
         self._net = None
+
+    def __enter__(self) -> YuNetDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
