@@ -9,7 +9,7 @@ repeats and, per round, our FPS over fer's FPS of the same round.
     python3 -m venv /work/fervenv && /work/fervenv/bin/pip install fer "opencv-python<5" "setuptools<80"
     python bench/peers.py --fer-python /work/fervenv/bin/python [--repeats 3] [--json peers.json]
     python bench/peers.py --no-fer --variant "1 thread=--threads 1" --variant "2 threads=--threads 2"
-    python bench/peers.py --clip-variants --variant "default=" --variant "detector=--faces detector"
+    python bench/peers.py --clip-variants --fer-on clip mosaic --variant "default=" --variant "detector=--faces detector"
 
 `--clip-variants` runs every row on the clip and on `bench/clip_variants.py`'s
 2×2 mosaic (1280×720, four copies of the clip's faces at their pixel size),
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--clip-variants", action="store_true",
                     help="also the clip's 2x2 mosaic, darkened and noisy versions (bench/clip_variants.py)")
+    ap.add_argument("--fer-on", nargs="+", default=None, metavar="CLIP",
+                    help="run fer only on these of clip, mosaic, dark, noisy (default: all)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--fer-worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):
             for clip_name, clip in clips.items():
                 runs = rows.setdefault(clip_name, {})
-                if not args.no_fer:
+                if not args.no_fer and (not args.fer_on or clip_name in args.fer_on):
                     runs.setdefault("fer (FER(mtcnn=False))", []).append(run_fer(args.fer_python, clip))
                 for name, flags in ours.items():
                     runs.setdefault(name, []).append(run_ours(flags, clip, args.face_model, Path(tmp)))

@@ -246,9 +246,15 @@ def test_cli_without_model_or_face_model(capsys, monkeypatch, tmp_path, onnx_mod
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(fmod.urllib.request, "urlopen", offline)
-    code, err = run_cam(capsys, "--source", str(hamilton_clip), "--model", str(onnx_model), "--headless")
+    # the MediaPipe paths need the bundle: one line saying where to put it
+    code, err = run_cam(capsys, "--source", str(hamilton_clip), "--model", str(onnx_model), "--headless",
+                        "--faces", "detector")
     assert code == 2 and len(err) == 1
     assert str(tmp_path / "cache" / "face_landmarker.task") in err[0]
+    # the default path (YuNet, packaged) runs offline without it
+    code, err = run_cam(capsys, "--source", str(hamilton_clip), "--model", str(onnx_model), "--headless",
+                        "--max-frames", "3")
+    assert code == 0 and len(err) == 1 and "faces: yunet" in err[0]
 
 
 def test_ctrl_c_flushes_the_recordings_and_leaves_a_playable_video(tmp_path, onnx_model, face_model_path,
