@@ -294,14 +294,16 @@ class TiledMediaPipe:
 
 
 def finders(face_model: Path, threshold: float, names: list[str]) -> dict[str, Any]:
-    def yunet(passes: str) -> FaceFinder:
+    def yunet(passes: str, fine_every: int = 3) -> FaceFinder:
         return FaceFinder(FaceOptions(None, max_faces=100, landmarks=False, detector="yunet",
-                                      yunet=YuNetOptions(passes=passes), min_detection_confidence=threshold))
+                                      yunet=YuNetOptions(passes=passes, fine_every=fine_every),
+                                      min_detection_confidence=threshold))
 
     made = {
-        "yunet pyramid (coarse 640 + full)": lambda: yunet("pyramid"),
+        "yunet pyramid (coarse each frame + full every 3rd, the default)": lambda: yunet("pyramid"),
+        "yunet pyramid (coarse + full each frame)": lambda: yunet("pyramid", 1),
         "yunet full resolution": lambda: yunet("full"),
-        "yunet coarse (long side 640)": lambda: yunet("coarse"),
+        "yunet coarse (half the long side, at most 640)": lambda: yunet("coarse"),
         "mediapipe detector (whole frame)": lambda: FaceFinder(FaceOptions(
             face_model, max_faces=100, landmarks=False, min_detection_confidence=threshold)),
         "mediapipe detector on 320 px tiles": lambda: TiledMediaPipe(face_model, threshold),

@@ -116,8 +116,10 @@ class FaceFinder:
         need_detector = not options.landmarks or options.fill_with_detector
         if need_detector and options.detector == "yunet":
             yopts = options.yunet or YuNetOptions()
-            self.yunet = YuNetDetector(YuNetOptions(**{**yopts.__dict__,
-                                                       "score_threshold": options.min_detection_confidence}))
+            given = {**yopts.__dict__, "score_threshold": options.min_detection_confidence}
+            if not self._video:  # unrelated images: nothing to carry from one to the next
+                given["fine_every"] = 1
+            self.yunet = YuNetDetector(YuNetOptions(**given))
         elif need_detector:
             det_opts = face_detector.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_path=str(detector_model(Path(options.model_path)))),

@@ -11,12 +11,17 @@ it takes any input size (the ONNX graph is fixed at 640×640).
 
 At the full resolution of a large frame YuNet misses the faces that fill
 much of it (a selfie on a 1280×720 webcam: on the clip upscaled 2× it found
-102 faces in 100 frames against 225 at 640×360), so a frame larger than
-`coarse_side` gets two passes (`passes="pyramid"`, the default): a coarse one
-with the long side at `coarse_side` for the large faces, and the full-
-resolution one (at most `max_side`) for the small ones; their boxes are
-merged by non-maximum suppression. `passes="full"` and `passes="coarse"` run
-one pass (measured in docs/BENCHMARKS.md).
+102 faces in 100 frames against 225 at 640×360), and the full-resolution pass
+is what costs (41 ms a 1280×720 frame here, against 10 ms at 640×360). So a
+frame gets two passes (`passes="pyramid"`, the default): every frame a coarse
+one at half the long side (at most `coarse_side`) for the faces large enough
+to move fast, and every `fine_every`-th frame the full-resolution one (at most
+`max_side`) for the small ones, whose boxes are carried to the frames between
+(faces that small move a few pixels in a tenth of a second; a carried box
+gives way to a coarse one it overlaps). Frames of at most `single_side` get
+one full pass. `passes="full"` and `passes="coarse"` run one pass per frame
+(all measured in docs/BENCHMARKS.md); images that are not a video
+(`fine_every=1`) get both passes each.
 
 Each face carries YuNet's five keypoints (eyes, nose tip, mouth corners): the
 eyes give the roll for the crop, as the MediaPipe detector's do.
@@ -68,8 +73,10 @@ class YuNetOptions:
     nms_threshold: float = 0.3
     top_k: int = 5000
     passes: str = "pyramid"  # "pyramid" (coarse + full), "full", "coarse"
-    coarse_side: int = 640  # long side of the coarse pass
+    coarse_side: int = 640  # most long side of the coarse pass (else half the frame's)
     max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
+    fine_every: int = 3  # pyramid: the fine pass on every Nth frame, its faces carried between
+    single_side: int = 400  # frames this small get one full pass
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -95,6 +102,18 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
+def _covers_any(box: np.ndarray, others: np.ndarray, iou: float = 0.3) -> bool:
+    """True when `box` overlaps one of `others` by IoU above `iou`, or mostly lies inside one."""
+    if not len(others):
+        return False
+    x0, y0 = np.maximum(box[0], others[:, 0]), np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2])
+    y1 = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    a, b = box[2] * box[3], others[:, 2] * others[:, 3]
+    return bool(np.any(inter / np.maximum(a + b - inter, 1e-9) > iou) or np.any(inter / np.maximum(np.minimum(a, b), 1e-9) > 0.8))
+
+
 class YuNetDetector:
     """`detect(bgr) → (N, 15) float32`: x, y, w, h, five (x, y) keypoints, score, in frame pixels."""
 
@@ -115,7 +134,11 @@ class YuNetDetector:
             raise FaceModelError(f"{path}: not a YuNet ONNX model OpenCV can read ({first})") from None
         finally:
             log.setLogLevel(level)
+        if o.fine_every < 1:
+            raise ValueError(f"YuNet fine_every must be at least 1, got {o.fine_every}")
         self._size: tuple[int, int] | None = None
+        self._frames = 0  # frames seen (which get the fine pass)
+        self._carried: tuple[tuple[int, int], np.ndarray] | None = None  # (frame size, fine faces)
 
     def _run(self, bgr: np.ndarray, scale: float) -> np.ndarray:
         img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -132,12 +155,12 @@ class YuNetDetector:
         return out
 
     def scales(self, width: int, height: int) -> list[float]:
-        """The resize factors of the passes this frame size gets."""
+        """The resize factors of the passes this frame size gets (coarse first)."""
         o = self.options
         long = max(width, height)
         fine = min(1.0, o.max_side / long) if o.max_side else 1.0
-        coarse = min(1.0, o.coarse_side / long)
-        if o.passes == "full":
+        coarse = min(o.coarse_side, long / 2) / long
+        if o.passes == "full" or (o.passes == "pyramid" and long <= o.single_side):
             return [fine]
         if o.passes == "coarse" or coarse >= fine * 0.8:  # one pass is enough when they are about equal
             return [coarse]
@@ -145,10 +168,23 @@ class YuNetDetector:
 
     def detect(self, bgr: np.ndarray) -> np.ndarray:
         h, w = bgr.shape[:2]
-        runs = [self._run(bgr, s) for s in self.scales(w, h)]
-        faces = np.concatenate(runs) if len(runs) > 1 else runs[0]
-        if len(runs) > 1 and len(faces) > 1:
-            faces = faces[_nms(faces[:, :4], faces[:, 14], self.options.nms_threshold)]
+        scales = self.scales(w, h)
+        n, self._frames = self._frames, self._frames + 1
+        if len(scales) == 1:
+            faces = self._run(bgr, scales[0])
+        else:
+            coarse = self._run(bgr, scales[0])
+            carried = self._carried
+            if n % self.options.fine_every == 0 or carried is None or carried[0] != (w, h):
+                fine = self._run(bgr, scales[1])
+                self._carried = ((w, h), fine)
+                faces = np.concatenate([coarse, fine])
+            else:  # the last fine pass's faces, where no coarse face is now
+                fine = carried[1]
+                keep = [i for i in range(len(fine)) if not _covers_any(fine[i, :4], coarse[:, :4])]
+                faces = np.concatenate([coarse, fine[keep]])
+            if len(faces) > 1:
+                faces = faces[_nms(faces[:, :4], faces[:, 14], self.options.nms_threshold)]
         return faces[np.argsort(-faces[:, 14])] if len(faces) else faces
 
     def close(self) -> None:
