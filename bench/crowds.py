@@ -350,6 +350,7 @@ def offline_predictions(model: str, pool: list, samples: set[int]) -> dict[int, 
 
 def pipeline_table(video: SceneVideo, pool: list, labels: list[str], faces: str, threshold: float,
                    model: str | None) -> dict[str, Any]:
+    from realtime.options import FaceFindingOptions, OutputOptions
     from realtime.pipeline import DEFAULT_SPINNING, DEFAULT_THREADS, Pipeline, PipelineOptions, default_model
 
     model = model or str(default_model(DEFAULT_THREADS, DEFAULT_SPINNING))
@@ -360,8 +361,10 @@ def pipeline_table(video: SceneVideo, pool: list, labels: list[str], faces: str,
     tracks: dict[int, list[int]] = defaultdict(list)
     by_n: dict[int, dict[str, list[float]]] = defaultdict(lambda: {"frame": [], "latency": []})
     found_samples: dict[int, Placed] = {}
-    opts = PipelineOptions(source=SceneSource(video), model=model, faces=faces, min_face_confidence=threshold,
-                           face_model=str(FACE_MODEL), draw=True, max_faces=30)
+    opts = PipelineOptions(source=SceneSource(video), model=model,
+                           faces=FaceFindingOptions(faces, face_model=str(FACE_MODEL), min_face_confidence=threshold,
+                                                    max_faces=30),
+                           outputs=OutputOptions(draw=True))
     t0 = time.perf_counter()
     with Pipeline(opts) as p:
         for r in p:

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 import realtime.yunet as yunet_module
+from affect.checks import OptionError
 from affect.crop import DEFAULT_CROP, face_crop_box
 from affect.face_model import FaceModelError
 from affect.preprocess import prepare_batch
-from affect.spec import ModelSpec
 from realtime.faces import Face, FaceFinder, FaceOptions
+from realtime.options import OutputOptions
 from realtime.overlay import draw_overlay, face_rects, layout_panels
-from realtime.pipeline import DEFAULT_MODEL, Pipeline, PipelineError, PipelineOptions, face_path
+from realtime.pipeline import DEFAULT_MODEL, Pipeline, PipelineOptions
 from realtime.yunet import (
     YUNET_FILE,
     YUNET_LICENSE,
@@ -119,13 +120,13 @@ def test_the_camera_says_a_damaged_packaged_detector_in_one_line(tmp_path, hamil
     ("landmarker", False, (), "landmarker"),
 ])
 def test_the_face_path_choice(faces, jsonl_landmarks, blendshapes, expected):
-    spec = ModelSpec(blendshapes=list(blendshapes))
-    assert face_path(PipelineOptions(source=None, faces=faces, jsonl_landmarks=jsonl_landmarks), spec) == expected
+    o = PipelineOptions(source=None, faces=faces, outputs=OutputOptions(jsonl_landmarks=jsonl_landmarks))
+    assert o.face_path(bool(blendshapes)) == expected
 
 
 def test_an_unknown_face_path_is_refused():
-    with pytest.raises(PipelineError, match="faces must be one of"):
-        face_path(PipelineOptions(source=None, faces="tiles"), ModelSpec())
+    with pytest.raises(OptionError, match="must be one of"):
+        PipelineOptions(source=None, faces="tiles")
     with pytest.raises(ValueError, match="face detector must be one of"):
         FaceFinder(FaceOptions(None, landmarks=False, detector="haar"))
     with pytest.raises(ValueError, match="passes must be one of"):
@@ -150,9 +151,9 @@ def test_the_default_path_finds_small_faces_of_a_wide_frame(affectnet_root, face
     frame, boxes = small_face_frame(affectnet_root)
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     o = PipelineOptions(source=None)
-    assert face_path(o, ModelSpec()) == "yunet"
-    with FaceFinder(FaceOptions(None, max_faces=o.max_faces, landmarks=False, detector="yunet",
-                                min_detection_confidence=o.min_face_confidence, mode="image")) as finder:
+    assert o.face_path(False) == "yunet"
+    with FaceFinder(FaceOptions(None, max_faces=o.faces.max_faces, landmarks=False, detector="yunet",
+                                min_detection_confidence=o.faces.min_face_confidence, mode="image")) as finder:
         faces = finder.find(rgb)
     assert all(found(boxes, faces)), [(b, f.box) for b, f in zip(boxes, faces)]
     assert len(faces) == len(boxes)  # no false face on the plain background
@@ -185,7 +186,7 @@ def test_many_faces_are_read_in_one_batch_equal_to_one_by_one(affectnet_root):
     for k, (path, side) in enumerate(zip(paths, sides)):
         x, y = 30 + (k % 6) * 210, 60 + (k // 6) * 330
         frame[y:y + side, x:x + side] = cv2.resize(cv2.imread(str(path)), (side, side))
-    with Pipeline(PipelineOptions(source=None, model=DEFAULT_MODEL, draw=False)) as p:
+    with Pipeline(PipelineOptions(source=None, model=DEFAULT_MODEL, outputs=OutputOptions(draw=False))) as p:
         calls = []
         read_batch = p.reader.read_batch
         p.reader.read_batch = lambda batch, shapes=None: calls.append(len(batch)) or read_batch(batch, shapes)
