@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="one of ours: realtime.cam flags on top of the README command (repeat); "
                          "default: the default path, --faces detector, --faces landmarker")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--clip-variants", action="store_true",
-                    help="also the clip's 2x2 mosaic, darkened and noisy versions (bench/clip_variants.py)")
+    ap.add_argument("--clip-variants", nargs="*", default=None, metavar="VARIANT",
+                    help="also the clip's 2x2 mosaic, darkened and noisy versions (bench/clip_variants.py; "
+                         "no name: all three)")
     ap.add_argument("--fer-on", nargs="+", default=None, metavar="CLIP",
                     help="run fer only on these of clip, mosaic, dark, noisy (default: all)")
     ap.add_argument("--json", default=None)
@@ -134,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         clips = {"clip": args.clip}
-        if args.clip_variants:
+        if args.clip_variants is not None:
             sys.path.insert(0, str(REPO))
-            from bench.clip_variants import write_variants
+            from bench.clip_variants import VARIANTS, write_variants
 
-            clips.update({k: str(v) for k, v in write_variants(Path(tmp) / "clips", args.clip).items()})
+            chosen = args.clip_variants or list(VARIANTS)
+            clips.update({k: str(v) for k, v in write_variants(Path(tmp) / "clips", args.clip, chosen).items()})
         for r in range(args.repeats):
             for clip_name, clip in clips.items():
                 runs = rows.setdefault(clip_name, {})

@@ -18,7 +18,11 @@ one at half the long side (at most `coarse_side`) for the faces large enough
 to move fast, and every `fine_every`-th frame the full-resolution one (at most
 `max_side`) for the small ones, whose boxes are carried to the frames between
 (faces that small move a few pixels in a tenth of a second; a carried box
-gives way to a coarse one it overlaps). Frames of at most `single_side` get
+gives way to a coarse one it overlaps, and a cut — the frame's thumbnail
+changed by more than `cut_change` grey levels on average — runs the fine pass
+at once instead of carrying). At half resolution YuNet's weak detections are
+mostly hands and patterns (a raised hand scored 0.49 on the clip), so a
+coarse face needs at least `coarse_threshold`. Frames of at most `single_side` get
 one full pass. `passes="full"` and `passes="coarse"` run one pass per frame
 (all measured in docs/BENCHMARKS.md); images that are not a video
 (`fine_every=1`) get both passes each.
@@ -77,6 +81,8 @@ class YuNetOptions:
     max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
     fine_every: int = 3  # pyramid: the fine pass on every Nth frame, its faces carried between
     single_side: int = 400  # frames this small get one full pass
+    coarse_threshold: float = 0.6  # pyramid: the least score of a coarse-pass face
+    cut_change: float = 12.0  # pyramid: mean grey change of the 32x18 thumbnail that counts as a cut
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -139,6 +145,7 @@ class YuNetDetector:
         self._size: tuple[int, int] | None = None
         self._frames = 0  # frames seen (which get the fine pass)
         self._carried: tuple[tuple[int, int], np.ndarray] | None = None  # (frame size, fine faces)
+        self._thumb: np.ndarray | None = None  # the last fine frame's 32x18 grey thumbnail
 
     def _run(self, bgr: np.ndarray, scale: float) -> np.ndarray:
         img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -174,10 +181,14 @@ class YuNetDetector:
             faces = self._run(bgr, scales[0])
         else:
             coarse = self._run(bgr, scales[0])
+            coarse = coarse[coarse[:, 14] >= max(self.options.score_threshold, self.options.coarse_threshold)]
             carried = self._carried
-            if n % self.options.fine_every == 0 or carried is None or carried[0] != (w, h):
+            thumb = cv2.cvtColor(cv2.resize(bgr, (32, 18), interpolation=cv2.INTER_AREA),
+                                 cv2.COLOR_BGR2GRAY).astype(np.float32)
+            cut = self._thumb is None or float(np.abs(thumb - self._thumb).mean()) > self.options.cut_change
+            if n % self.options.fine_every == 0 or carried is None or carried[0] != (w, h) or cut:
                 fine = self._run(bgr, scales[1])
-                self._carried = ((w, h), fine)
+                self._carried, self._thumb = ((w, h), fine), thumb
                 faces = np.concatenate([coarse, fine])
             else:  # the last fine pass's faces, where no coarse face is now
                 fine = carried[1]

@@ -203,8 +203,11 @@ def test_every_n_carries_readings_between_inferences(hamilton_clip, onnx_model, 
     opts = PipelineOptions(source=hamilton_clip, model=onnx_model, faces=FaceFindingOptions(face_model=face_model_path),
                            schedule=ScheduleOptions(every=3, max_frames=120))
     with Pipeline(opts) as p:
-        flags = [(r.index, f.inferred) for r in p for f in r.faces if r.index >= 90]
-    assert flags
+        seen = [(r.index, f.track_id, f.inferred) for r in p for f in r.faces if r.index >= 90]
+    # the singer's track (a face that appears later is read at once, whatever --every says)
+    singer = Counter(t for _, t, _ in seen).most_common(1)[0][0]
+    flags = [(i, inferred) for i, t, inferred in seen if t == singer]
+    assert len(flags) >= 20
     assert all(inferred == (i % 3 == 0) for i, inferred in flags[1:])
 
 
