@@ -27,6 +27,14 @@ one full pass. `passes="full"` and `passes="coarse"` run one pass per frame
 (all measured in docs/BENCHMARKS.md); images that are not a video
 (`fine_every=1`) get both passes each.
 
+Dim rooms and cheap webcams: the detector (not the model) sees each frame
+brightened when its brightest 1 % is below `bright_target` (a gain of at
+most 4: at 35 % brightness YuNet found 1.83 faces a frame of the clip
+against 3.30 at full, 3.68 with the gain), and smoothed when its noise
+(the median absolute Laplacian of a subsampled grey image) is above 3 grey
+levels, by a Gaussian of a quarter of that noise (σ 18 noise: 1.87 faces a
+frame, 3.11 smoothed). A clean frame is passed as it is.
+
 Each face carries YuNet's five keypoints (eyes, nose tip, mouth corners): the
 eyes give the roll for the crop, as the MediaPipe detector's do.
 """
@@ -83,6 +91,8 @@ class YuNetOptions:
     single_side: int = 400  # frames this small get one full pass
     coarse_threshold: float = 0.6  # pyramid: the least score of a coarse-pass face
     cut_change: float = 12.0  # pyramid: mean grey change of the 32x18 thumbnail that counts as a cut
+    bright_target: float = 200.0  # brighten a frame whose 99th grey percentile is below this (0: never)
+    denoise_above: float = 3.0  # smooth a frame whose noise estimate exceeds this, in grey levels (0: never)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -173,7 +183,24 @@ class YuNetDetector:
             return [coarse]
         return [coarse, fine]
 
+    def condition(self, bgr: np.ndarray) -> np.ndarray:
+        """The frame as the detector sees it: brightened when dim, smoothed when noisy."""
+        o = self.options
+        if o.bright_target > 0:
+            grey = cv2.cvtColor(cv2.resize(bgr, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+            gain = min(4.0, o.bright_target / max(float(np.percentile(grey, 99)), 1.0))
+            if gain > 1.05:
+                bgr = cv2.convertScaleAbs(bgr, alpha=gain)
+        if o.denoise_above > 0:
+            step = max(1, max(bgr.shape[:2]) // 320)
+            grey = cv2.cvtColor(np.ascontiguousarray(bgr[::step, ::step]), cv2.COLOR_BGR2GRAY).astype(np.float32)
+            noise = float(np.median(np.abs(cv2.Laplacian(grey, cv2.CV_32F)))) / 0.6745 / np.sqrt(20.0)
+            if noise > o.denoise_above:
+                bgr = cv2.GaussianBlur(bgr, (0, 0), 0.25 * noise)
+        return bgr
+
     def detect(self, bgr: np.ndarray) -> np.ndarray:
+        bgr = self.condition(bgr)
         h, w = bgr.shape[:2]
         scales = self.scales(w, h)
         n, self._frames = self._frames, self._frames + 1
