@@ -188,12 +188,12 @@ def test_many_faces_are_read_in_one_batch_equal_to_one_by_one(affectnet_root):
         frame[y:y + side, x:x + side] = cv2.resize(cv2.imread(str(path)), (side, side))
     with Pipeline(PipelineOptions(source=None, model=DEFAULT_MODEL, outputs=OutputOptions(draw=False))) as p:
         calls = []
-        read_batch = p.reader.read_batch
-        p.reader.read_batch = lambda batch, shapes=None: calls.append(len(batch)) or read_batch(batch, shapes)
+        predict = p.backend.predict
+        p.backend.predict = lambda batch, *rows: calls.append(len(batch)) or predict(batch, *rows)
         result = p.process(frame, 0.0)
-        assert len(result.faces) == len(sides) and calls == [len(sides)]  # one call for the frame
+        assert len(result.faces) == len(sides) and calls == [len(sides)]  # one model call for the frame
         for face in result.faces:
-            alone, _ = read_batch(prepare_batch([face.crop], p.spec))
+            alone, _ = p.reader.read_batch(prepare_batch([face.crop], p.spec))
             np.testing.assert_allclose(face.raw_probabilities, alone[0], atol=1e-5)
 
 
