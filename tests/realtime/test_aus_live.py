@@ -108,7 +108,7 @@ def test_a_model_with_an_au_head_is_read_from_its_head_on_the_detector_path(tmp_
                               faces=FaceFindingOptions(face_model=face_model_path),
                               schedule=ScheduleOptions(every=3, max_frames=60))
     with Pipeline(options) as p:
-        assert p.reader.au_source == "model" and p.face_path == "detector"  # no landmarker needed
+        assert p.reader.au_source == "model" and p.face_path == "yunet"  # no landmarker needed (the default finder, issue 27)
         faces = [f for r in p for f in r.faces]
     assert faces and all(f.aus is not None and f.aus.shape == (15,) for f in faces)
     got = np.array([f.aus for f in faces])
