@@ -49,8 +49,10 @@ def summary_csv(df: pd.DataFrame, labels: list[str]) -> str:
 
 def state_at(df: pd.DataFrame, t_ms: float, trail_ms: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trail rows within trail_ms before t_ms, latest row per track at or before t_ms)."""
-    past = df[df["t_ms"] <= t_ms]
-    trail = past[past["t_ms"] >= t_ms - trail_ms]
+    # the time comes from a float slider (seconds): a row exactly on either edge stays in
+    eps = 1e-3
+    past = df[df["t_ms"] <= t_ms + eps]
+    trail = past[past["t_ms"] >= t_ms - trail_ms - eps]
     current = trail.sort_values("t_ms").groupby("track_id").tail(1)
     return trail, current
 

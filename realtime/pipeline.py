@@ -240,8 +240,14 @@ class Pipeline:
                 raise PipelineError("AUs from blendshapes need the landmarker (faces 'landmarker' or 'auto'), "
                                     f"not {self.face_path!r}; or a model with an action_units output")
             # YuNet alone needs no MediaPipe bundle (it is packaged): offline runs start without one
-            face_model = None if self.face_path == "yunet" else resolve_face_model(
-                f.face_model, download=f.download_face_model)
+            if self.face_path == "yunet":
+                # YuNet needs no MediaPipe bundle; one named explicitly is still checked, so a
+                # wrong path is said, not silently ignored
+                face_model = None
+                if f.face_model:
+                    resolve_face_model(f.face_model, download=False)
+            else:
+                face_model = resolve_face_model(f.face_model, download=f.download_face_model)
             self.source: Source | None = None
             if isinstance(o.source, Source):
                 self.source = o.source
