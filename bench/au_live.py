@@ -70,7 +70,7 @@ def write_video(paths: list[str], out: Path) -> None:
 
 def cam(video: Path, face_model: str, extra: list[str], summary_json: Path) -> dict:
     cmd = [sys.executable, "-m", "realtime.cam", "--source", str(video), "--model", str(PACKAGED),
-           "--face-model", face_model, "--headless", "--summary-json", str(summary_json), *extra]
+           "--face-model", face_model, "--headless", "--summary-json", str(summary_json), "--overwrite", *extra]
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads(summary_json.read_text())
 

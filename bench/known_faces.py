@@ -207,7 +207,7 @@ def compare(manifest: list[dict], live: list[dict], offline: list[int]) -> dict:
 def run_cam(video: Path, csv_path: Path, model: str | None, face_model: str, flags: str = "") -> str:
     """Runs realtime.cam; returns the face path it used ("detector" or "landmarker")."""
     cmd = [sys.executable, "-m", "realtime.cam", "--source", str(video), "--headless", "--csv", str(csv_path),
-           "--face-model", face_model, *(["--model", model] if model else []), *shlex.split(flags)]
+           "--face-model", face_model, "--overwrite", *(["--model", model] if model else []), *shlex.split(flags)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     if out.returncode != 0:

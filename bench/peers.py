@@ -84,7 +84,7 @@ def run_ours(flags: str, clip: str, face_model: str, work: Path) -> dict:
     summary = work / "summary.json"
     cmd = [sys.executable, "-m", "realtime.cam", "--source", clip, "--face-model", face_model, "--headless",
            "--csv", str(work / "demo.csv"), "--video-out", str(work / "demo.mp4"),
-           "--summary-json", str(summary), *shlex.split(flags)]
+           "--summary-json", str(summary), "--overwrite", *shlex.split(flags)]  # rounds reuse the names
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     if out.returncode != 0:

@@ -29,11 +29,12 @@ from affect.errors import first_line
 from realtime.corpus.video import VideoOutcome, VideoTask, process_video
 
 # Threads one worker keeps busy with the camera's default settings (one ONNX Runtime thread, no
-# spinning, the stages overlapped; MediaPipe Tasks' Python API sets no thread count): the CPU time
-# of all its threads over that of the busiest one, 3.40-3.49 on a 10-s clip (bench/corpus_throughput.py,
-# docs/BENCHMARKS.md "Corpus"). So one worker can already fill 2 cores, and the default is one
-# worker per 3.4 cores (at least one); a Ray task asks for one CPU and Ray packs them.
-THREADS_PER_WORKER = 3.4
+# spinning, the stages overlapped; MediaPipe Tasks' Python API sets no thread count): 1.96 on a quiet
+# 2-core AMD EPYC (bench/corpus_throughput.py, docs/BENCHMARKS.md "Corpus"; 3.4 was read on a machine
+# loaded by other work). Yet on those 2 cores two workers read 1.29x the video-seconds per
+# wall-second of one (the stages wait on each other part of the time), so the default is one worker
+# per 2 cores, and at least two where there are two cores; a Ray task asks for one CPU.
+THREADS_PER_WORKER = 2.0
 
 
 Events = Callable[[str, Any], None]
@@ -53,7 +54,7 @@ def available_cores() -> int:
 def default_workers(cores: int | None = None) -> int:
     """As many workers as the cores hold at the measured threads of one."""
     cores = cores or available_cores()
-    return max(1, int(cores / THREADS_PER_WORKER + 0.5))
+    return max(min(2, cores), int(cores / THREADS_PER_WORKER + 0.5))
 
 
 def _die_with_parent() -> None:
