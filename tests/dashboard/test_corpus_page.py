@@ -6,10 +6,6 @@ opens on the Session page."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -17,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import SHARED
 from streamlit.testing.v1 import AppTest
+from test_browser import streamlit_server
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "streamlit_app.py"
@@ -116,48 +113,14 @@ def test_a_corpus_table_linked_from_outside_is_refused(corpus_app, corpus, works
 # --- in Chromium ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def corpus_server(workspace, corpus):
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) for this test")
     pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
-    port = _free_port()
     env = {**os.environ, "AFFECTCAM_DASHBOARD_DIRS": os.pathsep.join(["runs", "recordings", "models"])}
-    log = (ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS) / "streamlit_corpus_server.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
-            cwd=workspace, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start (see {log}): {log.read_text()[-500:]}")
-            time.sleep(0.5)
+    with streamlit_server(workspace, env, "streamlit_corpus_server.log") as (url, _proc):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _settle(page, title: str, charts: int = 0, timeout_ms: int = 90_000) -> None:
