@@ -42,6 +42,8 @@ USER_ERRORS = (SourceError, BackendError, SpecError, FaceModelError, PipelineErr
 FLAGS = {"ModelOptions.threads": "--threads", "FaceFindingOptions.max_faces": "--max-faces",
          "FaceFindingOptions.min_face_confidence": "--min-face-confidence", "FaceFindingOptions.finder": "--faces",
          "ScheduleOptions.every": "--every", "ScheduleOptions.max_frames": "--max-frames",
+         "ScheduleOptions.small_face_every": "--small-face-every",
+         "ScheduleOptions.small_face_side": "--small-face-side",
          "SourceOptions.width": "--width", "SourceOptions.height": "--height", "SourceOptions.fps": "--fps",
          "SmoothingOptions.ema_alpha": "--ema-alpha", "SmoothingOptions.min_cutoff": "--euro-min-cutoff",
          "SmoothingOptions.beta": "--euro-beta"}
@@ -182,7 +184,14 @@ def add_pipeline_arguments(ap: argparse.ArgumentParser) -> None:
                          "docs/BENCHMARKS.md; lower finds more faces in dim or small footage, and "
                          "more false ones)")
     ap.add_argument("--max-frames", type=int, default=None)
-    ap.add_argument("--every", type=int, default=1, help="run the model every Nth frame, carrying results between")
+    ap.add_argument("--every", type=int, default=1,
+                    help="read each face every Nth frame (faces in turn), carrying its reading between (default 1)")
+    ap.add_argument("--small-face-every", type=int, default=ScheduleOptions.small_face_every, metavar="N",
+                    help="read faces whose crop is under --small-face-side px every Nth frame at most often "
+                         f"(default {ScheduleOptions.small_face_every}; 1: every frame; measured: docs/BENCHMARKS.md)")
+    ap.add_argument("--small-face-side", type=int, default=None, metavar="PX",
+                    help="a face whose crop side is under this is small for --small-face-every (default: the "
+                         "model's input size, so a face the model sees upscaled)")
     ap.add_argument("--jsonl-landmarks", action="store_true", help="add landmarks and blendshapes to the JSONL")
     ap.add_argument("--aus", action="store_true",
                     help="action units: a probability per face for each of 15 FACS AUs (AU1 … AU27 columns), from "
@@ -212,7 +221,9 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         faces=FaceFindingOptions("detector" if args.detector_only else args.faces, face_model=args.face_model,
                                  detector_fill=not args.no_detector_fill, max_faces=args.max_faces,
                                  min_face_confidence=args.min_face_confidence),
-        schedule=ScheduleOptions(every=args.every, max_frames=args.max_frames, overlap=not args.sequential),
+        schedule=ScheduleOptions(every=args.every, small_face_every=args.small_face_every,
+                                 small_face_side=args.small_face_side, max_frames=args.max_frames,
+                                 overlap=not args.sequential),
         outputs=OutputOptions(csv=args.csv, jsonl=args.jsonl, jsonl_landmarks=args.jsonl_landmarks,
                               video_out=args.video_out, show=not args.headless,
                               sinks=[SummaryJsonSink(args.summary_json)] if args.summary_json else []),

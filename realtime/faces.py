@@ -139,15 +139,17 @@ class FaceFinder:
                 self.close()
                 raise
 
-    def find(self, rgb: np.ndarray, t_ms: float = 0.0) -> list[Face]:
-        """Faces in an HxWx3 uint8 RGB frame; `t_ms` only matters in video mode."""
+    def find(self, frame: np.ndarray, t_ms: float = 0.0, bgr: bool = False) -> list[Face]:
+        """Faces in an HxWx3 uint8 frame, RGB (or BGR with `bgr=True`: YuNet alone then needs no
+        conversion of the whole frame); `t_ms` only matters in video mode."""
         image = None
         if self.task is not None or self.detector is not None:
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else frame
             image = self._image(image_format=self._format, data=np.ascontiguousarray(rgb))
         # MediaPipe's VIDEO mode requires strictly increasing integer timestamps.
         ts = max(int(t_ms), self._last_ts + 1)
         self._last_ts = ts
-        h, w = rgb.shape[:2]
+        h, w = frame.shape[:2]
         faces: list[Face] = []
         if self.task is not None:
             result = self.task.detect_for_video(image, ts) if self._video else self.task.detect(image)
@@ -156,7 +158,7 @@ class FaceFinder:
             result = self.detector.detect_for_video(image, ts) if self._video else self.detector.detect(image)
             faces += [d for d in self._from_detections(result, w, h) if not _covered(d, faces)]
         if self.yunet is not None and len(faces) < self.options.max_faces:
-            found = self.yunet.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # YuNet was trained on BGR
+            found = self.yunet.detect(frame, rgb=not bgr)  # YuNet was trained on BGR: it reorders an RGB frame
             faces += [d for d in self._from_yunet(found) if not _covered(d, faces)]
         return faces[: self.options.max_faces]
 

@@ -136,7 +136,6 @@ class _Work:
     t_start: float  # perf_counter when its reading began
     timings: dict[str, float]
     n: int = 0  # position among the frames the pipeline processed (for --every)
-    rgb: np.ndarray | None = None
     faces: list[Face] = field(default_factory=list)
     tracks: list[Any] = field(default_factory=list)
     live_tracks: dict[int, Any] = field(default_factory=dict)  # the tracker's tracks after this frame
@@ -367,11 +366,12 @@ class Pipeline:
 
     def _find(self, w: _Work) -> _Work:
         """Faces, tracks and the model's input for one frame."""
-        o, spec = self.options, self.spec
+        spec = self.spec
         w.lap_t = time.perf_counter()
         w.n, self._n = self._n, self._n + 1
-        w.rgb = rgb = cv2.cvtColor(w.image, cv2.COLOR_BGR2RGB)
-        w.faces = self.finder.find(rgb, w.t_ms)
+        # the finder converts what it needs (MediaPipe: the whole frame to RGB; YuNet: nothing),
+        # and the crops are cut from the BGR frame and turned to RGB, small
+        w.faces = self.finder.find(w.image, w.t_ms, bgr=True)
         w.lap("faces")
         w.tracks = self.tracker.update([f.box for f in w.faces])
         w.live_tracks = dict(self.tracker.tracks)
@@ -379,16 +379,25 @@ class Pipeline:
         w.boxes = [f.crop_box(spec.crop) for f in w.faces]
         # Faces whose track has never been read are read whatever --every says. "scheduled" is
         # set here, not when the reading lands, so the overlapped run decides as the sequential one.
-        w.todo = [i for i, t in enumerate(w.tracks) if w.n % o.schedule.every == 0 or "scheduled" not in t.state]
+        w.todo = [i for i, t in enumerate(w.tracks)
+                  if "scheduled" not in t.state or (w.n + t.id) % self._read_every(w.boxes[i].side) == 0]
         for i in w.todo:
             w.tracks[i].state["scheduled"] = True
-        w.crops = {i: crop_face(rgb, w.boxes[i], spec.input_size) for i in w.todo}
+        w.crops = {i: cv2.cvtColor(crop_face(w.image, w.boxes[i], spec.input_size), cv2.COLOR_BGR2RGB)
+                   for i in w.todo}
         w.batch = prepare_batch([w.crops[i] for i in w.todo], spec)
         w.shapes = blendshape_rows([w.faces[i] for i in w.todo], spec.blendshapes) if spec.blendshapes else None
         if self.reader.au_source == "blendshapes":  # every face, every frame: a small matrix product
             w.aus = self.reader.blendshape_aus([f.blendshapes for f in w.faces])
         w.lap("crop")
         return w
+
+    def _read_every(self, crop_side: float) -> int:
+        """How often (in frames) a face with this crop side is read: `every`, or at most every
+        `small_face_every`-th frame for a small face."""
+        o = self.options.schedule
+        small = self.spec.input_size if o.small_face_side is None else o.small_face_side
+        return o.every if crop_side >= small else max(o.every, o.small_face_every)
 
     def _infer(self, w: _Work) -> _Work:
         w.lap_t = time.perf_counter()

@@ -294,7 +294,11 @@ class _FragmentedMp4:
         return True
 
     def write(self, image: np.ndarray) -> None:
-        frame = self._frame_type.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        h, w = image.shape[:2]
+        if h % 2 == 0 and w % 2 == 0:  # OpenCV's BGR → I420 is several times faster than PyAV's swscale
+            frame = self._frame_type.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        else:
+            frame = self._frame_type.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 

@@ -4,10 +4,16 @@ MediaPipe's short-range FaceDetector sees the whole frame at 128×128, so in a
 1280×720 frame a face under about 100 px is not found at all. YuNet (OpenCV
 Zoo, Shiqi Yu et al., MIT) runs at the frame's own resolution and finds faces
 from about 10 px; it is packaged here (`realtime/models/`, with its licence)
-and checked against its sha256 at load. It runs through OpenCV's
-`cv2.FaceDetectorYN` (the OpenCV that MediaPipe brings): on this project's
-2-core CPU it ran a 640×640 frame in 18 ms against ONNX Runtime's 46 ms, and
-it takes any input size (the ONNX graph is fixed at 640×640).
+and checked against its sha256 at load. It runs through ONNX Runtime
+on one thread (`engine="onnxruntime"`, the default): the graph's input is fixed
+at 640×640, so at load its height and width are made free (the file on disk
+stays the official one), a frame is padded to a multiple of 32 as OpenCV does,
+and the five stride outputs are decoded here (score √(cls·obj), centre and
+keypoints offset from the grid cell, size exp(·)·stride; then NMS), which gives
+OpenCV's `cv2.FaceDetectorYN` boxes to the hundredth of a pixel (a test holds
+them equal). One ORT thread ran a 640×360 frame in about half the time
+`cv2.FaceDetectorYN` took with its own threads beside the rest of the pipeline
+(docs/BENCHMARKS.md); `engine="opencv"` keeps OpenCV's detector.
 
 At the full resolution of a large frame YuNet misses the faces that fill
 much of it (a selfie on a 1280×720 webcam: on the clip upscaled 2× it found
@@ -43,10 +49,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    import onnx
+
+from affect.errors import first_line
 from affect.face_model import FaceModelError
 from affect.files import sha256_of
 
@@ -54,6 +65,8 @@ YUNET_FILE = Path(__file__).resolve().parent / "models" / "face_detection_yunet_
 YUNET_LICENSE = YUNET_FILE.parent / "face_detection_yunet_LICENSE"
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 PASSES = ("pyramid", "full", "coarse")
+ENGINES = ("onnxruntime", "opencv")
+_STRIDES = (8, 16, 32)
 
 _CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime) already hashed in this process
 
@@ -84,6 +97,8 @@ class YuNetOptions:
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
     top_k: int = 5000
+    engine: str = "onnxruntime"  # "onnxruntime" (one thread, decoded here) or "opencv" (cv2.FaceDetectorYN)
+    threads: int = 1  # ONNX Runtime intra-op threads (the model runs on another thread of the pipeline)
     passes: str = "pyramid"  # "pyramid" (coarse + full), "full", "coarse"
     coarse_side: int = 640  # most long side of the coarse pass (else half the frame's)
     max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
@@ -93,6 +108,7 @@ class YuNetOptions:
     cut_change: float = 12.0  # pyramid: mean grey change of the 32x18 thumbnail that counts as a cut
     bright_target: float = 200.0  # brighten a frame whose 99th grey percentile is below this (0: never)
     denoise_above: float = 3.0  # smooth a frame whose noise estimate exceeds this, in grey levels (0: never)
+    condition_every: int = 10  # measure light and noise again every Nth frame (and at a cut)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -130,6 +146,113 @@ def _covers_any(box: np.ndarray, others: np.ndarray, iou: float = 0.3) -> bool:
     return bool(np.any(inter / np.maximum(a + b - inter, 1e-9) > iou) or np.any(inter / np.maximum(np.minimum(a, b), 1e-9) > 0.8))
 
 
+def _quiet_cv2(fn):
+    """Call `fn` with OpenCV's log at ERROR: OpenCV 5's DNN warns on every create that its new
+    graph engine ignores the target."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        return fn()
+    finally:
+        log.setLogLevel(level)
+
+
+class _OpenCvEngine:
+    """`cv2.FaceDetectorYN`: decoding and NMS in OpenCV."""
+
+    def __init__(self, path: Path, o: YuNetOptions):
+        try:
+            self._net = _quiet_cv2(lambda: cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), float(o.score_threshold), float(o.nms_threshold), int(o.top_k)))
+        except cv2.error as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise FaceModelError(f"{path}: not a YuNet ONNX model OpenCV can read ({first})") from None
+        self._size: tuple[int, int] | None = None
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        size = (bgr.shape[1], bgr.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, faces = self._net.detect(np.ascontiguousarray(bgr))
+        return np.zeros((0, 15), np.float32) if faces is None else faces.astype(np.float32)
+
+
+def _free_input_size(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with its input's height and width (and the outputs' anchor count) made free."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ValueError(f"input of rank {len(dims)}, expected NCHW")
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for out in model.graph.output:
+        out_dims = out.type.tensor_type.shape.dim
+        if len(out_dims) > 1:
+            out_dims[1].dim_param = "anchors"
+    del model.graph.value_info[:]  # shapes inferred for 640x640 would contradict the new size
+    return model
+
+
+class _OrtEngine:
+    """YuNet through ONNX Runtime at any input size, decoded as OpenCV's FaceDetectorYN does."""
+
+    def __init__(self, path: Path, o: YuNetOptions):
+        import onnx
+        import onnxruntime as ort
+
+        self.options = o
+        try:
+            model = _free_input_size(onnx.load(str(path)))
+            outputs = [v.name for v in model.graph.output]
+            missing = [f"{k}_{s}" for s in _STRIDES for k in ("cls", "obj", "bbox", "kps")
+                       if f"{k}_{s}" not in outputs]
+            if missing:
+                raise ValueError(f"no output {missing[0]}")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = max(1, int(o.threads))
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._session = ort.InferenceSession(model.SerializeToString(), opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnx and ORT raise many types for a bad file
+            raise FaceModelError(f"{path}: not a YuNet ONNX model ONNX Runtime can read "
+                                 f"({first_line(exc)})") from None
+        self._input = self._session.get_inputs()[0].name
+        self._names = [f"{k}_{s}" for s in _STRIDES for k in ("cls", "obj", "bbox", "kps")]
+        self._blob: np.ndarray | None = None
+
+    def detect(self, image: np.ndarray, rgb: bool = False) -> np.ndarray:
+        h, w = image.shape[:2]
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32  # padded right and bottom, as OpenCV does
+        if self._blob is None or self._blob.shape[2:] != (ph, pw):
+            self._blob = np.zeros((1, 3, ph, pw), np.float32)
+        # YuNet takes BGR 0-255 floats; an RGB frame is reversed on the way in (no copy of it)
+        np.copyto(self._blob[0, :, :h, :w], (image[..., ::-1] if rgb else image).transpose(2, 0, 1))
+        outs = self._session.run(self._names, {self._input: self._blob})
+        o = self.options
+        found = []
+        for i, stride in enumerate(_STRIDES):
+            cls, obj, bbox, kps = (a[0] for a in outs[4 * i: 4 * i + 4])
+            score = np.sqrt(np.clip(cls[:, 0], 0, 1) * np.clip(obj[:, 0], 0, 1))
+            keep = np.flatnonzero(score >= o.score_threshold)
+            if not len(keep):
+                continue
+            row, col = np.divmod(keep, pw // stride)
+            b, k = bbox[keep], kps[keep]
+            bw, bh = np.exp(b[:, 2]) * stride, np.exp(b[:, 3]) * stride
+            cx, cy = (col + b[:, 0]) * stride, (row + b[:, 1]) * stride
+            points = np.empty((len(keep), 10), np.float32)
+            points[:, 0::2] = (k[:, 0::2] + col[:, None]) * stride
+            points[:, 1::2] = (k[:, 1::2] + row[:, None]) * stride
+            found.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, points, score[keep]]))
+        if not found:
+            return np.zeros((0, 15), np.float32)
+        faces = np.concatenate(found).astype(np.float32)
+        kept = cv2.dnn.NMSBoxes(faces[:, :4].tolist(), faces[:, 14].tolist(), float(o.score_threshold),
+                                float(o.nms_threshold), top_k=int(o.top_k))
+        return faces[np.asarray(kept, int).reshape(-1)]
+
+
 class YuNetDetector:
     """`detect(bgr) → (N, 15) float32`: x, y, w, h, five (x, y) keypoints, score, in frame pixels."""
 
@@ -137,39 +260,18 @@ class YuNetDetector:
         self.options = o = options or YuNetOptions()
         if o.passes not in PASSES:
             raise ValueError(f"YuNet passes must be one of {list(PASSES)}, got {o.passes!r}")
+        if o.engine not in ENGINES:
+            raise ValueError(f"YuNet engine must be one of {list(ENGINES)}, got {o.engine!r}")
         path = check_yunet_model(o.model_path)
-        log = cv2.utils.logging
-        level = log.getLogLevel()
-        # OpenCV 5's DNN warns on every create that its new graph engine ignores the target: noise
-        log.setLogLevel(log.LOG_LEVEL_ERROR)
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), float(o.score_threshold),
-                                                  float(o.nms_threshold), int(o.top_k))
-        except cv2.error as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise FaceModelError(f"{path}: not a YuNet ONNX model OpenCV can read ({first})") from None
-        finally:
-            log.setLogLevel(level)
-        if o.fine_every < 1:
-            raise ValueError(f"YuNet fine_every must be at least 1, got {o.fine_every}")
+        self._engine = _OrtEngine(path, o) if o.engine == "onnxruntime" else _OpenCvEngine(path, o)
+        if o.fine_every < 1 or o.condition_every < 1:
+            raise ValueError(f"YuNet fine_every and condition_every must be at least 1, got "
+                             f"{o.fine_every} and {o.condition_every}")
         self._size: tuple[int, int] | None = None
         self._frames = 0  # frames seen (which get the fine pass)
         self._carried: tuple[tuple[int, int], np.ndarray] | None = None  # (frame size, fine faces)
         self._thumb: np.ndarray | None = None  # the last fine frame's 32x18 grey thumbnail
-
-    def _run(self, bgr: np.ndarray, scale: float) -> np.ndarray:
-        img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        size = (img.shape[1], img.shape[0])
-        if size != self._size:
-            self._net.setInputSize(size)
-            self._size = size
-        _, faces = self._net.detect(np.ascontiguousarray(img))
-        if faces is None or len(faces) == 0:
-            return np.zeros((0, 15), np.float32)
-        out = faces.astype(np.float32)
-        if scale != 1.0:
-            out[:, :14] /= scale
-        return out
+        self._conditions: tuple[float, float] | None = None  # (gain, blur σ) measured last
 
     def scales(self, width: int, height: int) -> list[float]:
         """The resize factors of the passes this frame size gets (coarse first)."""
@@ -183,38 +285,71 @@ class YuNetDetector:
             return [coarse]
         return [coarse, fine]
 
-    def condition(self, bgr: np.ndarray) -> np.ndarray:
-        """The frame as the detector sees it: brightened when dim, smoothed when noisy."""
+    def measure_conditions(self, image: np.ndarray) -> tuple[float, float]:
+        """(gain, blur σ in frame pixels) for this frame: a gain above 1 when its brightest 1 % is
+        below `bright_target`, a blur when its noise is above `denoise_above` (1.0, 0.0: as it is).
+        Grey weights are the same for BGR and RGB within a grey level on these statistics."""
         o = self.options
+        gain, sigma = 1.0, 0.0
         if o.bright_target > 0:
-            grey = cv2.cvtColor(cv2.resize(bgr, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+            grey = cv2.cvtColor(cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
             gain = min(4.0, o.bright_target / max(float(np.percentile(grey, 99)), 1.0))
-            if gain > 1.05:
-                bgr = cv2.convertScaleAbs(bgr, alpha=gain)
+            gain = gain if gain > 1.05 else 1.0
         if o.denoise_above > 0:
-            step = max(1, max(bgr.shape[:2]) // 320)
-            grey = cv2.cvtColor(np.ascontiguousarray(bgr[::step, ::step]), cv2.COLOR_BGR2GRAY).astype(np.float32)
-            noise = float(np.median(np.abs(cv2.Laplacian(grey, cv2.CV_32F)))) / 0.6745 / np.sqrt(20.0)
-            if noise > o.denoise_above:
-                bgr = cv2.GaussianBlur(bgr, (0, 0), 0.25 * noise)
-        return bgr
+            step = max(1, max(image.shape[:2]) // 320)
+            grey = cv2.cvtColor(np.ascontiguousarray(image[::step, ::step]), cv2.COLOR_BGR2GRAY).astype(np.float32)
+            # the noise after the gain: brightening a dim frame amplifies its noise too
+            noise = gain * float(np.median(np.abs(cv2.Laplacian(grey, cv2.CV_32F)))) / 0.6745 / np.sqrt(20.0)
+            sigma = 0.25 * noise if noise > o.denoise_above else 0.0
+        return gain, sigma
 
-    def detect(self, bgr: np.ndarray) -> np.ndarray:
-        bgr = self.condition(bgr)
-        h, w = bgr.shape[:2]
+    @staticmethod
+    def apply_conditions(image: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+        if gain > 1.0:
+            image = cv2.convertScaleAbs(image, alpha=gain)
+        if sigma > 0.0:
+            image = cv2.GaussianBlur(image, (0, 0), sigma)
+        return image
+
+    def condition(self, image: np.ndarray) -> np.ndarray:
+        """The frame as the detector sees it: brightened when dim, smoothed when noisy."""
+        return self.apply_conditions(image, *self.measure_conditions(image))
+
+    def _look(self, image: np.ndarray, scale: float, rgb: bool) -> np.ndarray:
+        """One pass: the frame resized by `scale`, conditioned at that size (a blur of σ·scale),
+        through the engine; boxes in frame pixels."""
+        img = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        gain, sigma = self._conditions
+        img = self.apply_conditions(img, gain, sigma * scale)
+        if isinstance(self._engine, _OrtEngine):
+            out = self._engine.detect(img, rgb=rgb)
+        else:
+            out = self._engine.detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if rgb else img)
+        if scale != 1.0 and len(out):
+            out[:, :14] /= scale
+        return out
+
+    def detect(self, image: np.ndarray, rgb: bool = False) -> np.ndarray:
+        """Faces in an HxWx3 uint8 frame, BGR (or RGB with `rgb=True`), best first."""
+        o = self.options
+        h, w = image.shape[:2]
         scales = self.scales(w, h)
         n, self._frames = self._frames, self._frames + 1
+        # the 32x18 thumbnail tells a cut (the fine pass runs at once) and when to look at the
+        # light and noise again: they change with the scene, not from frame to frame
+        thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32).mean(axis=2)
+        cut = self._thumb is None or float(np.abs(thumb - self._thumb).mean()) > o.cut_change
+        if cut or self._conditions is None or n % o.condition_every == 0:
+            self._conditions = self.measure_conditions(image)
         if len(scales) == 1:
-            faces = self._run(bgr, scales[0])
+            faces = self._look(image, scales[0], rgb)
+            self._thumb = thumb
         else:
-            coarse = self._run(bgr, scales[0])
-            coarse = coarse[coarse[:, 14] >= max(self.options.score_threshold, self.options.coarse_threshold)]
+            coarse = self._look(image, scales[0], rgb)
+            coarse = coarse[coarse[:, 14] >= max(o.score_threshold, o.coarse_threshold)]
             carried = self._carried
-            thumb = cv2.cvtColor(cv2.resize(bgr, (32, 18), interpolation=cv2.INTER_AREA),
-                                 cv2.COLOR_BGR2GRAY).astype(np.float32)
-            cut = self._thumb is None or float(np.abs(thumb - self._thumb).mean()) > self.options.cut_change
-            if n % self.options.fine_every == 0 or carried is None or carried[0] != (w, h) or cut:
-                fine = self._run(bgr, scales[1])
+            if n % o.fine_every == 0 or carried is None or carried[0] != (w, h) or cut:
+                fine = self._look(image, scales[1], rgb)
                 self._carried, self._thumb = ((w, h), fine), thumb
                 faces = np.concatenate([coarse, fine])
             else:  # the last fine pass's faces, where no coarse face is now
@@ -222,11 +357,11 @@ class YuNetDetector:
                 keep = [i for i in range(len(fine)) if not _covers_any(fine[i, :4], coarse[:, :4])]
                 faces = np.concatenate([coarse, fine[keep]])
             if len(faces) > 1:
-                faces = faces[_nms(faces[:, :4], faces[:, 14], self.options.nms_threshold)]
+                faces = faces[_nms(faces[:, :4], faces[:, 14], o.nms_threshold)]
         return faces[np.argsort(-faces[:, 14])] if len(faces) else faces
 
     def close(self) -> None:
-        self._net = None
+        self._engine = None
 
     def __enter__(self) -> YuNetDetector:
         return self

@@ -110,6 +110,47 @@ def test_the_camera_says_a_damaged_packaged_detector_in_one_line(tmp_path, hamil
     assert "Traceback" not in out.stderr
 
 
+def test_onnx_runtime_engine_finds_the_boxes_opencvs_yunet_finds(hamilton_clip, affectnet_root):
+    """The default engine (ONNX Runtime, decoded in Python) against cv2.FaceDetectorYN on real
+    frames: the clip at its size and odd-sized, and a wide frame of small pasted faces."""
+    cap = cv2.VideoCapture(str(hamilton_clip))
+    frames = []
+    for i in range(200):
+        ok, frame = cap.read()
+        if ok and i % 50 == 0:
+            frames.append(frame)
+    cap.release()
+    frames.append(frames[1][:347, :603])  # not a multiple of 32: the padding must match OpenCV's
+    frames.append(small_face_frame(affectnet_root)[0])
+    both = [YuNetDetector(YuNetOptions(engine=e, passes="full", score_threshold=0.5, denoise_above=0,
+                                       bright_target=0)) for e in ("onnxruntime", "opencv")]
+    total = 0
+    for frame in frames:
+        ours, theirs = (d.detect(frame) for d in both)
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=0.05)
+        total += len(ours)
+        rgb = YuNetDetector(YuNetOptions(passes="full", score_threshold=0.5, denoise_above=0, bright_target=0))
+        np.testing.assert_allclose(rgb.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), rgb=True), ours, atol=1e-4)
+    assert total >= len(frames)  # faces were found, so the comparison compared something
+
+
+def test_an_unknown_yunet_engine_or_cadence_is_refused():
+    with pytest.raises(ValueError, match="engine must be one of"):
+        YuNetDetector(YuNetOptions(engine="tflite"))
+    with pytest.raises(ValueError, match="condition_every"):
+        YuNetDetector(YuNetOptions(condition_every=0))
+
+
+def test_a_corrupt_yunet_file_is_one_line_naming_it_for_either_engine(tmp_path):
+    bad = tmp_path / "yunet.onnx"
+    bad.write_bytes(b"not an onnx graph" * 100)
+    for engine in ("onnxruntime", "opencv"):
+        with pytest.raises(FaceModelError) as err:
+            YuNetDetector(YuNetOptions(model_path=bad, engine=engine))
+        assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
 # --- which finder ------------------------------------------------------------------------------
 @pytest.mark.parametrize("faces, jsonl_landmarks, blendshapes, expected", [
     ("auto", False, (), "yunet"),
