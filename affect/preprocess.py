@@ -32,10 +32,14 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """NHWC uint8 RGB (or HWC) → NCHW float32 `(pixel/255 - mean) / std`."""
     batch = images[None] if images.ndim == 3 else images
-    x = batch.astype(np.float32) * np.float32(1 / 255)
-    x -= np.asarray(mean, np.float32)
-    x /= np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    # one strided copy into NCHW, then two in-place passes (x/255 - m)/s = x*(1/(255 s)) - m/s:
+    # the same numbers as four whole-array passes, several times faster on a crowd's batch
+    x = np.empty((batch.shape[0], batch.shape[3], batch.shape[1], batch.shape[2]), np.float32)
+    np.copyto(x, batch.transpose(0, 3, 1, 2))
+    x *= (np.float32(1 / 255) / std)[None, :, None, None]
+    x -= (mean / std)[None, :, None, None]
+    return x
 
 
 def prepare_batch(crops: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:

@@ -294,15 +294,15 @@ class TiledMediaPipe:
 
 
 def finders(face_model: Path, threshold: float, names: list[str]) -> dict[str, Any]:
-    def yunet(passes: str, fine_every: int = 3, **more: Any) -> FaceFinder:
+    def yunet(passes: str, fine_every: int = YuNetOptions.fine_every, **more: Any) -> FaceFinder:
         return FaceFinder(FaceOptions(None, max_faces=100, landmarks=False, detector="yunet",
                                       yunet=YuNetOptions(passes=passes, fine_every=fine_every, **more),
                                       min_detection_confidence=threshold))
 
     made = {
-        "yunet pyramid (coarse each frame + full every 3rd, the default)": lambda: yunet("pyramid"),
+        "yunet pyramid (coarse each frame + full every 6th, the default)": lambda: yunet("pyramid"),
+        "yunet pyramid (coarse each frame + full every 3rd)": lambda: yunet("pyramid", 3),
         "yunet pyramid (coarse + full each frame)": lambda: yunet("pyramid", 1),
-        "yunet pyramid (coarse each frame + full every 6th)": lambda: yunet("pyramid", 6),
         "yunet pyramid (coarse at most 480 px each frame + full every 6th)": lambda: yunet("pyramid", 6,
                                                                                           coarse_side=480),
         "yunet full resolution": lambda: yunet("full"),

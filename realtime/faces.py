@@ -118,7 +118,7 @@ class FaceFinder:
             yopts = options.yunet or YuNetOptions()
             given = {**yopts.__dict__, "score_threshold": options.min_detection_confidence}
             if not self._video:  # unrelated images: nothing to carry from one to the next
-                given["fine_every"] = 1
+                given["fine_every"] = given["coarse_every"] = 1
             self.yunet = YuNetDetector(YuNetOptions(**given))
         elif need_detector:
             det_opts = face_detector.FaceDetectorOptions(

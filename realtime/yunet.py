@@ -23,7 +23,7 @@ frame gets two passes (`passes="pyramid"`, the default): every frame a coarse
 one at half the long side (at most `coarse_side`) for the faces large enough
 to move fast, and every `fine_every`-th frame the full-resolution one (at most
 `max_side`) for the small ones, whose boxes are carried to the frames between
-(faces that small move a few pixels in a tenth of a second; a carried box
+(faces that small move a few pixels in a fifth of a second; a carried box
 gives way to a coarse one it overlaps, and a cut — the frame's thumbnail
 changed by more than `cut_change` grey levels on average — runs the fine pass
 at once instead of carrying). At half resolution YuNet's weak detections are
@@ -102,7 +102,8 @@ class YuNetOptions:
     passes: str = "pyramid"  # "pyramid" (coarse + full), "full", "coarse"
     coarse_side: int = 640  # most long side of the coarse pass (else half the frame's)
     max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
-    fine_every: int = 3  # pyramid: the fine pass on every Nth frame, its faces carried between
+    coarse_every: int = 1  # look every Nth frame (the frames between keep the last look's faces)
+    fine_every: int = 6  # pyramid: the fine pass on every Nth frame, its faces carried between (measured: docs/BENCHMARKS.md)
     single_side: int = 400  # frames this small get one full pass
     coarse_threshold: float = 0.6  # pyramid: the least score of a coarse-pass face
     cut_change: float = 12.0  # pyramid: mean grey change of the 32x18 thumbnail that counts as a cut
@@ -264,14 +265,15 @@ class YuNetDetector:
             raise ValueError(f"YuNet engine must be one of {list(ENGINES)}, got {o.engine!r}")
         path = check_yunet_model(o.model_path)
         self._engine = _OrtEngine(path, o) if o.engine == "onnxruntime" else _OpenCvEngine(path, o)
-        if o.fine_every < 1 or o.condition_every < 1:
-            raise ValueError(f"YuNet fine_every and condition_every must be at least 1, got "
-                             f"{o.fine_every} and {o.condition_every}")
+        if min(o.fine_every, o.condition_every, o.coarse_every) < 1:
+            raise ValueError(f"YuNet coarse_every, fine_every and condition_every must be at least 1, got "
+                             f"{o.coarse_every}, {o.fine_every} and {o.condition_every}")
         self._size: tuple[int, int] | None = None
         self._frames = 0  # frames seen (which get the fine pass)
         self._carried: tuple[tuple[int, int], np.ndarray] | None = None  # (frame size, fine faces)
         self._thumb: np.ndarray | None = None  # the last fine frame's 32x18 grey thumbnail
         self._conditions: tuple[float, float] | None = None  # (gain, blur σ) measured last
+        self._last: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # size, thumbnail, faces
 
     def scales(self, width: int, height: int) -> list[float]:
         """The resize factors of the passes this frame size gets (coarse first)."""
@@ -341,6 +343,18 @@ class YuNetDetector:
         cut = self._thumb is None or float(np.abs(thumb - self._thumb).mean()) > o.cut_change
         if cut or self._conditions is None or n % o.condition_every == 0:
             self._conditions = self.measure_conditions(image)
+        last = self._last
+        if (n % o.coarse_every and last is not None and last[0] == (w, h)
+                and float(np.abs(thumb - last[1]).mean()) <= o.cut_change):
+            return last[2].copy()  # a frame between two looks: the last look's faces (tracking follows them)
+        faces = self._passes(image, scales, thumb, cut, n, rgb)
+        self._last = ((w, h), thumb, faces)
+        return faces.copy()
+
+    def _passes(self, image: np.ndarray, scales: list[float], thumb: np.ndarray, cut: bool, n: int,
+                rgb: bool) -> np.ndarray:
+        o = self.options
+        h, w = image.shape[:2]
         if len(scales) == 1:
             faces = self._look(image, scales[0], rgb)
             self._thumb = thumb

@@ -135,11 +135,31 @@ def test_onnx_runtime_engine_finds_the_boxes_opencvs_yunet_finds(hamilton_clip, 
     assert total >= len(frames)  # faces were found, so the comparison compared something
 
 
+def test_coarse_every_keeps_the_last_looks_faces_between_looks_and_looks_again_at_a_cut(hamilton_clip):
+    cap = cv2.VideoCapture(str(hamilton_clip))
+    frames = [cap.read()[1] for _ in range(4)]
+    cap.release()
+    det = YuNetDetector(YuNetOptions(coarse_every=2))
+    looks = []
+    run = det._engine.detect
+    det._engine.detect = lambda *a, **k: looks.append(1) or run(*a, **k)
+    first = det.detect(frames[0])
+    n = len(looks)
+    np.testing.assert_array_equal(det.detect(frames[1]), first)  # between two looks: no pass ran
+    assert len(looks) == n and len(first)
+    det.detect(frames[2])
+    assert len(looks) > n  # the next look
+    n = len(looks)
+    det.detect(255 - frames[3])  # a cut: looked at at once, whatever the cadence says
+    assert len(looks) > n
+
+
 def test_an_unknown_yunet_engine_or_cadence_is_refused():
     with pytest.raises(ValueError, match="engine must be one of"):
         YuNetDetector(YuNetOptions(engine="tflite"))
-    with pytest.raises(ValueError, match="condition_every"):
-        YuNetDetector(YuNetOptions(condition_every=0))
+    for name in ("condition_every", "coarse_every", "fine_every"):
+        with pytest.raises(ValueError, match=name):
+            YuNetDetector(YuNetOptions(**{name: 0}))
 
 
 def test_a_corrupt_yunet_file_is_one_line_naming_it_for_either_engine(tmp_path):

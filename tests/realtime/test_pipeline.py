@@ -212,6 +212,29 @@ def test_every_n_carries_readings_between_inferences(hamilton_clip, onnx_model, 
     assert all(inferred == ((i + singer) % 3 == 0) for i, inferred in flags[1:])
 
 
+def test_small_faces_are_read_every_second_frame_in_turn_and_large_ones_every_frame(hamilton_clip, onnx_model):
+    """The default schedule: a face whose crop is under the model's input size is read when
+    (frame + track id) is even, others every frame; a track's first face is read at once."""
+    opts = PipelineOptions(source=hamilton_clip, model=onnx_model, schedule=ScheduleOptions(max_frames=90))
+    seen: set[int] = set()
+    small = large = 0
+    with Pipeline(opts) as p:
+        size = p.spec.input_size
+        for r in p:
+            for f in r.faces:
+                first = f.track_id not in seen
+                seen.add(f.track_id)
+                if first:
+                    assert f.inferred
+                elif f.crop_box.side < size:
+                    small += 1
+                    assert f.inferred == ((r.index + f.track_id) % 2 == 0)
+                else:
+                    large += 1
+                    assert f.inferred
+    assert small > 20 and large > 20  # the clip has both: the singer near, the audience far
+
+
 # --- the command line and its bad inputs -----------------------------------------------------------
 
 def run_cam(capsys, *args):
