@@ -67,6 +67,7 @@ YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4
 PASSES = ("pyramid", "full", "coarse")
 ENGINES = ("onnxruntime", "opencv")
 _STRIDES = (8, 16, 32)
+_XS, _YS = [0, 4, 6, 8, 10, 12], [1, 5, 7, 9, 11, 13]  # a face row's x and y columns (box corner, keypoints)
 
 _CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime) already hashed in this process
 
@@ -103,12 +104,14 @@ class YuNetOptions:
     coarse_side: int = 640  # most long side of the coarse pass (else half the frame's)
     max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
     coarse_every: int = 1  # look every Nth frame (the frames between keep the last look's faces)
+    follow_carried: bool = True  # move carried faces by matching their patch (a small face drifts between fine passes)
     fine_every: int = 6  # pyramid: the fine pass on every Nth frame, its faces carried between (measured: docs/BENCHMARKS.md)
     single_side: int = 400  # frames this small get one full pass
     coarse_threshold: float = 0.6  # pyramid: the least score of a coarse-pass face
     cut_change: float = 12.0  # pyramid: mean grey change of the 32x18 thumbnail that counts as a cut
     bright_target: float = 200.0  # brighten a frame whose 99th grey percentile is below this (0: never)
     denoise_above: float = 3.0  # smooth a frame whose noise estimate exceeds this, in grey levels (0: never)
+    denoise_sigma: float = 0.25  # the smoothing Gaussian's σ (frame pixels) per grey level of noise
     condition_every: int = 10  # measure light and noise again every Nth frame (and at a cut)
 
 
@@ -254,6 +257,48 @@ class _OrtEngine:
         return faces[np.asarray(kept, int).reshape(-1)]
 
 
+def _grey(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY)
+
+
+def _face_patches(image: np.ndarray, faces: np.ndarray) -> list[np.ndarray | None]:
+    """Each face's box as a grey patch (None at the frame's edge), to follow it between passes."""
+    h, w = image.shape[:2]
+    out: list[np.ndarray | None] = []
+    for x, y, bw, bh in faces[:, :4]:
+        x0, y0, x1, y1 = int(round(x)), int(round(y)), int(round(x + bw)), int(round(y + bh))
+        ok = x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h and min(x1 - x0, y1 - y0) >= 8
+        out.append(_grey(image, x0, y0, x1, y1) if ok else None)
+    return out
+
+
+def _follow(image: np.ndarray, faces: np.ndarray, patches: list[np.ndarray | None], which: list[int],
+            reach: float = 0.5, min_match: float = 0.6) -> None:
+    """Move faces[which] (boxes and keypoints, in place) to where their patch matches best within
+    `reach` × their size of where they were; a face whose best match scores under `min_match`
+    (turned away, covered) stays where it was. A 40-px face drifting 1.5 px a frame is 7 px off
+    after five frames, a sixth of its crop: cheap matching (tens of µs a face) keeps it framed."""
+    h, w = image.shape[:2]
+    for i in which:
+        patch = patches[i] if i < len(patches) else None
+        if patch is None:
+            continue
+        ph, pw = patch.shape
+        x, y = faces[i, 0], faces[i, 1]
+        r = max(4, int(reach * max(pw, ph)))
+        x0, y0 = max(0, int(round(x)) - r), max(0, int(round(y)) - r)
+        x1, y1 = min(w, int(round(x)) + pw + r), min(h, int(round(y)) + ph + r)
+        if x1 - x0 < pw or y1 - y0 < ph:
+            continue
+        scores = cv2.matchTemplate(_grey(image, x0, y0, x1, y1), patch, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+        if best < min_match:
+            continue
+        dx, dy = x0 + bx - x, y0 + by - y
+        faces[i, _XS] += dx
+        faces[i, _YS] += dy
+
+
 class YuNetDetector:
     """`detect(bgr) → (N, 15) float32`: x, y, w, h, five (x, y) keypoints, score, in frame pixels."""
 
@@ -271,6 +316,7 @@ class YuNetDetector:
         self._size: tuple[int, int] | None = None
         self._frames = 0  # frames seen (which get the fine pass)
         self._carried: tuple[tuple[int, int], np.ndarray] | None = None  # (frame size, fine faces)
+        self._patches: list[np.ndarray | None] = []  # each fine face's grey patch, as the fine pass saw it
         self._thumb: np.ndarray | None = None  # the last fine frame's 32x18 grey thumbnail
         self._conditions: tuple[float, float] | None = None  # (gain, blur σ) measured last
         self._last: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # size, thumbnail, faces
@@ -302,7 +348,7 @@ class YuNetDetector:
             grey = cv2.cvtColor(np.ascontiguousarray(image[::step, ::step]), cv2.COLOR_BGR2GRAY).astype(np.float32)
             # the noise after the gain: brightening a dim frame amplifies its noise too
             noise = gain * float(np.median(np.abs(cv2.Laplacian(grey, cv2.CV_32F)))) / 0.6745 / np.sqrt(20.0)
-            sigma = 0.25 * noise if noise > o.denoise_above else 0.0
+            sigma = o.denoise_sigma * noise if noise > o.denoise_above else 0.0
         return gain, sigma
 
     @staticmethod
@@ -365,10 +411,13 @@ class YuNetDetector:
             if n % o.fine_every == 0 or carried is None or carried[0] != (w, h) or cut:
                 fine = self._look(image, scales[1], rgb)
                 self._carried, self._thumb = ((w, h), fine), thumb
+                self._patches = _face_patches(image, fine) if o.follow_carried else []
                 faces = np.concatenate([coarse, fine])
-            else:  # the last fine pass's faces, where no coarse face is now
+            else:  # the last fine pass's faces, where no coarse face is now, followed to this frame
                 fine = carried[1]
                 keep = [i for i in range(len(fine)) if not _covers_any(fine[i, :4], coarse[:, :4])]
+                if o.follow_carried:
+                    _follow(image, fine, self._patches, keep)
                 faces = np.concatenate([coarse, fine[keep]])
             if len(faces) > 1:
                 faces = faces[_nms(faces[:, :4], faces[:, 14], o.nms_threshold)]

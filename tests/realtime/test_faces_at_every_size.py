@@ -154,6 +154,27 @@ def test_coarse_every_keeps_the_last_looks_faces_between_looks_and_looks_again_a
     assert len(looks) > n
 
 
+def test_carried_small_faces_follow_the_face_between_fine_passes(affectnet_root):
+    """Frames between two full-resolution passes carry its small faces; they are moved to where
+    their patch matches (follow_carried), not left where the last pass saw them."""
+    frame, _ = small_face_frame(affectnet_root)
+    moved = np.roll(frame, (3, 5), axis=(0, 1))  # the scene 5 px right, 3 px down: no cut
+    results = {}
+    for follow in (True, False):
+        det = YuNetDetector(YuNetOptions(fine_every=10, score_threshold=0.5, follow_carried=follow))
+        first = det.detect(frame)
+        results[follow] = (first, det.detect(moved))
+    first, followed = results[True]
+    small = [f for f in first if f[2] < 30]  # too small for the coarse pass: carried
+    assert small, "the fine pass found no small face to carry"
+    for f in small:
+        near = min(followed, key=lambda g: abs(g[0] - f[0] - 5) + abs(g[1] - f[1] - 3))
+        assert abs(near[0] - f[0] - 5) <= 1 and abs(near[1] - f[1] - 3) <= 1
+        assert abs(near[4] - f[4] - 5) <= 1  # the eye keypoint moved with it
+    _, stayed = results[False]
+    assert any(np.allclose(f[:2], g[:2]) for f in small for g in stayed)  # without following: where they were
+
+
 def test_an_unknown_yunet_engine_or_cadence_is_refused():
     with pytest.raises(ValueError, match="engine must be one of"):
         YuNetDetector(YuNetOptions(engine="tflite"))
