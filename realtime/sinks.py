@@ -28,7 +28,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -275,7 +277,12 @@ _MP4_SUFFIXES = (".mp4", ".mov", ".m4v")
 
 
 class _FragmentedMp4:
-    """cv2.VideoWriter's write/release/isOpened over PyAV, writing a fragmented MP4."""
+    """cv2.VideoWriter's write/release/isOpened over PyAV, writing a fragmented MP4. Frames are
+    converted and encoded on a thread of their own (PyAV lets go of the GIL while it encodes), so
+    a 1280x720 frame's ~5 ms of encoding overlaps the next frame's drawing; a failure there (a
+    full disk) is raised by the next `write` or by `release`."""
+
+    QUEUE = 4  # frames waiting for the encoder: a few frames' memory, enough to even out the work
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         import av
@@ -289,11 +296,15 @@ class _FragmentedMp4:
         self.stream.bit_rate = int(min(fps * size[0] * size[1], 2**31 - 1))
         self.stream.codec_context.gop_size = max(1, round(fps))
         self._frame_type = av.VideoFrame
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode_all, name="affectcam-video", daemon=True)
+        self._thread.start()
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's name
         return True
 
-    def write(self, image: np.ndarray) -> None:
+    def _encode(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]
         if h % 2 == 0 and w % 2 == 0:  # OpenCV's BGR → I420 is several times faster than PyAV's swscale
             frame = self._frame_type.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
@@ -302,8 +313,30 @@ class _FragmentedMp4:
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
+    def _encode_all(self) -> None:
+        while True:
+            image = self._queue.get()
+            if image is None:
+                return
+            if self._error is None:
+                try:
+                    self._encode(image)
+                except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, image: np.ndarray) -> None:
+        self._raise()
+        self._queue.put(image)
+
     def release(self) -> None:
         try:
+            self._queue.put(None)
+            self._thread.join()
+            self._raise()
             for packet in self.stream.encode():
                 self.container.mux(packet)
         finally:
