@@ -50,6 +50,9 @@ class TrackerOptions:
     centroid_ratio: float = 0.6  # a match by distance must be within this × the track's box size
 
 
+_NO_MATCH = 1e6  # the cost of a pair that may not match (more than all real pairs together)
+
+
 class Tracker:
     def __init__(self, options: TrackerOptions | None = None):
         self.options = options or TrackerOptions()
@@ -66,8 +69,12 @@ class Tracker:
         if ids and boxes:
             iou = iou_matrix(boxes, prev)
             dist = self._centroid_cost(boxes, prev)
-            # IoU first; the centroid term only decides between boxes that overlap nothing
-            cost = np.where(iou >= o.iou_threshold, 1.0 - iou, 1.0 + dist)
+            # IoU first; the centroid term only decides between boxes that overlap nothing. A pair
+            # that passes neither test costs more than any real match together: otherwise a new
+            # face (that must take some column) could buy a cheap far track and push a face off its
+            # own track (seen on the crowds bench: one face changing ID at every full-res pass)
+            cost = np.where(iou >= o.iou_threshold, 1.0 - iou,
+                            np.where(dist <= o.centroid_ratio, 1.0 + dist, _NO_MATCH))
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if iou[r, c] >= o.iou_threshold or dist[r, c] <= o.centroid_ratio:

@@ -412,7 +412,9 @@ class YuNetDetector:
                 fine = self._look(image, scales[1], rgb)
                 self._carried, self._thumb = ((w, h), fine), thumb
                 self._patches = _face_patches(image, fine) if o.follow_carried else []
-                faces = np.concatenate([coarse, fine])
+                # a face both passes find keeps its coarse box, as on the frames between: a box that
+                # jumped between the two passes' every sixth frame split one face into two tracks
+                faces = np.concatenate([coarse, fine[[not _covers_any(f[:4], coarse[:, :4]) for f in fine]]])
             else:  # the last fine pass's faces, where no coarse face is now, followed to this frame
                 fine = carried[1]
                 keep = [i for i in range(len(fine)) if not _covers_any(fine[i, :4], coarse[:, :4])]

@@ -60,3 +60,27 @@ def test_ema_and_switches():
     p, v = on.update(np.array([0.9, 0.1]), np.array([-0.5, 0.5]), 0.033)
     assert 0.2 < p[0] < 0.9 and abs(p.sum() - 1) < 1e-9
     assert -0.5 < v[0] < 0.3
+
+
+def test_a_new_face_cannot_push_a_face_off_its_own_track():
+    """Frame 84 of the crowds bench (1280x720, train part), as the tracker saw it: 21 tracks (some
+    stale, from the scene before) and 14 boxes, one a face the full-resolution pass found first.
+    The large face at (891, 466) keeps track 19; the newcomer gets a new track."""
+    from realtime.tracking import Track, Tracker
+
+    tracks = {5: (724, 219, 29, 37, 4), 8: (887, 282, 103, 143, 4), 9: (453, 77, 37, 45, 0),
+              10: (520, 505, 31, 37, 4), 11: (1093, 154, 41, 47, 4), 12: (533, 394, 67, 80, 4),
+              13: (1003, 479, 69, 90, 4), 14: (899, 591, 51, 61, 4), 15: (1138, 226, 79, 102, 0),
+              16: (291, 49, 22, 29, 4), 17: (987, 82, 108, 142, 0), 18: (649, 314, 127, 159, 0),
+              19: (892, 468, 165, 217, 0), 20: (311, 152, 80, 97, 0), 21: (1173, 593, 71, 75, 0),
+              22: (423, 291, 55, 67, 0), 23: (46, 485, 33, 41, 0), 24: (688, 180, 56, 68, 0),
+              25: (1142, 84, 53, 72, 0), 26: (376, 414, 18, 21, 0), 27: (1160, 34, 28, 35, 0)}
+    boxes = [(646, 312, 132, 164), (987, 82, 108, 143), (891, 466, 165, 217), (313, 152, 79, 98),
+             (45, 485, 34, 41), (1138, 227, 81, 101), (423, 293, 56, 66), (375, 413, 17, 23),
+             (1143, 85, 56, 74), (689, 180, 56, 69), (1159, 34, 30, 36), (1172, 593, 69, 78),
+             (452, 74, 39, 47), (117, 676, 27, 30)]
+    tracker = Tracker()
+    tracker.tracks = {i: Track(i, b[:4], missed=b[4]) for i, b in tracks.items()}
+    tracker._next_id = 28
+    ids = [t.id for t in tracker.update(boxes)]
+    assert ids == [18, 17, 19, 20, 23, 15, 22, 26, 25, 24, 27, 21, 9, 28]
