@@ -34,7 +34,7 @@ def _props(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, affectnet_root) -> Path:
     """A run folder whose val split is 24 AffectNet and 16 RAF-DB faces (what calibrate reads)."""
-    from train.data import load_dataset
+    from affect.datasets.loaders import load_dataset
 
     rafdb_root = affectnet_root.parent / "rafdb"
     if not rafdb_root.is_dir():
@@ -83,7 +83,8 @@ def test_runtime_probabilities_equal_the_graph_and_train_eval(calibrated, run_di
     exported graph's logits over the metadata's T and equals `train eval` of the file."""
     import onnxruntime as ort
 
-    from train.data import AffectDataset, load_dataset
+    from affect.datasets.loaders import load_dataset
+    from train.data import AffectDataset
     from train.evaluate import evaluate
 
     result, out = calibrated
