@@ -37,7 +37,14 @@ from affect.preprocess import expression_probabilities, normalise
 from affect.spec import ModelSpec
 from export.common import ExportError, atomic_output, load_onnx, set_metadata, spec_of
 from inference.backends import BackendError, create_backend
-from inference.evaluation import Targets, collect_samples, predict, predictions_csv, score, shared_classes
+from inference.evaluation import (
+    Targets,
+    collect_samples,
+    dataset_metrics,
+    predict,
+    predictions_csv,
+    shared_classes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +111,7 @@ def _batches(samples: Sequence[Sample], spec: ModelSpec, batch_size: int, skippe
                    np.asarray(rows, np.float32) if width else None, np.asarray(index, np.int64))
 
 
-def _attach_blendshapes(samples: list[Sample], spec: ModelSpec, model: Path) -> None:
+def _attach_blendshapes(samples: list[Sample], spec: ModelSpec, model: Path) -> str:
     """Each face's blendshapes from MediaPipe's landmarker on its crop (cached, as `train eval`)."""
     from affect.datasets.blendshapes import attach_blendshapes
     from affect.face_model import FaceModelError, resolve_face_model
@@ -118,6 +125,7 @@ def _attach_blendshapes(samples: list[Sample], spec: ModelSpec, model: Path) -> 
     except DataError as exc:
         raise ExportError(f"{model}: {exc}") from None
     log.info("blendshapes: faces found in %d of %d samples", counts["found"], counts["faces"])
+    return f"landmarker found {counts['found']} of {counts['faces']} faces"
 
 
 @dataclass
@@ -129,6 +137,7 @@ class _PartRun:
     raw: dict[str, np.ndarray]  # inference.evaluation.predict: index, logits, va[, aus]
     restrict: list[str] | None
     skipped: int
+    blendshapes: str | None  # how the blendshapes were read (train eval's metrics.json note)
 
 
 def _run_part(backend, spec: ModelSpec, info: DatasetInfo, samples: list[Sample], model: Path,
@@ -140,8 +149,7 @@ def _run_part(backend, spec: ModelSpec, info: DatasetInfo, samples: list[Sample]
         raise ExportError(f"{model}: {info.name}: the model's labels {labels} share no class with the "
                           f"dataset's {list(info.labels)}")
     targets = collect_samples(samples, info.label_set, labels, list(spec.au_names))
-    if spec.blendshapes:
-        _attach_blendshapes(samples, spec, model)
+    note = _attach_blendshapes(samples, spec, model) if spec.blendshapes else None
     skipped: list[str] = []
     raw = predict(backend.predict, _batches(samples, spec, batch_size, skipped), False, spec.blendshapes)
     if "index" not in raw:
@@ -151,7 +159,7 @@ def _run_part(backend, spec: ModelSpec, info: DatasetInfo, samples: list[Sample]
             bad = int((~np.isfinite(raw[key])).reshape(len(raw[key]), -1).any(axis=1).sum())
             raise ExportError(f"{model}: the model produced NaN/inf {key} for {bad} of {len(raw[key])} images "
                               f"of {info.name}")
-    return _PartRun(info.name, samples, targets.take(raw["index"]), raw, restrict, len(skipped))
+    return _PartRun(info.name, samples, targets.take(raw["index"]), raw, restrict, len(skipped), note)
 
 
 def _write_part(folder: Path, part: _PartRun, spec: ModelSpec, model: Path) -> None:
@@ -159,13 +167,10 @@ def _write_part(folder: Path, part: _PartRun, spec: ModelSpec, model: Path) -> N
     own temperature: before calibration)."""
     name = f"{part.name}:{SPLIT}"
     try:
-        metrics = score(part.targets, part.raw, spec.labels, spec.au_names, temperature=spec.temperature,
-                        restrict_to=part.restrict, dataset=name, model=str(model))
+        metrics = dataset_metrics(part.targets, part.raw, spec, restrict_to=part.restrict, dataset=name,
+                                  model=str(model), skipped=part.skipped, blendshapes=part.blendshapes)
     except MetricsError as exc:
         raise ExportError(f"{model}: {name}: {exc}") from None
-    if part.restrict:
-        metrics["restricted_to"] = part.restrict
-    metrics["skipped_images"] = part.skipped
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "predictions.csv", predictions_csv(
         [part.samples[i].path for i in part.raw["index"]], spec.labels, part.targets, part.raw,

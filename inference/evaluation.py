@@ -15,8 +15,9 @@ export bench` all run these three; only where the batches come from differs
 
 Around them: `collect_samples` (targets of dataset records, `affect.datasets`),
 `shared_classes` (the model's classes a dataset can have: what the scores are
-restricted to), `predicted_labels` and `predictions_csv` (the `predictions.csv`
-that `train eval` and `export calibrate --eval-dir` write).
+restricted to), `dataset_metrics` (`score` plus the notes of an evaluation
+folder's metrics.json), `predicted_labels` and `predictions_csv` (the
+`predictions.csv`): what `train eval` and `export calibrate --eval-dir` write.
 
 Torch-free: a "predict" is any callable such as `Backend.predict`.
 """
@@ -36,6 +37,7 @@ from affect.labels import label_map
 from affect.metrics import compute_metrics, restrict_classes
 from affect.predict import Predict, au_probabilities, predict_batches, remap_targets
 from affect.preprocess import expression_probabilities
+from affect.spec import ModelSpec
 
 
 @dataclass
@@ -112,6 +114,35 @@ def score(targets: Targets, predictions: dict[str, np.ndarray], labels: Sequence
                            au_names=list(au_names) if aus_prob is not None else None, dataset=dataset,
                            model=model, restrict_to=restrict_to, bootstrap=bootstrap)
 
+
+
+def dataset_metrics(targets: Targets, predictions: dict[str, np.ndarray], spec: ModelSpec, *,
+                    restrict_to: Sequence[str] | None = None, dataset: str = "", model: str = "",
+                    bootstrap: int = 0, skipped: int = 0, blendshapes: str | None = None) -> dict[str, Any]:
+    """`score` with the model's labels, AUs and temperature (its `ModelSpec`), plus what an
+    evaluation folder's metrics.json says beside the figures: what was left out (labelled
+    faces whose class the model lacks, `targets.lacking`; `skipped` unreadable images), the
+    classes scored (`restricted_to`), the model's backbone and input size and how its
+    blendshapes were read. `train eval` and `export calibrate --eval-dir` write it.
+    Raises affect.metrics.MetricsError."""
+    metrics = score(targets, predictions, spec.labels, spec.au_names, temperature=spec.temperature,
+                    restrict_to=restrict_to, dataset=dataset, model=model, bootstrap=bootstrap)
+    notes = [metrics["note"]] if metrics.get("note") else []
+    if targets.lacking:
+        notes.append(f"{sum(targets.lacking.values())} samples labelled {sorted(targets.lacking)} "
+                     "(not a model class) left out")
+    if skipped:
+        notes.append(f"{int(skipped)} unreadable images skipped")
+    if notes:
+        metrics["note"] = "; ".join(notes)
+    if restrict_to:
+        metrics["restricted_to"] = list(restrict_to)
+    metrics["skipped_images"] = int(skipped)
+    metrics["backbone"] = spec.backbone
+    if blendshapes:
+        metrics["blendshapes"] = blendshapes
+    metrics["input_size"] = int(spec.input_size)
+    return metrics
 
 def predicted_labels(probs: np.ndarray, labels: Sequence[str], restrict_to: Sequence[str] | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:

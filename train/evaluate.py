@@ -32,9 +32,9 @@ from inference.backends import create_backend
 from inference.evaluation import (
     Targets,
     collect_samples,
+    dataset_metrics,
     predicted_labels,
     predictions_csv,
-    score,
     shared_classes,
 )
 from inference.evaluation import predict as run_batches
@@ -241,30 +241,14 @@ def eval_loader(evalset: EvalSet, spec: ModelSpec, blendshapes: bool, batch_size
 
 def score_set(evalset: EvalSet, raw: dict[str, np.ndarray], spec: ModelSpec, model_path: Path,
               bootstrap: int, blendshape_note: str | None) -> dict:
-    """Step 3: metrics.json for the readable images (`inference.evaluation.score`), with the notes
-    on what was left out."""
+    """Step 3: metrics.json for the readable images (`inference.evaluation.dataset_metrics`: the
+    one evaluator's `score`, with the notes on what was left out)."""
     try:
-        metrics = score(evalset.targets.take(raw["index"]), raw, spec.labels, spec.au_names,
-                        temperature=spec.temperature, restrict_to=evalset.restrict, dataset=evalset.name, model=str(model_path),
-                        bootstrap=bootstrap)
+        return dataset_metrics(evalset.targets.take(raw["index"]), raw, spec, restrict_to=evalset.restrict,
+                               dataset=evalset.name, model=str(model_path), bootstrap=bootstrap,
+                               skipped=int(raw["n_bad"]), blendshapes=blendshape_note)
     except MetricsError as exc:
         raise EvalError(f"{evalset.name}: {exc}") from None
-    lacking = evalset.targets.lacking
-    notes = [metrics["note"]] if metrics.get("note") else []
-    if lacking:
-        notes.append(f"{sum(lacking.values())} samples labelled {sorted(lacking)} (not a model class) left out")
-    if int(raw["n_bad"]):
-        notes.append(f"{int(raw['n_bad'])} unreadable images skipped")
-    if notes:
-        metrics["note"] = "; ".join(notes)
-    if evalset.restrict:
-        metrics["restricted_to"] = evalset.restrict
-    metrics["skipped_images"] = int(raw["n_bad"])
-    metrics["backbone"] = spec.backbone
-    if blendshape_note:
-        metrics["blendshapes"] = blendshape_note
-    metrics["input_size"] = int(spec.input_size)
-    return metrics
 
 
 def write_eval_dir(out_dir: Path, evalset: EvalSet, raw: dict[str, np.ndarray], metrics: dict, spec: ModelSpec,

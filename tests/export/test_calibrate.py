@@ -110,6 +110,20 @@ def test_runtime_probabilities_equal_the_graph_and_train_eval(calibrated, run_di
     np.testing.assert_allclose(written, probs, rtol=1e-5, atol=1e-7)
 
 
+def test_calibrate_reads_each_part_as_train_eval_does(calibrated, run_dir, tmp_path):
+    """Without the training code (affect.datasets and inference), the faces of a part are read
+    and run exactly as `train eval --split val --source PART` reads them: what --eval-dir keeps
+    is what eval of the same file writes."""
+    from train.evaluate import evaluate
+
+    evaluate(PACKAGED, None, tmp_path / "eval", split="val", run_dir=run_dir, source="affectnet", bootstrap=0,
+             n_examples=0)
+    _, out = calibrated
+    kept = out.parent / "evals" / "val_affectnet"
+    assert (kept / "predictions.csv").read_text() == (tmp_path / "eval" / "predictions.csv").read_text()
+    assert json.loads((kept / "metrics.json").read_text()) == json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
 def _csv_rows(path: Path) -> list[dict]:
     import csv
 
