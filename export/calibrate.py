@@ -41,6 +41,7 @@ from inference.evaluation import (
     Targets,
     collect_samples,
     dataset_metrics,
+    non_finite,
     predict,
     predictions_csv,
     shared_classes,
@@ -149,16 +150,17 @@ def _run_part(backend, spec: ModelSpec, info: DatasetInfo, samples: list[Sample]
         raise ExportError(f"{model}: {info.name}: the model's labels {labels} share no class with the "
                           f"dataset's {list(info.labels)}")
     targets = collect_samples(samples, info.label_set, labels, list(spec.au_names))
+    if (targets.expression < 0).all() and targets.lacking:
+        raise ExportError(f"{model}: {info.name}: the model's labels {labels} share no class with the "
+                          f"dataset's {sorted(targets.lacking)}")
     note = _attach_blendshapes(samples, spec, model) if spec.blendshapes else None
     skipped: list[str] = []
     raw = predict(backend.predict, _batches(samples, spec, batch_size, skipped), False, spec.blendshapes)
     if "index" not in raw:
         raise ExportError(f"{model}: {info.name}: no readable images in the {SPLIT} part ({len(skipped)} unreadable)")
-    for key in ("logits", "va", "aus"):
-        if key in raw and not np.isfinite(raw[key]).all():
-            bad = int((~np.isfinite(raw[key])).reshape(len(raw[key]), -1).any(axis=1).sum())
-            raise ExportError(f"{model}: the model produced NaN/inf {key} for {bad} of {len(raw[key])} images "
-                              f"of {info.name}")
+    broken = non_finite(raw)
+    if broken:
+        raise ExportError(f"{model}: the model produced {broken} of {info.name}")
     return _PartRun(info.name, samples, targets.take(raw["index"]), raw, restrict, len(skipped), note)
 
 

@@ -9,7 +9,7 @@ export bench` all run these three; only where the batches come from differs
   `lacking`), valence/arousal [N, 2] and action units [N, A] (NaN = none).
 - `predict(...)`: the one prediction core, `affect.predict.predict_batches`
   (test-time mirroring, blendshape rows), over (images, blendshapes, index)
-  batches → {index, logits, va[, aus]}.
+  batches → {index, logits, va[, aus]}; `non_finite` says what of it is NaN/inf.
 - `score(targets, predictions, labels, ...)`: the `metrics.json` dict
   (`affect.metrics.compute_metrics`) for the rows that were predicted.
 
@@ -96,6 +96,17 @@ def predict(predict_fn: Predict, batches: Iterable[tuple[np.ndarray, np.ndarray 
     indices) batches: {index, logits, va[, aus]} (float64), {} for no batches."""
     return predict_batches(predict_fn, batches, tta, blendshape_names)
 
+
+
+def non_finite(predictions: dict[str, np.ndarray]) -> str | None:
+    """What of `predict`'s output is NaN/inf ("NaN/inf logits for 3 of 40 images"), None when
+    nothing: an evaluation stops there rather than score a broken model."""
+    for key in ("logits", "va", "aus"):
+        values = predictions.get(key)
+        if values is not None and not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).reshape(len(values), -1).any(axis=1).sum())
+            return f"NaN/inf {key} for {bad} of {len(values)} images"
+    return None
 
 def score(targets: Targets, predictions: dict[str, np.ndarray], labels: Sequence[str],
           au_names: Sequence[str] = (), *, temperature: float = 1.0, restrict_to: Sequence[str] | None = None,

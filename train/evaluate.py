@@ -33,6 +33,7 @@ from inference.evaluation import (
     Targets,
     collect_samples,
     dataset_metrics,
+    non_finite,
     predicted_labels,
     predictions_csv,
     shared_classes,
@@ -157,11 +158,9 @@ def predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarra
     result = run_batches(backend.predict, batches(), tta, backend.spec.blendshapes)
     if "index" not in result:
         raise EvalError(f"{model_path}: no readable images in the dataset ({n_bad} unreadable)")
-    for key in ("logits", "va", "aus"):
-        if key in result and not np.isfinite(result[key]).all():
-            bad = int((~np.isfinite(result[key])).reshape(len(result[key]), -1).any(axis=1).sum())
-            raise EvalError(f"{model_path}: the model produced NaN/inf {key} for {bad} of "
-                            f"{len(result[key])} images")
+    broken = non_finite(result)
+    if broken:
+        raise EvalError(f"{model_path}: the model produced {broken}")
     result["n_bad"] = np.array(n_bad)
     return result
 

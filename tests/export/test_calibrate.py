@@ -147,6 +147,18 @@ def test_calibrate_refuses_what_it_cannot_fit_on(run_dir, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_calibrate_cli_says_a_run_folder_without_splits_in_one_line(tmp_path, capsys):
+    from export.__main__ import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: {datasets: []}\n")
+    assert main(["calibrate", str(PACKAGED), "--run-dir", str(run), "-o", str(tmp_path / "x.onnx")]) == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines == [f"error: {run / 'splits.json'}: not found; pass --data TYPE:ROOT or --run-dir of the training run"]
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_export_onnx_with_calibrate_writes_the_temperature(run_dir, tmp_path, affectnet_root):
     import torch
 
