@@ -34,9 +34,9 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from affect.datasets.loaders import load_dataset  # noqa: E402
 from affect.labels import EXPRESSIONS  # noqa: E402
 from affect.metrics import ccc  # noqa: E402
-from train.data import load_dataset  # noqa: E402
 
 PAD = 0.3  # context added around each tight crop, as a fraction of its side
 N_BLENDSHAPES = 52

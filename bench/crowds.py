@@ -67,8 +67,8 @@ def size_bin(side: float) -> str:
 
 def face_pool(part: str, seed: int = 0) -> tuple[list, list[str]]:
     """(samples, labels): AffectNet's held-out part (`test`) or the rest (`train`), shuffled."""
+    from affect.datasets.loaders import load_affectnet
     from bench.known_faces import held_out_faces
-    from train.data.loaders import load_affectnet
 
     held, labels = held_out_faces(seed=seed)
     if part == "test":

@@ -38,7 +38,7 @@ PAD = 0.5  # canvas side = image side × (1 + 2·PAD)
 
 def labelled_images(data: str, limit: int | None):
     """(path, expression, valence, arousal) rows from an AffectNet folder or a run's splits.json (test part)."""
-    from train.data.loaders import load_affectnet
+    from affect.datasets.loaders import load_affectnet
 
     path = Path(data)
     if path.suffix == ".json":

@@ -27,7 +27,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "bench/split_dir.py writes one from a config)")
     p.add_argument("--source", action="append", help="only this validation part (repeatable; default all)")
     p.add_argument("-o", "--out", type=Path, help="default MODEL.calibrated.onnx; may be MODEL itself")
-    p.add_argument("--eval-dir", type=Path, help="keep each part's `train eval` folder (before calibration) here")
+    p.add_argument("--eval-dir", type=Path,
+                   help="keep each part's predictions.csv and metrics.json (as train eval writes them, before "
+                        "calibration) in EVAL_DIR/val_PART/")
 
     p = sub.add_parser("bench", help="latency / throughput / accuracy table over model files")
     p.add_argument("models", type=Path, nargs="+")

@@ -3,7 +3,8 @@
 Accepts an AffectNet-layout folder (`images/<id>.jpg` + `annotations/<id>_exp.npy`,
 `_val.npy`, `_aro.npy`), class folders (`<dir>/<class>/*.jpg`, e.g. FER2013's
 `PublicTest`), or a plain folder of face crops (no labels). The two labelled
-layouts are read by `train.data`'s loaders (torch-free), images by `affect.images`.
+layouts are read by `affect.datasets`' loaders (torch-free, training reads them too),
+images by `affect.images`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from affect.datasets.loaders import load_affectnet, load_class_folders
+from affect.datasets.records import DataError
 from affect.errors import first_line
 from affect.images import IMAGE_SUFFIXES, UnreadableImage, read_image_file
 from affect.labels import EXPRESSIONS, NAME_ALIASES
@@ -69,10 +72,7 @@ def _read_rgb(path: Path) -> np.ndarray | None:
 
 
 def _listing(root: Path) -> tuple[str, list[tuple[Path, int, float, float]]]:
-    """(layout, [(image path, expression, valence, arousal)]) for a folder, via train.data's loaders."""
-    from train.data.loaders import load_affectnet, load_class_folders
-    from train.data.records import DataError
-
+    """(layout, [(image path, expression, valence, arousal)]) for a folder, via affect.datasets' loaders."""
     try:
         if (root / "images").is_dir():
             info = load_affectnet(root)

@@ -60,7 +60,7 @@ def test_the_camera_runs_the_packaged_model_without_torch(tmp_path, hamilton_cli
 
 
 def test_the_benchmark_reads_a_dataset_folder_without_torch(tmp_path, affectnet_root, face_model_path):
-    """`export bench --data DIR` reads AffectNet's layout with train.data's loaders and
+    """`export bench --data DIR` reads AffectNet's layout with affect.datasets' loaders and
     the images with affect.images: neither may pull in torch."""
     model = REPO / "realtime" / "models" / "affectcam_default.int8.onnx"
     proc = run_module(tmp_path, "export", "bench", str(model), "--data", str(affectnet_root), "--limit", "6",
@@ -69,6 +69,33 @@ def test_the_benchmark_reads_a_dataset_folder_without_torch(tmp_path, affectnet_
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads((tmp_path / "bench.json").read_text())["rows"][0]
     assert row["backend"] == "ORT INT8" and row["n_eval"] == 6 and 0 <= row["accuracy"] <= 1
+
+
+def test_calibrate_fits_an_onnx_file_without_torch_or_the_training_code(tmp_path, affectnet_root):
+    """`export calibrate` reads the run's validation faces with affect.datasets and runs the
+    file through inference: no torch, and no module of the `train` room, is imported."""
+    import yaml
+
+    from affect.datasets.loaders import load_dataset
+
+    entry = {"type": "affectnet", "root": str(affectnet_root), "limit": 12, "name": "affectnet"}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"datasets": [entry]}}))
+    val = [s.path for s in load_dataset(entry).samples]
+    (run / "splits.json").write_text(json.dumps({"train": [], "val": val, "test": []}))
+    out = tmp_path / "calibrated.onnx"
+    proc = run_without_torch(tmp_path, f"""
+        from export.__main__ import main
+        code = main(["calibrate", {str(REPO / "realtime" / "models" / "affectcam_default.onnx")!r},
+                     "--run-dir", {str(run)!r}, "-o", {str(out)!r}])
+        assert code == 0, code
+        assert "torch" not in sys.modules
+        assert not [m for m in sys.modules if m.split(".")[0] == "train"], sorted(sys.modules)
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"wrote {out} (affect.temperature " in proc.stdout
+    assert "fitted on the val parts: affectnet (12)" in proc.stdout
 
 
 @pytest.mark.parametrize("command", [

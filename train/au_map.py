@@ -48,9 +48,9 @@ class FaceTable:
 def ckplus_faces(root: str | os.PathLike, face_model: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None) -> FaceTable:
     """Blendshapes (cached) and AU targets of every face of a CK+ table (`labels.csv` + images/)."""
+    from affect.datasets.blendshapes import attach_blendshapes
+    from affect.datasets.loaders import load_ckplus_table
     from affect.face_model import resolve_face_model
-    from train.data.blendshapes import attach_blendshapes
-    from train.data.loaders import load_ckplus_table
 
     info = load_ckplus_table(root)
     attach_blendshapes(info.samples, MAP_BLENDSHAPES, resolve_face_model(face_model), cache_dir)

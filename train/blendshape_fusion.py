@@ -93,15 +93,16 @@ def run_training_faces(run_dir: str | Path, names: Sequence[str], face_model=Non
     """(scores [N, B], labels [N], number of run labels) of the faces a run trained on:
     its train part (and val part with train.train_on_val), datasets that can have
     every run class only (FER2013 lacks Contempt and is 48-px greyscale)."""
+    from affect.datasets.blendshapes import attach_blendshapes
+    from affect.datasets.records import DataError
+    from affect.datasets.runs import read_run
     from affect.face_model import FaceModelError, resolve_face_model
     from train import data as tdata
-    from train.data.blendshapes import attach_blendshapes
-    from train.evaluate import EvalError, read_run
 
     run = Path(run_dir)
     try:
         cfg, splits, infos = read_run(run)
-    except EvalError as exc:
+    except DataError as exc:
         raise FusionError(f"{exc} (the classifier is fitted on the checkpoint's own training run)") from None
     seen = set(splits.get("train", []))
     if (cfg.get("train") or {}).get("train_on_val"):

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from affect.datasets.blendshapes import read_rows, sample_key, write_rows
+from affect.datasets.records import Sample
 from affect.files import cache_root, sha256_of
 from affect.preprocess import expression_probabilities
-from train.data.blendshapes import read_rows, sample_key, write_rows
-from train.data.records import Sample
 
 log = logging.getLogger(__name__)
 

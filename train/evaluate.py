@@ -12,11 +12,8 @@ come from the samples themselves, mapped by name onto the model's labels.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,14 +22,22 @@ from typing import Any
 
 import numpy as np
 
+from affect.datasets.loaders import load_dataset
+from affect.datasets.runs import RunError, read_run
 from affect.files import atomic_write_json, atomic_write_text
-from affect.labels import label_map
-from affect.metrics import MetricsError, compute_metrics, restrict_classes
-from affect.predict import au_probabilities
+from affect.metrics import MetricsError, compute_metrics
 from affect.preprocess import expression_probabilities
 from affect.spec import ModelSpec
 from inference.backends import create_backend
-from inference.evaluation import Targets, collect, score
+from inference.evaluation import (
+    Targets,
+    collect_samples,
+    dataset_metrics,
+    non_finite,
+    predicted_labels,
+    predictions_csv,
+    shared_classes,
+)
 from inference.evaluation import predict as run_batches
 from train.report import plot_confusion, plot_examples, plot_va_scatter, write_curves, write_report
 
@@ -54,28 +59,13 @@ def _parse_data_arg(data: str) -> dict[str, Any]:
     return {"type": kind, "root": root}
 
 
-def read_run(run: Path) -> tuple[dict, dict, list]:
-    """A training run's (config, splits, DatasetInfo per configured dataset), read
-    from its config.yaml + splits.json; EvalError naming a missing file."""
-    import yaml
-
-    from train import data as tdata
-
-    cfg_path, splits_path = run / "config.yaml", run / "splits.json"
-    for p in (cfg_path, splits_path):
-        if not p.is_file():
-            raise EvalError(f"{p}: not found; pass --data TYPE:ROOT or --run-dir of the training run")
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-    splits = json.loads(splits_path.read_text(encoding="utf-8"))
-    infos = [tdata.load_dataset({k: v for k, v in d.items() if k != "labels"}, labels=cfg.get("labels"))
-             for d in cfg.get("data", {}).get("datasets", [])]
-    return cfg, splits, infos
-
-
 def _run_dir_samples(model_path: Path, run_dir: str | os.PathLike | None, split: str):
     """The held-out part of a training run (its config.yaml + splits.json)."""
     run = Path(run_dir) if run_dir else model_path.parent
-    _, splits, infos = read_run(run)
+    try:
+        _, splits, infos = read_run(run)
+    except RunError as exc:
+        raise EvalError(str(exc)) from None
     wanted = None if split == "all" else set(splits.get(split, []))
     if wanted is not None and not wanted:
         raise EvalError(f"{run / 'splits.json'}: the {split!r} split is empty")
@@ -85,8 +75,6 @@ def _run_dir_samples(model_path: Path, run_dir: str | os.PathLike | None, split:
 def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list[str], limit: int | None,
              source: str | None = None):
     """→ (samples, label list Sample.expression indexes, dataset's classes or None, dataset name)."""
-    from train import data as tdata
-
     if data is None:
         infos, wanted = _run_dir_samples(model_path, run_dir, split)
         if source is not None:
@@ -120,7 +108,7 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
         data = _parse_data_arg(data)
     if isinstance(data, dict):
         # The loader spreads `limit` over the whole dataset (every class), unlike a head slice.
-        info = tdata.load_dataset({**data, "limit": data.get("limit", limit)}, labels=labels)
+        info = load_dataset({**data, "limit": data.get("limit", limit)}, labels=labels)
         data = info
     if hasattr(data, "samples") and hasattr(data, "label_set"):  # a DatasetInfo
         return list(data.samples), list(data.label_set), list(data.labels), data.name
@@ -133,34 +121,6 @@ def _collect(model_path: Path, data: Any, split: str, run_dir: Any, labels: list
     return samples, list(EXPRESSIONS), None, origin
 
 
-def _true_labels(samples: Sequence[Any], label_set: list[str], model_labels: list[str],
-                 source: str, au_names: Sequence[str] = ()) -> Targets:
-    """The samples' targets on the model's labels (Sample.expression indexes `label_set`;
-    -1 = none); `lacking` counts the labelled samples whose class the model lacks."""
-    aus = None
-    if au_names:
-        aus = np.array([s.aus if getattr(s, "aus", None) is not None and len(s.aus) == len(au_names)
-                        else np.full(len(au_names), np.nan) for s in samples], np.float64)
-    targets = collect([s.expression for s in samples], label_set, model_labels,
-                      [s.valence for s in samples], [s.arousal for s in samples], aus)
-    if (targets.expression < 0).all() and targets.lacking:
-        raise EvalError(f"{source}: the model's labels {model_labels} share no class with the dataset's "
-                        f"{sorted(targets.lacking)}")
-    return targets
-
-
-def _shared_classes(model_labels: list[str], dataset_classes: Sequence[str] | None,
-                    source: str = "dataset") -> list[str] | None:
-    """The model's classes the dataset can have; None when it can have all of them."""
-    if dataset_classes is None:
-        return None
-    shared = [m for m in model_labels if label_map([m], list(dataset_classes))]
-    if not shared:
-        raise EvalError(f"{source}: the model's labels {model_labels} share no class with the dataset's "
-                        f"{list(dataset_classes)}")
-    return None if len(shared) == len(model_labels) else shared
-
-
 # --- running the model ---------------------------------------------------------------------------
 
 def open_backend(model_path: Path):
@@ -169,8 +129,8 @@ def open_backend(model_path: Path):
 
 
 def _attach_blendshapes(samples: list, names: list[str], face_model: Any, model_path: Path) -> dict[str, int]:
+    from affect.datasets.blendshapes import attach_blendshapes
     from affect.face_model import FaceModelError, resolve_face_model
-    from train.data.blendshapes import attach_blendshapes
 
     try:
         path = resolve_face_model(face_model)
@@ -198,42 +158,14 @@ def predict(backend, loader, tta: bool, model_path: Path) -> dict[str, np.ndarra
     result = run_batches(backend.predict, batches(), tta, backend.spec.blendshapes)
     if "index" not in result:
         raise EvalError(f"{model_path}: no readable images in the dataset ({n_bad} unreadable)")
-    for key in ("logits", "va", "aus"):
-        if key in result and not np.isfinite(result[key]).all():
-            bad = int((~np.isfinite(result[key])).reshape(len(result[key]), -1).any(axis=1).sum())
-            raise EvalError(f"{model_path}: the model produced NaN/inf {key} for {bad} of "
-                            f"{len(result[key])} images")
+    broken = non_finite(result)
+    if broken:
+        raise EvalError(f"{model_path}: the model produced {broken}")
     result["n_bad"] = np.array(n_bad)
     return result
 
 
 # --- outputs -------------------------------------------------------------------------------------
-
-def _predictions_csv(paths: list[str], labels: list[str], y: np.ndarray, pred: np.ndarray,
-                     probs: np.ndarray, va_true: np.ndarray, va_pred: np.ndarray,
-                     au_names: list[str], aus_true: np.ndarray | None, aus_prob: np.ndarray | None) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    header = ["path", "true_label", "pred_label", *[f"p_{x}" for x in labels],
-              "true_valence", "true_arousal", "pred_valence", "pred_arousal"]
-    if aus_prob is not None:
-        header += [f"true_{a}" for a in au_names] + [f"p_{a}" for a in au_names]
-    w.writerow(header)
-
-    # Full precision (round-trip): predictions_to_metrics must reproduce metrics.json exactly,
-    # and near-tied probabilities would otherwise change rankings (ROC-AUC).
-    def num(v: float) -> str:
-        return "" if not math.isfinite(v) else f"{v:.17g}"
-
-    for i, path in enumerate(paths):
-        row = [path, labels[y[i]] if y[i] >= 0 else "", labels[pred[i]],
-               *[f"{p:.17g}" for p in probs[i]], num(va_true[i, 0]), num(va_true[i, 1]),
-               num(va_pred[i, 0]), num(va_pred[i, 1])]
-        if aus_prob is not None:
-            row += [num(v) for v in aus_true[i]] + [f"{v:.17g}" for v in aus_prob[i]]
-        w.writerow(row)
-    return buf.getvalue()
-
 
 def _display_image(item_image: Any, spec: ModelSpec) -> np.ndarray:
     x = item_image.numpy() if hasattr(item_image, "numpy") else np.asarray(item_image)
@@ -282,8 +214,14 @@ def collect_set(model_path: Path, spec: ModelSpec, data: Any, split: str, run_di
         samples = samples[: int(limit)]
     if not samples:
         raise EvalError(f"{name}: the dataset is empty; nothing to evaluate")
-    restrict = _shared_classes(labels, dataset_classes, name)
-    targets = _true_labels(samples, label_set, labels, name, list(spec.au_names))
+    restrict = shared_classes(labels, dataset_classes)
+    if restrict == []:
+        raise EvalError(f"{name}: the model's labels {labels} share no class with the dataset's "
+                        f"{list(dataset_classes)}")
+    targets = collect_samples(samples, label_set, labels, list(spec.au_names))
+    if (targets.expression < 0).all() and targets.lacking:
+        raise EvalError(f"{name}: the model's labels {labels} share no class with the dataset's "
+                        f"{sorted(targets.lacking)}")
     return EvalSet(samples, label_set, targets, restrict, name)
 
 
@@ -302,30 +240,14 @@ def eval_loader(evalset: EvalSet, spec: ModelSpec, blendshapes: bool, batch_size
 
 def score_set(evalset: EvalSet, raw: dict[str, np.ndarray], spec: ModelSpec, model_path: Path,
               bootstrap: int, blendshape_note: str | None) -> dict:
-    """Step 3: metrics.json for the readable images (`inference.evaluation.score`), with the notes
-    on what was left out."""
+    """Step 3: metrics.json for the readable images (`inference.evaluation.dataset_metrics`: the
+    one evaluator's `score`, with the notes on what was left out)."""
     try:
-        metrics = score(evalset.targets.take(raw["index"]), raw, spec.labels, spec.au_names,
-                        temperature=spec.temperature, restrict_to=evalset.restrict, dataset=evalset.name, model=str(model_path),
-                        bootstrap=bootstrap)
+        return dataset_metrics(evalset.targets.take(raw["index"]), raw, spec, restrict_to=evalset.restrict,
+                               dataset=evalset.name, model=str(model_path), bootstrap=bootstrap,
+                               skipped=int(raw["n_bad"]), blendshapes=blendshape_note)
     except MetricsError as exc:
         raise EvalError(f"{evalset.name}: {exc}") from None
-    lacking = evalset.targets.lacking
-    notes = [metrics["note"]] if metrics.get("note") else []
-    if lacking:
-        notes.append(f"{sum(lacking.values())} samples labelled {sorted(lacking)} (not a model class) left out")
-    if int(raw["n_bad"]):
-        notes.append(f"{int(raw['n_bad'])} unreadable images skipped")
-    if notes:
-        metrics["note"] = "; ".join(notes)
-    if evalset.restrict:
-        metrics["restricted_to"] = evalset.restrict
-    metrics["skipped_images"] = int(raw["n_bad"])
-    metrics["backbone"] = spec.backbone
-    if blendshape_note:
-        metrics["blendshapes"] = blendshape_note
-    metrics["input_size"] = int(spec.input_size)
-    return metrics
 
 
 def write_eval_dir(out_dir: Path, evalset: EvalSet, raw: dict[str, np.ndarray], metrics: dict, spec: ModelSpec,
@@ -337,16 +259,12 @@ def write_eval_dir(out_dir: Path, evalset: EvalSet, raw: dict[str, np.ndarray], 
     y, probs = targets.expression, expression_probabilities(raw["logits"], spec.temperature)
     aus_scored = "action_units" in metrics
     # Predicted label: argmax over the classes the metrics were computed on.
-    pred_labels = labels if evalset.restrict is None else evalset.restrict
-    _, _, p_eval = restrict_classes(labels, np.full(len(y), -1), probs, pred_labels)
-    pred_in_model = np.array([labels.index(pred_labels[j]) for j in p_eval.argmax(axis=1)], np.int64)
-    conf = p_eval.max(axis=1)
+    pred_in_model, conf = predicted_labels(probs, labels, evalset.restrict)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "predictions.csv", _predictions_csv(
-        [evalset.samples[i].path for i in rows], labels, y, pred_in_model, probs, targets.va, raw["va"],
-        list(spec.au_names), targets.aus if aus_scored else None,
-        au_probabilities(raw["aus"]) if aus_scored else None))
+    atomic_write_text(out_dir / "predictions.csv", predictions_csv(
+        [evalset.samples[i].path for i in rows], labels, targets, raw, temperature=spec.temperature,
+        restrict_to=evalset.restrict, au_names=list(spec.au_names), aus=aus_scored))
     atomic_write_json(out_dir / "metrics.json", metrics)
     plot_confusion(metrics, out_dir / "confusion.png")
     plot_va_scatter(targets.va, raw["va"], out_dir / "va_scatter.png")
@@ -367,7 +285,7 @@ def evaluate(model_path: str | os.PathLike, data: Any, out_dir: str | os.PathLik
     """Evaluate a checkpoint (.pt) or ONNX model and write the eval folder.
 
     `data`: a dataset config dict (`{"type": "affectnet", "root": DIR}`), a
-    "TYPE:ROOT" string, a `train.data.DatasetInfo`, a list of `Sample`s, or None
+    "TYPE:ROOT" string, an `affect.datasets.records.DatasetInfo`, a list of `Sample`s, or None
     for the `split` part of the training run in `run_dir` (default: the
     model's folder). A model that takes blendshapes gets each face's (from the
     landmarker `face_model`, cached), or none with `blendshapes=False`.

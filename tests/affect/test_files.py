@@ -25,8 +25,8 @@ def test_every_cache_lives_under_the_one_root(monkeypatch, tmp_path, face_model_
     blendshape table all go under $AFFECTCAM_CACHE (the blendshapes once did not)."""
     pytest.importorskip("torch")
     import affect.face_model as fm
-    from train import data as tdata
-    from train.data.blendshapes import attach_blendshapes
+    from affect.datasets.blendshapes import attach_blendshapes
+    from affect.datasets.loaders import load_dataset
 
     root = tmp_path / "cache"
     monkeypatch.setenv("AFFECTCAM_CACHE", str(root))
@@ -37,7 +37,7 @@ def test_every_cache_lives_under_the_one_root(monkeypatch, tmp_path, face_model_
     bundle = fm.resolve_face_model(download=False)
     assert bundle == root / fm.FACE_MODEL_NAME
     assert fm.detector_model(bundle).parent == root / "detector"
-    samples = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 2}).samples
+    samples = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 2}).samples
     attach_blendshapes(samples, ["jawOpen", "mouthSmileLeft"], bundle, progress=False)
     assert [p.parent.name for p in root.rglob("blendshapes-*.npz")] == ["blendshapes"]
     assert not (tmp_path / "elsewhere" / "affectcam").exists()  # (matplotlib keeps its own cache there)

@@ -304,15 +304,15 @@ def _run_dir(tmp_path, make_ckpt, affectnet_root):
     """A checkpoint that takes blendshapes in a run folder with the config and splits fusion reads."""
     import yaml
 
+    from affect.datasets.loaders import load_dataset
     from affect.labels import EXPRESSIONS
-    from train import data as tdata
 
     run = tmp_path / "run"
     run.mkdir()
     ckpt = make_ckpt(run / "checkpoint.pt", "small_cnn", size=64, blendshapes=NAMES)
     dataset = {"type": "affectnet", "root": str(affectnet_root), "limit": 16}
     (run / "config.yaml").write_text(yaml.safe_dump({"labels": list(EXPRESSIONS), "data": {"datasets": [dataset]}}))
-    paths = [s.path for s in tdata.load_dataset(dataset).samples]
+    paths = [s.path for s in load_dataset(dataset).samples]
     (run / "splits.json").write_text(json.dumps({"train": paths, "val": [], "test": []}))
     return ckpt
 

@@ -34,7 +34,7 @@ def _props(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, affectnet_root) -> Path:
     """A run folder whose val split is 24 AffectNet and 16 RAF-DB faces (what calibrate reads)."""
-    from train.data import load_dataset
+    from affect.datasets.loaders import load_dataset
 
     rafdb_root = affectnet_root.parent / "rafdb"
     if not rafdb_root.is_dir():
@@ -83,7 +83,8 @@ def test_runtime_probabilities_equal_the_graph_and_train_eval(calibrated, run_di
     exported graph's logits over the metadata's T and equals `train eval` of the file."""
     import onnxruntime as ort
 
-    from train.data import AffectDataset, load_dataset
+    from affect.datasets.loaders import load_dataset
+    from train.data import AffectDataset
     from train.evaluate import evaluate
 
     result, out = calibrated
@@ -109,6 +110,20 @@ def test_runtime_probabilities_equal_the_graph_and_train_eval(calibrated, run_di
     np.testing.assert_allclose(written, probs, rtol=1e-5, atol=1e-7)
 
 
+def test_calibrate_reads_each_part_as_train_eval_does(calibrated, run_dir, tmp_path):
+    """Without the training code (affect.datasets and inference), the faces of a part are read
+    and run exactly as `train eval --split val --source PART` reads them: what --eval-dir keeps
+    is what eval of the same file writes."""
+    from train.evaluate import evaluate
+
+    evaluate(PACKAGED, None, tmp_path / "eval", split="val", run_dir=run_dir, source="affectnet", bootstrap=0,
+             n_examples=0)
+    _, out = calibrated
+    kept = out.parent / "evals" / "val_affectnet"
+    assert (kept / "predictions.csv").read_text() == (tmp_path / "eval" / "predictions.csv").read_text()
+    assert json.loads((kept / "metrics.json").read_text()) == json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
 def _csv_rows(path: Path) -> list[dict]:
     import csv
 
@@ -129,6 +144,18 @@ def test_calibrate_refuses_what_it_cannot_fit_on(run_dir, tmp_path):
         calibrate_onnx(PACKAGED, run_dir, tmp_path / "x.onnx", sources=["ferplus"])
     with pytest.raises(ExportError, match="give a .onnx file"):
         calibrate_onnx(REPO / "README.md", run_dir, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_calibrate_cli_says_a_run_folder_without_splits_in_one_line(tmp_path, capsys):
+    from export.__main__ import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: {datasets: []}\n")
+    assert main(["calibrate", str(PACKAGED), "--run-dir", str(run), "-o", str(tmp_path / "x.onnx")]) == 1
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines == [f"error: {run / 'splits.json'}: not found; pass --data TYPE:ROOT or --run-dir of the training run"]
     assert not (tmp_path / "x.onnx").exists()
 
 

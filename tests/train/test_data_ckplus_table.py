@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from affect.aus import AU_NAMES
+from affect.datasets.loaders import load_ckplus, load_dataset
+from affect.datasets.records import DataError
 from affect.labels import EXPRESSIONS
-from train.data import DataError, load_ckplus, load_dataset, split_by_subject
+from train.data import split_by_subject
 
 GROUPS = ["negative", "positive", "surprise"]
 

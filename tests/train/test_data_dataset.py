@@ -13,22 +13,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from affect.crop import box_from_xywh, crop_face, points_to_crop
+from affect.datasets.crops import read_image
+from affect.datasets.loaders import load_affectnet, load_fer2013_folders
+from affect.datasets.records import DataError, Sample
 from affect.labels import EXPRESSIONS
 from affect.preprocess import prepare_batch
 from affect.spec import ModelSpec
-from train.data import (
-    FLIP_68,
-    AffectDataset,
-    AugmentConfig,
-    DataError,
-    MixedDataset,
-    Sample,
-    augment_image,
-    collate_skip_bad,
-    load_affectnet,
-    load_fer2013_folders,
-    read_image,
-)
+from train.data import FLIP_68, AffectDataset, AugmentConfig, MixedDataset, augment_image, collate_skip_bad
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 FLIP_ONLY = AugmentConfig(hflip=1.0, rotation=0, scale=0, shift=0, brightness=0, contrast=0)

@@ -14,9 +14,7 @@ import pytest
 from PIL import Image
 
 from affect.crop import box_from_points, box_from_xywh
-from affect.labels import EXPRESSIONS, FER2013_CLASSES
-from train.data import (
-    DataError,
+from affect.datasets.loaders import (
     load_affectnet,
     load_affectnet_csv,
     load_ckplus,
@@ -24,8 +22,10 @@ from train.data import (
     load_dataset,
     load_fer2013_csv,
     load_fer2013_folders,
-    remap_labels,
 )
+from affect.datasets.records import DataError
+from affect.labels import EXPRESSIONS, FER2013_CLASSES
+from train.data import remap_labels
 
 
 def _fer_images(fer2013_root: Path, cls: str, n: int, usage: str = "PublicTest") -> list[Path]:

@@ -13,10 +13,11 @@ import pytest
 import torch
 from test_fit import tiny_config
 
+from affect.datasets.crops import eval_crop, read_image
+from affect.datasets.loaders import FERPLUS_COLUMNS, load_dataset
 from affect.labels import EXPRESSIONS
 from train import data as tdata
 from train.data.crop_cache import build_crop_cache
-from train.data.loaders import FERPLUS_COLUMNS
 from train.losses import masked_cross_entropy
 
 CONTEMPT = EXPRESSIONS.index("Contempt")
@@ -69,7 +70,7 @@ def fer_small(tmp_path) -> Path:
 
 
 def test_affectnet96_maps_its_folders_to_affectnet_order_and_masks_valence_arousal(affectnet96_small):
-    info = tdata.load_dataset({"type": "affectnet96", "root": str(affectnet96_small)})
+    info = load_dataset({"type": "affectnet96", "root": str(affectnet96_small)})
     assert len(info) == 24
     for s in info.samples:
         folder = Path(s.path).parent.name
@@ -80,7 +81,7 @@ def test_affectnet96_maps_its_folders_to_affectnet_order_and_masks_valence_arous
 
 
 def test_rafdb_has_no_contempt_and_is_masked_for_it(rafdb_small):
-    info = tdata.load_dataset({"type": "rafdb", "root": str(rafdb_small)})
+    info = load_dataset({"type": "rafdb", "root": str(rafdb_small)})
     assert len(info) == 28
     mask = info.class_mask(list(EXPRESSIONS))
     assert not mask[CONTEMPT] and mask.sum() == 7
@@ -94,8 +95,8 @@ def test_ferplus_votes_give_soft_targets_and_drop_unknown_and_bad_rows(fer_small
         split, file, *counts = ln.split(",")
         votes[(split, file)] = counts
     with caplog.at_level(logging.WARNING):
-        info = tdata.load_dataset({"type": "fer2013", "root": str(fer_small), "usage": "Training",
-                                   "ferplus": True})
+        info = load_dataset({"type": "fer2013", "root": str(fer_small), "usage": "Training",
+                             "ferplus": True})
     assert info.class_mask(list(EXPRESSIONS))[CONTEMPT]  # FER+ has contempt, the folders do not
     assert info.skipped["ferplus_unknown_file"] == 1
     assert info.skipped["ferplus_no_votes"] == 1
@@ -114,7 +115,7 @@ def test_ferplus_votes_give_soft_targets_and_drop_unknown_and_bad_rows(fer_small
         if split == "Training" and c is not None and c.sum() and np.argmax(c) >= 8:
             assert not any(s.path.endswith(file) for s in info.samples)
     # The folder labels stay available without `ferplus`.
-    plain = tdata.load_dataset({"type": "fer2013", "root": str(fer_small), "usage": "Training"})
+    plain = load_dataset({"type": "fer2013", "root": str(fer_small), "usage": "Training"})
     assert len(plain) == 28 and all(s.soft is None for s in plain.samples)
 
 
@@ -133,11 +134,11 @@ def test_soft_targets_and_per_sample_smoothing_in_the_loss():
 
 
 def test_crop_cache_matches_decoding_and_is_rebuilt_when_a_source_changes(tmp_path, rafdb_small):
-    info = tdata.load_dataset({"type": "rafdb", "root": str(rafdb_small)})
+    info = load_dataset({"type": "rafdb", "root": str(rafdb_small)})
     samples = info.samples[:6]
     cache = build_crop_cache(samples, 64, tmp_path / "cache", "rafdb-train", progress=False)
     for i, s in enumerate(samples):
-        crop, _ = tdata.eval_crop(tdata.read_image(s), s, 64)
+        crop, _ = eval_crop(read_image(s), s, 64)
         np.testing.assert_array_equal(cache.crops[i], crop)
     again = build_crop_cache(samples, 64, tmp_path / "cache", "rafdb-train", progress=False)
     assert again.path == cache.path  # read back, not rebuilt
@@ -149,7 +150,7 @@ def test_crop_cache_matches_decoding_and_is_rebuilt_when_a_source_changes(tmp_pa
 
 
 def test_a_corrupt_image_is_skipped_and_counted_in_the_cache_and_the_dataset(tmp_path, rafdb_small):
-    info = tdata.load_dataset({"type": "rafdb", "root": str(rafdb_small)})
+    info = load_dataset({"type": "rafdb", "root": str(rafdb_small)})
     samples = info.samples[:5]
     Path(samples[2].path).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cache = build_crop_cache(samples, 48, tmp_path / "cache", "rafdb-train", progress=False)

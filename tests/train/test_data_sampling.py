@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from affect.datasets.records import DataError, Sample
 from affect.labels import EXPRESSIONS
-from train.data import (
-    AffectDataset,
-    DataError,
-    MixedDataset,
-    Sample,
-    build_sampler,
-    class_weights,
-    sample_weights,
-)
+from train.data import AffectDataset, MixedDataset, build_sampler, class_weights, sample_weights
 
 
 def _ds(counts: dict[int, int], tag: str) -> AffectDataset:

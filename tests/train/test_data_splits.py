@@ -7,16 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from affect.datasets.records import DataError, DatasetInfo, Sample
 from affect.labels import EMOTION_GROUPS, EXPRESSIONS
-from train.data import (
-    DataError,
-    DatasetInfo,
-    Sample,
-    align_aus,
-    remap_labels,
-    split_by_subject,
-    split_stratified,
-)
+from train.data import align_aus, remap_labels, split_by_subject, split_stratified
 
 
 def _samples(counts: dict[int, int], subjects: int | None = None, seed: int = 0) -> list[Sample]:

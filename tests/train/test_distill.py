@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_fit import tiny_config
 
-from train.data import load_dataset
+from affect.datasets.loaders import load_dataset
 from train.distill import DistillError, attach_teacher, distillation_loss
 from train.fit import TrainError, fit
 

@@ -126,7 +126,7 @@ def test_eval_errors_are_clear(onnx_model, affectnet_root, tmp_path):
         evaluate(onnx_model, [], tmp_path / "a")
     with pytest.raises(EvalError, match="model file not found"):
         evaluate(tmp_path / "missing.onnx", [], tmp_path / "b")
-    from train.data import load_affectnet
+    from affect.datasets.loaders import load_affectnet
 
     samples = load_affectnet(affectnet_root, limit=4).samples
     nan_model = _export(tmp_path / "nan.onnx", nan=True)
@@ -167,8 +167,8 @@ def test_eval_of_a_checkpoint_on_a_run_split(tmp_path, affectnet_root, fer2013_r
     the run's splits.json (no --data)."""
     import yaml
 
+    from affect.datasets.loaders import load_affectnet, load_dataset
     from train.checkpoint import model_args, save_checkpoint, spec_for
-    from train.data import load_affectnet, load_dataset
     from train.models import build_model
 
     torch.manual_seed(0)

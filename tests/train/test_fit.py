@@ -46,13 +46,14 @@ def read_history(run_dir: Path) -> list[dict]:
 def test_a_few_steps_reduce_the_training_loss(tmp_path, affectnet_root):
     from torch.utils.data import DataLoader
 
+    from affect.datasets.loaders import load_dataset
     from train import data as tdata
     from train.fit import compute_loss, train_one_epoch
     from train.models import build_model
 
     cfg = tiny_config(tmp_path, affectnet_root, lr=1e-3, label_smoothing=0.0)
     model = build_model("mobilenet_v2", input_size=64, dropout=0.0)
-    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 16})
+    info = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 16})
     ds = tdata.AffectDataset(info.samples, size=64, mean=model.mean, std=model.std, labels=cfg["labels"])
     loader = DataLoader(ds, batch_size=16, collate_fn=tdata.collate_skip_bad)
     batch = next(iter(loader))
@@ -323,13 +324,14 @@ def test_channels_last_changes_the_layout_not_the_results(tmp_path, affectnet_ro
     rounding; a channels-last fit's checkpoint loads into a plain model."""
     from torch.utils.data import DataLoader
 
+    from affect.datasets.loaders import load_dataset
     from train import data as tdata
     from train.checkpoint import model_from_checkpoint
     from train.fit import compute_loss
     from train.models import build_model
 
     cfg = tiny_config(tmp_path, affectnet_root, label_smoothing=0.0)
-    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
+    info = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
     grads = []
     for channels_last in (False, True):
         torch.manual_seed(0)

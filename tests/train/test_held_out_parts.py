@@ -20,9 +20,9 @@ def _fer_test(root, name):
 def test_pooled_test_split_counts_a_face_listed_by_two_parts_once(tmp_path, affectnet_root, fer2013_root, caplog):
     """FER2013 PublicTest is held out twice in the default recipe (FER+ votes and folder
     labels); pooling every part used to count those faces twice."""
+    from affect.datasets.loaders import load_dataset
     from affect.labels import EXPRESSIONS
     from train.checkpoint import model_args, save_checkpoint, spec_for
-    from train.data import load_dataset
     from train.evaluate import evaluate
     from train.models import build_model
 

@@ -12,9 +12,12 @@ import torch
 from test_fit import tiny_config
 
 from affect.blendshapes import MEDIAPIPE_BLENDSHAPES, blendshape_row, mirror_order
+from affect.datasets.blendshapes import attach_blendshapes
+from affect.datasets.loaders import load_dataset
+from affect.datasets.records import DataError
+from affect.labels import EXPRESSIONS
 from affect.labels import EXPRESSIONS as EXPRESSIONS_8
 from train import data as tdata
-from train.data.blendshapes import attach_blendshapes
 from train.models import build_model
 
 NAMES = list(MEDIAPIPE_BLENDSHAPES)
@@ -31,40 +34,40 @@ def test_mirror_order_swaps_left_and_right_and_keeps_the_rest():
 
 
 def test_cache_finds_real_faces_and_is_reused(tmp_path, affectnet_root, face_model_path):
-    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
+    info = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
     counts = attach_blendshapes(info.samples, NAMES, face_model_path, tmp_path, progress=False)
     assert counts["computed"] == 8 and counts["found"] >= 6
     rows = np.stack([s.blendshapes for s in info.samples])
     found = np.isfinite(rows).all(1)
     assert ((rows[found] >= 0) & (rows[found] <= 1)).all() and rows[found].std() > 0.01
-    again = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
+    again = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 8})
     assert attach_blendshapes(again.samples, NAMES, face_model_path, tmp_path, progress=False)["computed"] == 0
     np.testing.assert_array_equal(np.stack([s.blendshapes for s in again.samples]), rows)
     cache = next(tmp_path.glob("blendshapes-*.npz"))
     cache.write_bytes(b"not a zip")  # a cache cut short by a kill: recomputed, not a crash
     assert attach_blendshapes(again.samples, NAMES, face_model_path, tmp_path, progress=False)["computed"] == 8
     np.testing.assert_array_equal(np.stack([s.blendshapes for s in again.samples]), rows)
-    with pytest.raises(tdata.DataError, match="face model not found"):
+    with pytest.raises(DataError, match="face model not found"):
         attach_blendshapes(again.samples, NAMES, tmp_path / "missing.task", tmp_path)
 
 
 def test_dataset_mirrors_blendshapes_with_a_flip_and_drops_them(affectnet_root):
-    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 2})
+    info = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 2})
     s = info.samples[0]
     s.blendshapes = np.linspace(0, 1, len(NAMES), dtype=np.float32)
     flip_only = tdata.AugmentConfig(hflip=1.0, rotation=0, scale=0, shift=0, brightness=0, contrast=0, erasing=0)
-    ds = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS), augment=flip_only,
+    ds = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(EXPRESSIONS), augment=flip_only,
                              blendshapes=NAMES)
     got = ds[0]["blendshapes"].numpy()
     assert np.array_equal(got, s.blendshapes[mirror_order(NAMES)]) and not np.array_equal(got, s.blendshapes)
-    plain = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS), blendshapes=NAMES)
+    plain = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(EXPRESSIONS), blendshapes=NAMES)
     assert np.array_equal(plain[0]["blendshapes"].numpy(), s.blendshapes)  # eval: as computed
-    dropped = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS),
+    dropped = tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(EXPRESSIONS),
                                   augment=flip_only, blendshapes=NAMES, blendshape_dropout=1.0)
     assert torch.isnan(dropped[0]["blendshapes"]).all()
-    with pytest.raises(tdata.DataError, match="blendshape scores"):
+    with pytest.raises(DataError, match="blendshape scores"):
         s.blendshapes = np.zeros(3, np.float32)
-        tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(tdata.records.EXPRESSIONS), blendshapes=NAMES)
+        tdata.AffectDataset([s], 64, [0.5] * 3, [0.5] * 3, list(EXPRESSIONS), blendshapes=NAMES)
 
 
 def test_model_reads_blendshapes_and_a_nan_row_means_image_only():
@@ -127,7 +130,7 @@ def test_fusion_classifier_matches_sklearn_and_leaves_faces_without_blendshapes_
 
     from train.blendshape_fusion import BlendshapeFusion, FusionError, fit_blendshape_classifier
 
-    info = tdata.load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 40})
+    info = load_dataset({"type": "affectnet", "root": str(affectnet_root), "limit": 40})
     attach_blendshapes(info.samples, NAMES, face_model_path, tmp_path, progress=False)
     x = np.stack([s.blendshapes for s in info.samples])
     y = np.array([s.expression for s in info.samples])

@@ -12,9 +12,10 @@ import pytest
 import torch
 from test_fit import tiny_config
 
+from affect.datasets.loaders import load_dataset
 from affect.labels import EXPRESSIONS
 from train.config import ConfigError, check_config, load_config
-from train.data import AffectDataset, load_dataset, remap_labels
+from train.data import AffectDataset, remap_labels
 from train.data.assembly import Part, attach_va_prior
 from train.fit import compute_loss, fit
 

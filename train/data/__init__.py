@@ -1,37 +1,26 @@
-"""Datasets for training: loaders into `Sample` records, label remapping,
-splits, the torch `AffectDataset` (item dict of docs/ARCHITECTURE.md),
-augmentation, mixing and sampling.
+"""Datasets for training: label remapping, splits, the torch `AffectDataset`
+(item dict of docs/ARCHITECTURE.md), augmentation, mixing and sampling, and
+the assembly of a run's parts (`train.data.assembly`).
 
-The torch parts (`dataset`, `sampling`) load on first use, so the loaders
-serve commands that have no torch (`python -m export bench --data DIR`)."""
+The readers below them (`Sample`, `DatasetInfo`, `DataError`, the loaders,
+the evaluation crop, blendshapes, a run folder's splits) are torch-free and
+live in `affect.datasets`, which `export` reads too. The torch parts here
+(`dataset`, `sampling`) load on first use."""
 
 import importlib
 
 from train.data.augment import FLIP_68, AugmentConfig, augment_image
-from train.data.loaders import (
-    load_affectnet,
-    load_affectnet_csv,
-    load_ckplus,
-    load_class_folders,
-    load_dataset,
-    load_fer2013_csv,
-    load_fer2013_folders,
-)
-from train.data.records import DataError, DatasetInfo, Sample, label_members
 from train.data.relabel import align_aus, label_index_map, remap_labels
 from train.data.splits import split_by_subject, split_stratified
 
 __all__ = [
-    "FLIP_68", "AffectDataset", "AugmentConfig", "DataError", "DatasetInfo", "MixedDataset", "Sample",
-    "UnreadableImage", "align_aus", "augment_image", "build_sampler", "class_weights", "collate_skip_bad",
-    "eval_crop", "label_index_map", "label_members", "load_affectnet", "load_affectnet_csv", "load_ckplus",
-    "load_class_folders", "load_dataset", "load_fer2013_csv", "load_fer2013_folders", "read_image",
-    "remap_labels", "sample_weights", "split_by_subject", "split_stratified",
+    "FLIP_68", "AffectDataset", "AugmentConfig", "MixedDataset", "align_aus", "augment_image", "build_sampler",
+    "class_weights", "collate_skip_bad", "label_index_map", "remap_labels", "sample_weights", "split_by_subject",
+    "split_stratified",
 ]
 
 _TORCH_PARTS = {
-    "AffectDataset": "dataset", "MixedDataset": "dataset", "UnreadableImage": "dataset",
-    "collate_skip_bad": "dataset", "eval_crop": "dataset", "read_image": "dataset",
+    "AffectDataset": "dataset", "MixedDataset": "dataset", "collate_skip_bad": "dataset",
     "build_sampler": "sampling", "class_weights": "sampling", "sample_weights": "sampling",
 }
 

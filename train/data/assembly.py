@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from affect.datasets.loaders import load_dataset
 from train import data as tdata
 from train.config import ConfigError, check_dataset_entry
 from train.errors import TrainError
@@ -78,7 +79,7 @@ def build_splits(cfg: dict) -> Splits:
         except ConfigError as exc:
             raise TrainError(str(exc)) from None
     for entry in cfg["data"]["datasets"]:
-        info = tdata.load_dataset(entry, labels=labels)
+        info = load_dataset(entry, labels=labels)
         out.infos.append(info)
         for name in info.au_names:
             if name not in out.au_names:
@@ -187,8 +188,8 @@ def blendshape_names(mcfg: dict) -> tuple[str, ...]:
 
 def attach_run_blendshapes(parts: list[Part], cfg: dict, names: tuple[str, ...], progress: bool = True) -> None:
     """Compute (or read from the cache) every sample's blendshapes (`progress`: bars and a summary line)."""
+    from affect.datasets.blendshapes import attach_blendshapes
     from affect.face_model import FaceModelError, resolve_face_model
-    from train.data.blendshapes import attach_blendshapes
 
     try:
         face_model = resolve_face_model(cfg["model"].get("face_model"))

@@ -12,8 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affect.datasets.records import DataError
 from affect.preprocess import to_rgb
-from train.data.records import DataError
 
 # Index of each iBUG 68-point landmark's mirror image (jaw, brows, nose,
 # eyes, mouth), so a flipped face keeps "point 36 = right eye outer corner".

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from train.data.records import Sample
+from affect.datasets.crops import eval_crop, read_image
+from affect.datasets.records import Sample
+from affect.images import UnreadableImage
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,6 @@ def _safe(name: str) -> str:
 
 
 def _decode(sample: Sample, size: int) -> tuple[np.ndarray | None, tuple[int, int]]:
-    from train.data.dataset import UnreadableImage, eval_crop, read_image
-
     try:
         image = read_image(sample)
     except UnreadableImage as exc:

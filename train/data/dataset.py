@@ -2,9 +2,10 @@
 consume (see docs/ARCHITECTURE.md), plus mixing and a collate that drops
 unreadable images.
 
-The eval path is exactly `affect.preprocess.to_rgb → resize_square →
-normalise` (after `affect.crop.crop_face` for samples with a box), the same
-calls `prepare_batch` makes at run time, so training and deployment agree.
+The eval path is exactly `affect.datasets.crops.eval_crop` (`to_rgb →
+resize_square`, after `affect.crop.crop_face` for samples with a box) then
+`affect.preprocess.normalise`, the same calls `prepare_batch` makes at run
+time, so training and deployment agree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,46 +22,14 @@ from torch.utils.data import ConcatDataset, Dataset, default_collate
 from torchvision.transforms import RandomErasing
 
 from affect.blendshapes import mirror_order
-from affect.crop import crop_face, given_square, points_to_crop
-from affect.images import UnreadableImage, read_image_file
-from affect.preprocess import normalise, resize_square, to_rgb
+from affect.datasets.crops import crop_points, eval_crop, read_image
+from affect.datasets.records import DataError, Sample
+from affect.images import UnreadableImage
+from affect.preprocess import normalise
 from train.data.augment import FLIP_MAPS, AugmentConfig, augment_image
-from train.data.records import DataError, Sample
-
-if TYPE_CHECKING:  # crop_cache reads images through this module
-    from train.data.crop_cache import CropCache
+from train.data.crop_cache import CropCache
 
 log = logging.getLogger(__name__)
-
-def read_image(sample: Sample) -> np.ndarray:
-    """The sample's pixels (HxW greyscale or HxWx3 RGB uint8): held in memory
-    (FER2013 CSV rows) or read by `affect.images.read_image_file`."""
-    if sample.pixels is not None:
-        return sample.pixels
-    return read_image_file(sample.path)
-
-
-def eval_crop(image: np.ndarray, sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Deterministic S x S RGB crop and the sample's landmarks in [0, 1] crop coordinates."""
-    rgb = to_rgb(image)
-    if sample.box is not None:
-        box = given_square(sample.box, sample.angle)  # Sample.box is already the rule's square
-        crop = resize_square(crop_face(rgb, box, size), size)
-    else:
-        crop = resize_square(rgb, size)
-    return crop, crop_points(sample, rgb.shape[0], rgb.shape[1])
-
-
-def crop_points(sample: Sample, height: int, width: int) -> np.ndarray | None:
-    """The sample's landmarks in [0, 1] coordinates of its eval crop, from an image of that size."""
-    points = sample.landmarks
-    if points is None:
-        return None
-    if sample.box is not None:
-        points = points_to_crop(points, given_square(sample.box, sample.angle), 1)
-    else:
-        points = np.asarray(points, np.float64).reshape(-1, 2) / np.array([width, height], np.float64)
-    return np.asarray(points, np.float32)
 
 
 class AffectDataset(Dataset):

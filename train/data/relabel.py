@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from affect.datasets.records import DataError, Sample, is_canonical, label_members, norm_label
 from affect.labels import canonical_name
-from train.data.records import DataError, Sample, _is_canonical, _norm, label_members
 
 
 def label_index_map(from_labels: Sequence[str], to_labels: Sequence[str],
@@ -28,11 +28,11 @@ def label_index_map(from_labels: Sequence[str], to_labels: Sequence[str],
             raise DataError(f"class {canon!r} belongs to several run labels: {owners}")
     out: dict[int, int] = {}
     for i, name in enumerate(from_labels):
-        same = [j for j, t in enumerate(to_labels) if _norm(t) == _norm(name)]
+        same = [j for j, t in enumerate(to_labels) if norm_label(t) == norm_label(name)]
         if same:
             out[i] = same[0]
             continue
-        if not _is_canonical(name):
+        if not is_canonical(name):
             continue
         canon = canonical_name(name)
         hits = [j for j, m in enumerate(members) if canon in m]

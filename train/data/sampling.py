@@ -11,7 +11,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import ConcatDataset, WeightedRandomSampler
 
-from train.data.records import DataError, Sample
+from affect.datasets.records import DataError, Sample
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from train.data.records import DataError, Sample
+from affect.datasets.records import DataError, Sample
 
 log = logging.getLogger(__name__)
 

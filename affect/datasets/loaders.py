@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from affect.crop import AS_GIVEN, face_crop_box
+from affect.datasets.records import DataError, DatasetInfo, Sample, is_canonical, label_members
 from affect.images import IMAGE_SUFFIXES
 from affect.labels import (
     AFFECTNET_CODES,
@@ -26,7 +27,6 @@ from affect.labels import (
     FER2013_CSV_CODES,
     canonical_name,
 )
-from train.data.records import DataError, DatasetInfo, Sample, _is_canonical, label_members
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ def _ckplus_target_set(labels: Sequence[str] | None, groups: set[str], csv_path:
     wanted = {str(x).strip().lower() for x in labels}
     if wanted and wanted <= groups:
         return "group"
-    if all(_is_canonical(x) for x in labels):
+    if all(is_canonical(x) for x in labels):
         return "emotion"
     raise DataError(f"{csv_path}: labels {list(labels)} are neither expression classes nor the table's "
                     f"groups {sorted(groups)}")
@@ -618,7 +618,7 @@ def load_class_folders(root: str | os.PathLike, mapping: Mapping[str, str | None
             except DataError as exc:
                 raise DataError(f"{root}: mapping {folder!r}: {exc}") from None
             # a class name or alias ("surprise", "sadness") counts as that class
-            targets[folder] = canonical_name(value) if _is_canonical(value) else value
+            targets[folder] = canonical_name(value) if is_canonical(value) else value
         ignored = sorted(names - set(targets))
         if ignored:
             log.info("%s: ignoring folders not in the mapping: %s", name, ignored)

@@ -20,9 +20,10 @@ import numpy as np
 from tqdm import tqdm
 
 from affect.blendshapes import LANDMARKER_CROP, CropBlendshapes
+from affect.datasets.crops import eval_crop, read_image
+from affect.datasets.records import DataError, Sample
 from affect.files import atomic_path, cache_root
-from train.data.dataset import UnreadableImage, eval_crop, read_image
-from train.data.records import DataError, Sample
+from affect.images import UnreadableImage
 
 log = logging.getLogger(__name__)
 

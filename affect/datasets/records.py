@@ -40,13 +40,13 @@ class Sample:
     box: tuple[float, float, float, float] | None = None
     angle: float = 0.0  # roll (degrees) of `box`, from an aligned crop rule
     pixels: np.ndarray | None = None  # HxW(x3) uint8 held in memory (FER2013 CSV rows)
-    blendshapes: np.ndarray | None = None  # (B,) MediaPipe scores (train.data.blendshapes); NaN = no face
+    blendshapes: np.ndarray | None = None  # (B,) MediaPipe scores (affect.datasets.blendshapes); NaN = no face
     teacher: np.ndarray | None = None  # (C + 2,) a teacher's class probabilities + valence/arousal (train.distill)
     # (C,) a label distribution over the DatasetInfo's label_set (FER+ votes), summing to 1; the
     # loss trains on it instead of the one-hot `expression` (which stays the majority, for metrics).
     soft: np.ndarray | None = None
     # (2,) valence/arousal from the face's expression label, for a face without its own
-    # (train.fit.attach_va_prior, `loss.va_prior`); None = no prior.
+    # (train.data.assembly.attach_va_prior, `loss.va_prior`); None = no prior.
     va_prior: np.ndarray | None = None
 
 
@@ -69,20 +69,20 @@ class DatasetInfo:
                    groups: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
         """bool [len(run_labels)]: run classes this dataset can have (a group
         counts when the dataset has any of its members)."""
-        present = {_norm(x) for x in self.labels}
-        present |= {_norm(canonical_name(x)) for x in self.labels if _is_canonical(x)}
+        present = {norm_label(x) for x in self.labels}
+        present |= {norm_label(canonical_name(x)) for x in self.labels if is_canonical(x)}
         out = []
         for label in run_labels:
             members = label_members(label, groups)
-            out.append(_norm(label) in present or any(_norm(m) in present for m in members))
+            out.append(norm_label(label) in present or any(norm_label(m) in present for m in members))
         return np.array(out, dtype=bool)
 
 
-def _norm(name: str) -> str:
+def norm_label(name: str) -> str:
     return name.strip().lower()
 
 
-def _is_canonical(name: str) -> bool:
+def is_canonical(name: str) -> bool:
     try:
         canonical_name(name)
     except ValueError:
@@ -95,8 +95,8 @@ def label_members(label: str, groups: Mapping[str, Sequence[str]] | None = None)
     the class itself. Raises DataError for a name that is neither."""
     groups = EMOTION_GROUPS if groups is None else groups
     for key, members in groups.items():
-        if _norm(key) == _norm(label):
+        if norm_label(key) == norm_label(label):
             return tuple(canonical_name(m) for m in members)
-    if _is_canonical(label):
+    if is_canonical(label):
         return (canonical_name(label),)
     raise DataError(f"label {label!r} is neither an expression class nor a group ({sorted(groups)})")
