@@ -80,11 +80,17 @@ def run_fer(python: str, clip: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+NO_VIDEO = "--no-video-out"  # a variant flag of this script: the README command without its annotated MP4
+
+
 def run_ours(flags: str, clip: str, face_model: str, work: Path) -> dict:
     summary = work / "summary.json"
+    extra = shlex.split(flags)
+    # fer draws and writes nothing: a variant may drop the README command's video to compare like with like
+    video = [] if NO_VIDEO in extra else ["--video-out", str(work / "demo.mp4")]
     cmd = [sys.executable, "-m", "realtime.cam", "--source", clip, "--face-model", face_model, "--headless",
-           "--csv", str(work / "demo.csv"), "--video-out", str(work / "demo.mp4"),
-           "--summary-json", str(summary), "--overwrite", *shlex.split(flags)]  # rounds reuse the names
+           "--csv", str(work / "demo.csv"), *video,
+           "--summary-json", str(summary), "--overwrite", *[f for f in extra if f != NO_VIDEO]]  # rounds reuse names
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False,
                          env=dict(os.environ, PYTHONPATH=str(REPO)))
     if out.returncode != 0:
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fer-python", default="/work/fervenv/bin/python", help="python of the venv with fer")
     ap.add_argument("--no-fer", action="store_true", help="only our variants (e.g. to compare thread settings)")
     ap.add_argument("--variant", action="append", default=None, metavar="NAME=FLAGS",
-                    help="one of ours: realtime.cam flags on top of the README command (repeat); "
+                    help="one of ours: realtime.cam flags on top of the README command (repeat; "
+                         f"{NO_VIDEO} drops its annotated video); "
                          "default: the default path, --faces detector, --faces landmarker")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--clip-variants", nargs="*", default=None, metavar="VARIANT",
