@@ -23,10 +23,13 @@ frame gets two passes (`passes="pyramid"`, the default): every frame a coarse
 one at half the long side (at most `coarse_side`) for the faces large enough
 to move fast, and every `fine_every`-th frame the full-resolution one (at most
 `max_side`) for the small ones, whose boxes are carried to the frames between
-(faces that small move a few pixels in a fifth of a second; a carried box
-gives way to a coarse one it overlaps, and a cut — the frame's thumbnail
+(faces that small move a few pixels in a fifth of a second, and each carried
+face follows its own patch by template matching, `follow_carried`; a carried
+box gives way to a coarse one it overlaps, a face both passes find keeps its
+coarse box so its track does not jump, and a cut — the frame's thumbnail
 changed by more than `cut_change` grey levels on average — runs the fine pass
-at once instead of carrying). At half resolution YuNet's weak detections are
+at once instead of carrying). `coarse_every` > 1 looks only every Nth frame
+(the frames between keep the last look's faces): measured, not the default. At half resolution YuNet's weak detections are
 mostly hands and patterns (a raised hand scored 0.49 on the clip), so a
 coarse face needs at least `coarse_threshold`. Frames of at most `single_side` get
 one full pass. `passes="full"` and `passes="coarse"` run one pass per frame
@@ -39,7 +42,9 @@ most 4: at 35 % brightness YuNet found 1.83 faces a frame of the clip
 against 3.30 at full, 3.68 with the gain), and smoothed when its noise
 (the median absolute Laplacian of a subsampled grey image) is above 3 grey
 levels, by a Gaussian of a quarter of that noise (σ 18 noise: 1.87 faces a
-frame, 3.11 smoothed). A clean frame is passed as it is.
+frame, 3.11 smoothed). A clean frame is passed as it is. Light and noise are
+measured every `condition_every`-th frame and at a cut (they change with the
+scene), and each pass conditions the image it sees at its own size.
 
 Each face carries YuNet's five keypoints (eyes, nose tip, mouth corners): the
 eyes give the roll for the crop, as the MediaPipe detector's do.
