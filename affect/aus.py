@@ -33,8 +33,15 @@ AU_DESCRIPTIONS: dict[str, str] = {
 }
 AU_NAMES: tuple[str, ...] = tuple(AU_DESCRIPTIONS)  # FACS order; also the recording's column names
 
-# An AU counts as active (overlay, dashboard "most active", F1) at this probability.
+# An AU counts as active (overlay, dashboard "most active", F1) at this probability, unless the
+# model carries its own per-AU thresholds (`ModelSpec.au_thresholds`, `affect.au_thresholds`).
 AU_THRESHOLD = 0.5
+# How `choose_au_thresholds` picks an AU's threshold on labelled validation faces: the one that
+# maximises that AU's F1 (the figure AU detection is judged by), or its balanced accuracy.
+THRESHOLD_RULES = ("f1", "balanced_accuracy")
+# An AU with fewer validation positives (or negatives) than this keeps AU_THRESHOLD: a threshold
+# fitted to one or two sequences is noise. CK+ gives 3 faces per sequence, so 5 faces = 2 sequences.
+MIN_THRESHOLD_FACES = 5
 
 AU_MAP_FORMAT = "affectcam.au_map"
 AU_MAP_VERSION = 1
@@ -55,12 +62,70 @@ def au_number(name: str) -> int:
     return int(text[2:])
 
 
+def threshold_array(thresholds: float | Sequence[float] | Mapping[str, float] | None,
+                    names: Sequence[str] = AU_NAMES) -> np.ndarray:
+    """[A] decision thresholds for `names`: one number for all, a sequence in `names`' order, or
+    a {name: threshold} mapping (AUs it lacks: AU_THRESHOLD); None or [] = AU_THRESHOLD for all."""
+    if thresholds is None or (not isinstance(thresholds, Mapping) and np.ndim(thresholds) == 1
+                              and len(thresholds) == 0):
+        return np.full(len(names), AU_THRESHOLD)
+    if isinstance(thresholds, Mapping):
+        return np.array([float(thresholds.get(n, AU_THRESHOLD)) for n in names])
+    t = np.asarray(thresholds, np.float64)
+    if t.ndim == 0:
+        return np.full(len(names), float(t))
+    if t.shape != (len(names),):
+        raise ValueError(f"{t.size} AU thresholds for {len(names)} AUs")
+    return t
+
+
 def active_aus(probs: Sequence[float] | np.ndarray, names: Sequence[str] = AU_NAMES,
-               threshold: float = AU_THRESHOLD) -> list[str]:
-    """The AU names whose probability reaches `threshold`, most probable first."""
+               threshold: float | Sequence[float] | Mapping[str, float] | None = AU_THRESHOLD) -> list[str]:
+    """The AU names whose probability reaches its threshold (one for all, or one per AU:
+    `threshold_array`), most probable first."""
     p = np.asarray(probs, np.float64)
+    t = threshold_array(threshold, names)
     order = np.argsort(-np.nan_to_num(p, nan=-1.0), kind="stable")
-    return [names[i] for i in order if np.isfinite(p[i]) and p[i] >= threshold]
+    return [names[i] for i in order if np.isfinite(p[i]) and p[i] >= t[i]]
+
+
+def choose_au_thresholds(y_true: np.ndarray, probs: np.ndarray, rule: str = "f1",
+                         min_faces: int = MIN_THRESHOLD_FACES) -> tuple[list[float], list[str]]:
+    """Per-AU decision thresholds chosen on labelled faces (a run's VALIDATION part, never the
+    part that is reported): for each AU the threshold on a 0.01 grid in [0.05, 0.95] that
+    maximises `rule` ("f1" or "balanced_accuracy"; the middle of the longest run of best grid
+    points, so ties do not pull it to an edge), or AU_THRESHOLD where the AU has fewer than `min_faces`
+    positive or negative annotated faces. `y_true` [N, A] 0/1 (NaN = not annotated), `probs`
+    [N, A]. Returns (thresholds, per-AU source: "<rule>" or "default (k positives)")."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"AU threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
+    t = np.asarray(y_true, np.float64)
+    p = np.asarray(probs, np.float64)
+    if t.ndim != 2 or t.shape != p.shape:
+        raise ValueError(f"AU thresholds: targets {t.shape} and probabilities {p.shape} differ")
+    grid = np.round(np.arange(0.05, 0.9501, 0.01), 2)
+    thresholds, sources = [], []
+    for j in range(t.shape[1]):
+        m = np.isfinite(t[:, j]) & np.isfinite(p[:, j])
+        y = t[m, j] > 0.5
+        pos, neg = int(y.sum()), int((~y).sum())
+        if pos < min_faces or neg < min_faces:
+            thresholds.append(AU_THRESHOLD)
+            sources.append(f"default ({pos} positives, {neg} negatives)")
+            continue
+        pred = p[m, j][None, :] >= grid[:, None]  # [G, n]
+        tp = (pred & y).sum(axis=1)
+        fp = (pred & ~y).sum(axis=1)
+        fn = pos - tp
+        if rule == "f1":
+            value = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        else:
+            value = (tp / pos + (neg - fp) / neg) / 2
+        best = np.flatnonzero(value >= value.max() - 1e-12)
+        run = max(np.split(best, np.flatnonzero(np.diff(best) > 1) + 1), key=len)  # the longest unbroken run
+        thresholds.append(float(grid[run[len(run) // 2]]))
+        sources.append(rule)
+    return thresholds, sources
 
 
 @dataclass

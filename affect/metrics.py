@@ -296,16 +296,24 @@ def restrict_classes(labels: Sequence[str], y_true: np.ndarray, probs: np.ndarra
 # --- action units (multi-label) ----------------------------------------------------------------
 
 def au_metrics(names: Sequence[str], y_true: np.ndarray, probs: np.ndarray,
-               threshold: float = 0.5) -> dict[str, Any]:
+               threshold: float | Sequence[float] | None = 0.5) -> dict[str, Any]:
     """Per-AU precision / recall / F1 / AP and support, macro- and micro-F1, binary accuracy
     and mAP. `y_true` is 0/1 [N, A] with NaN for "not annotated" (masked per AU); `probs` are
-    sigmoid probabilities. Micro-F1 pools every annotated (face, AU) decision; mAP averages
-    the AUs that have at least one positive."""
+    sigmoid probabilities; an AU is predicted present at probability ≥ `threshold` (one for
+    all, or one per AU: a model's `ModelSpec.au_thresholds`; None = 0.5). Micro-F1 pools every
+    annotated (face, AU) decision; mAP (threshold-free) averages the AUs that have at least
+    one positive. "threshold" in the result is the number, or "per AU" with "thresholds"."""
+    from affect.aus import threshold_array
+
     names = list(names)
     t = np.asarray(y_true, np.float64)
     p = np.asarray(probs, np.float64)
     if t.ndim != 2 or t.shape != p.shape or t.shape[1] != len(names):
         raise MetricsError(f"action units: targets {t.shape}, probabilities {p.shape}, {len(names)} names")
+    try:
+        cut = threshold_array(threshold, names)
+    except ValueError as exc:
+        raise MetricsError(f"action units: {exc}") from None
     if not np.isfinite(p).all():
         raise MetricsError("action units: predicted probabilities contain NaN/inf")
     valid = np.isfinite(t)
@@ -317,7 +325,7 @@ def au_metrics(names: Sequence[str], y_true: np.ndarray, probs: np.ndarray,
     for j, name in enumerate(names):
         m = valid[:, j]
         yt = t[m, j] > 0.5
-        yp = p[m, j] >= threshold
+        yp = p[m, j] >= cut[j]
         prec, rec, f1, _ = skm.precision_recall_fscore_support(yt, yp, average="binary", zero_division=0) \
             if m.any() else (math.nan,) * 4
         ap = float(skm.average_precision_score(yt, p[m, j])) if yt.any() else math.nan
@@ -326,21 +334,25 @@ def au_metrics(names: Sequence[str], y_true: np.ndarray, probs: np.ndarray,
         pooled_true.append(yt)
         pooled_pred.append(yp)
         per_au[name] = {"precision": float(prec), "recall": float(rec), "f1": float(f1), "ap": ap,
-                        "support": int(yt.sum()), "n": int(m.sum())}
+                        "support": int(yt.sum()), "n": int(m.sum()), "threshold": float(cut[j])}
         if m.any():
             f1s.append(float(f1))
         if not math.isnan(ap):
             aps.append(ap)
     micro = float(skm.f1_score(np.concatenate(pooled_true), np.concatenate(pooled_pred), zero_division=0))
-    return {
+    uniform = bool(np.all(cut == cut[0]))
+    out = {
         "names": names,
         "f1_macro": float(np.mean(f1s)),
         "f1_micro": micro,
         "binary_accuracy": correct / total,
         "map": float(np.mean(aps)) if aps else math.nan,
-        "threshold": threshold,
+        "threshold": float(cut[0]) if uniform else "per AU",
         "per_au": per_au,
     }
+    if not uniform:
+        out["thresholds"] = [float(v) for v in cut]
+    return out
 
 
 # --- bootstrap ---------------------------------------------------------------------------------
@@ -414,7 +426,7 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
                     aus_true: np.ndarray | None = None, aus_prob: np.ndarray | None = None,
                     au_names: Sequence[str] | None = None, dataset: str = "", model: str = "",
                     restrict_to: Sequence[str] | None = None, bootstrap: int = N_BOOTSTRAP,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, au_thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """The `metrics.json` dict (DESIGN.md schema + "ci", "ece", "top2_accuracy",
     "confusion_normalised", "note"), JSON-safe (undefined values are None).
 
@@ -423,7 +435,8 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
     `va_true`/`va_pred` are [N, 2] (valence, arousal); NaN targets are dropped.
     Sections without any target (e.g. no valence on FER2013) are left out.
     `bootstrap` resamples for the CIs of accuracy, macro-F1 and the CCCs; 0
-    skips them ("ci" is then empty), e.g. for per-epoch validation."""
+    skips them ("ci" is then empty), e.g. for per-epoch validation. `au_thresholds`: one
+    decision threshold per AU (the model's `ModelSpec.au_thresholds`); None or [] = 0.5."""
     labels = list(labels)
     notes: list[str] = []
     out: dict[str, Any] = {"dataset": dataset, "n": 0, "model": model}
@@ -471,7 +484,7 @@ def compute_metrics(labels: Sequence[str], y_true: np.ndarray | None, probs: np.
 
     if aus_true is not None and aus_prob is not None:
         names = list(au_names) if au_names else [f"AU{j}" for j in range(np.asarray(aus_prob).shape[1])]
-        out["action_units"] = au_metrics(names, aus_true, aus_prob)
+        out["action_units"] = au_metrics(names, aus_true, aus_prob, au_thresholds or None)
 
     if not any(k in out for k in ("expression", "valence", "arousal", "action_units")):
         raise MetricsError(f"nothing to evaluate for {dataset or 'dataset'}: no labels or targets")

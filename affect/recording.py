@@ -11,6 +11,12 @@ plus `landmarks` ([[x, y, z], …] in pixels) and `blendshapes` ({name: score})
 when the writer has them. Writers build rows with `FaceRow`; `read_recording`
 reads either kind back, checked, as a pandas DataFrame; recordings written
 before AU columns existed read as they always did.
+
+AU thresholds: the AU columns are raw probabilities. When the AU reader carries its own
+per-AU decision thresholds (a model whose `affect.au_thresholds` were chosen on its
+validation part), the writer puts them beside the recording in `<stem>.au_thresholds.json`
+(`write_au_thresholds`); readers that call an AU "active" (the dashboard's AU panel, the
+corpus table) use them (`read_au_thresholds`); without that file every AU is active at 0.5.
 """
 
 from __future__ import annotations
@@ -33,6 +39,45 @@ class RecordingError(ValueError):
 
 
 AU_COLUMN = re.compile(r"^AU[1-9][0-9]*$")
+
+
+AU_THRESHOLDS_FORMAT = "affectcam.au_thresholds"
+
+
+def au_thresholds_path(recording: str | os.PathLike) -> Path:
+    """The AU thresholds file of a recording: `session.csv` → `session.au_thresholds.json`."""
+    return Path(recording).with_suffix(".au_thresholds.json")
+
+
+def write_au_thresholds(recording: str | os.PathLike, thresholds: Mapping[str, float], source: str) -> Path:
+    """Write the AU reader's per-AU thresholds beside `recording` (atomic); returns the path."""
+    from affect.files import atomic_write_json
+
+    path = au_thresholds_path(recording)
+    atomic_write_json(path, {"format": AU_THRESHOLDS_FORMAT, "source": source,
+                             "thresholds": {str(k): float(v) for k, v in thresholds.items()}})
+    return path
+
+
+def read_au_thresholds(recording: str | os.PathLike) -> dict[str, float] | None:
+    """The per-AU thresholds written beside `recording`, or None when it has none (every AU
+    active at 0.5). RecordingError naming the file when it is there but unusable."""
+    import json
+
+    path = au_thresholds_path(recording)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordingError(f"{path}: not a readable AU thresholds file ({type(exc).__name__})") from None
+    values = data.get("thresholds") if isinstance(data, dict) and data.get("format") == AU_THRESHOLDS_FORMAT else None
+    if not isinstance(values, dict) or not all(
+            AU_COLUMN.match(str(k)) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+            for k, v in values.items()):
+        raise RecordingError(f"{path}: not an AU thresholds file (needs format {AU_THRESHOLDS_FORMAT!r} and "
+                             "'thresholds': {AU name: number in (0, 1)})")
+    return {str(k): float(v) for k, v in values.items()}
 
 
 def csv_columns(labels: Sequence[str], au_names: Sequence[str] = ()) -> list[str]:

@@ -8,7 +8,7 @@ A share is of face-frames: each face row stands for one frame interval of one fa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,12 +50,14 @@ def time_per(df: pd.DataFrame, category: str, order: list[str], interval_ms: flo
     return counts
 
 
-def session_stats(df: pd.DataFrame | None, labels: Sequence[str]) -> dict[str, float | int]:
+def session_stats(df: pd.DataFrame | None, labels: Sequence[str],
+                  au_thresholds: Mapping[str, float] | None = None) -> dict[str, float | int]:
     """One recording as one row of numbers: face rows, frames with a face, tracks, mean and
     standard deviation of valence and arousal, the share of face-frames per expression
     (`share_<label>`) and per quadrant (`share_<quadrant>`), and for each AU column the
-    share of face-frames where it is active (`active_<AU>`). `df` None or empty: no face
-    was found; counts are 0 and the rest NaN."""
+    share of face-frames where it is active (`active_<AU>`: probability ≥ its threshold in
+    `au_thresholds`, the recording's `affect.recording.read_au_thresholds`; 0.5 for an AU it
+    lacks). `df` None or empty: no face was found; counts are 0 and the rest NaN."""
     empty = df is None or df.empty
     row: dict[str, float | int] = {
         "face_rows": 0 if empty else len(df),
@@ -76,5 +78,6 @@ def session_stats(df: pd.DataFrame | None, labels: Sequence[str]) -> dict[str, f
     row.update({f"share_{q}": float(shares[q]) for q in QUADRANT_ORDER})
     for au in au_columns(df.columns):
         values = pd.to_numeric(df[au], errors="coerce")
-        row[f"active_{au}"] = float((values >= AU_ACTIVE).mean()) if values.notna().any() else float("nan")
+        cut = (au_thresholds or {}).get(au, AU_ACTIVE)
+        row[f"active_{au}"] = float((values >= cut).mean()) if values.notna().any() else float("nan")
     return row

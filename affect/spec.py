@@ -54,6 +54,11 @@ class ModelSpec:
     # T fitted on a run's validation parts (`python -m export calibrate`); 1 = the plain softmax. The graph's
     # `expression` output stays the raw logits, so an old file (no `affect.temperature`) reads as before.
     temperature: float = 1.0
+    # Per-AU decision thresholds in `au_names` order: an AU is "active"/present when its
+    # probability reaches its threshold (metrics, overlay, dashboard); chosen on a run's validation
+    # part (`python -m train au-thresholds`). [] = affect.aus.AU_THRESHOLD (0.5) for every AU, so an
+    # old file (no `affect.au_thresholds`) reads as before. The `action_units` output stays raw.
+    au_thresholds: list[float] = field(default_factory=list)
 
     # --- plain dict (checkpoints) -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +94,8 @@ class ModelSpec:
             meta["blendshapes"] = json.dumps(list(self.blendshapes))
         if float(self.temperature) != 1.0:
             meta["temperature"] = repr(float(self.temperature))
+        if self.au_thresholds:
+            meta["au_thresholds"] = json.dumps([float(v) for v in self.au_thresholds])
         return {PREFIX + k: v for k, v in meta.items()}
 
     @classmethod
@@ -113,6 +120,7 @@ class ModelSpec:
                 "num_landmarks": int(props.get(PREFIX + "num_landmarks", "0")),
                 "blendshapes": json.loads(props.get(PREFIX + "blendshapes", "[]")),
                 "temperature": float(props.get(PREFIX + "temperature", "1")),
+                "au_thresholds": json.loads(props.get(PREFIX + "au_thresholds", "[]")),
             }
         except (KeyError, ValueError) as exc:
             raise SpecError(f"{source}: malformed affect.* metadata ({exc})") from None
@@ -141,8 +149,22 @@ class ModelSpec:
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
                 and self.temperature > 0):
             raise SpecError(f"spec temperature must be a positive number, got {self.temperature!r}")
+        if self.au_thresholds:
+            values = self.au_thresholds
+            if not isinstance(values, (list, tuple)) or len(values) != len(self.au_names):
+                raise SpecError(f"spec au_thresholds must hold one threshold per AU ({len(self.au_names)}), "
+                                f"got {values!r}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in values):
+                raise SpecError(f"spec au_thresholds must be numbers in (0, 1), got {values!r}")
         if not all(isinstance(x, str) for x in self.blendshapes) or len(set(self.blendshapes)) != len(self.blendshapes):
             raise SpecError("spec blendshapes must be a list of distinct names")
+
+    @property
+    def au_decision_thresholds(self) -> list[float]:
+        """One threshold per AU of `au_names`: the model's own, or 0.5 (affect.aus.AU_THRESHOLD)."""
+        from affect.aus import AU_THRESHOLD
+
+        return [float(v) for v in self.au_thresholds] if self.au_thresholds else [AU_THRESHOLD] * len(self.au_names)
 
     @property
     def input_names(self) -> list[str]:

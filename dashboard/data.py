@@ -16,7 +16,14 @@ import pandas as pd
 
 from affect.images import VIDEO_SUFFIXES
 from affect.metrics import MetricsError, check_metrics
-from affect.recording import BASE_COLUMNS, TAIL_COLUMNS, RecordingError, labels_from_columns, read_recording
+from affect.recording import (
+    BASE_COLUMNS,
+    TAIL_COLUMNS,
+    RecordingError,
+    labels_from_columns,
+    read_au_thresholds,
+    read_recording,
+)
 from affect.spec import ModelSpec, SpecError
 from dashboard.config import DEFAULT_MAX_ENTRIES, DashboardError
 from inference.model_files import suffixes_for
@@ -200,6 +207,8 @@ class Recording:
     labels: list[str]
     problems: list[str] = field(default_factory=list)  # what the left-out rows had wrong
     left_out: int = 0
+    # the AU reader's own per-AU thresholds (`<stem>.au_thresholds.json` beside the file); None: 0.5
+    au_thresholds: dict[str, float] | None = None
 
     @property
     def tracks(self) -> list[int]:
@@ -231,8 +240,12 @@ def load_recording(path: Path) -> Recording:
     if kept.empty:
         raise DashboardError(f"{path}: every row has impossible values ({'; '.join(problems)})")
     kept["track_id"] = kept["track_id"].astype(int)
+    try:
+        thresholds = read_au_thresholds(path)
+    except RecordingError as exc:
+        raise DashboardError(str(exc)) from None
     return Recording(path, kept.sort_values(["t_ms", "track_id"]).reset_index(drop=True), labels,
-                     problems, int(bad_rows.sum()))
+                     problems, int(bad_rows.sum()), thresholds)
 
 
 # --- run / eval directories --------------------------------------------------------

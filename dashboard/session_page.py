@@ -87,25 +87,27 @@ def show_recording(recording: Recording) -> None:
                                           "expression", labels), key="expression_bars")
     st.subheader("Tracks")
     st.dataframe(track_table(df, interval), hide_index=True, key="track_table")
-    show_action_units(df, interval)
+    show_action_units(df, interval, recording.au_thresholds)
 
     st.download_button("Download summary (CSV)", summary_csv(recording.frame, labels),
                        file_name=f"{recording.path.stem}_summary.csv", mime="text/csv", key="summary_download")
 
 
-def show_action_units(df, interval: float) -> None:
-    """The AU panel: only for a recording with AU columns (`python -m realtime.cam --aus`)."""
+def show_action_units(df, interval: float, thresholds: dict[str, float] | None = None) -> None:
+    """The AU panel: only for a recording with AU columns (`python -m realtime.cam --aus`);
+    an AU is active at the AU reader's own thresholds when the recording has them, else at 0.5."""
     aus = au_columns([str(c) for c in df.columns])
     if not aus:
         return
     st.subheader("Action units")
-    activity = au_activity(df, aus, interval)
+    activity = au_activity(df, aus, interval, thresholds)
     if activity.empty:
         st.info("The recording has AU columns, but no face in it had AU probabilities.")
         return
     tracks = sorted(int(t) for t in activity["track_id"].unique())
     track = st.selectbox("track", tracks, key="au_track") if len(tracks) > 1 else tracks[0]
     st.plotly_chart(charts.au_over_time(df, aus, track), key="session_aus")
-    st.caption("Most active AUs per track (active: probability ≥ 0.5)")
+    st.caption("Most active AUs per track (active: probability ≥ "
+               + ("the model's threshold for that AU, chosen on its validation faces)" if thresholds else "0.5)"))
     st.dataframe(activity.groupby("track_id").head(5), hide_index=True, key="au_table")
 

@@ -4,6 +4,7 @@ per-track means, and the state of the plane at a chosen time."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -57,21 +58,28 @@ def state_at(df: pd.DataFrame, t_ms: float, trail_ms: float) -> tuple[pd.DataFra
     return trail, current
 
 
-def au_activity(df: pd.DataFrame, aus: list[str], interval_ms: float, threshold: float = AU_THRESHOLD) -> pd.DataFrame:
+def au_activity(df: pd.DataFrame, aus: list[str], interval_ms: float,
+                threshold: float | Mapping[str, float] | None = AU_THRESHOLD) -> pd.DataFrame:
     """Per track and AU: face-frames that had AUs, the share of them where the AU was active
-    (probability >= threshold), seconds active and the mean probability; most active first."""
+    (probability >= its threshold: one number for all, or {AU: threshold} as the recording's
+    `affect.recording.read_au_thresholds` gives, 0.5 for an AU it lacks; None = 0.5), seconds
+    active, the threshold and the mean probability; most active first."""
+    cuts = dict(threshold) if isinstance(threshold, Mapping) else {}
+    default = AU_THRESHOLD if threshold is None or isinstance(threshold, Mapping) else float(threshold)
     rows = []
     for track_id, g in df.groupby("track_id", sort=True):
         for au in aus:
             values = g[au].dropna()
             if values.empty:
                 continue
-            active = int((values >= threshold).sum())
+            cut = float(cuts.get(au, default))
+            active = int((values >= cut).sum())
             rows.append({"track_id": int(track_id), "au": au, "name": AU_DESCRIPTIONS.get(au, ""),
                          "frames": len(values), "active_share": active / len(values),
-                         "active_seconds": active * interval_ms / 1000.0, "mean_probability": float(values.mean())})
+                         "active_seconds": active * interval_ms / 1000.0, "threshold": cut,
+                         "mean_probability": float(values.mean())})
     out = pd.DataFrame(rows, columns=["track_id", "au", "name", "frames", "active_share", "active_seconds",
-                                      "mean_probability"])
+                                      "threshold", "mean_probability"])
     return out.sort_values(["track_id", "active_share", "mean_probability"], ascending=[True, False, False],
                            ignore_index=True)
 

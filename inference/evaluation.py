@@ -110,12 +110,15 @@ def non_finite(predictions: dict[str, np.ndarray]) -> str | None:
 
 def score(targets: Targets, predictions: dict[str, np.ndarray], labels: Sequence[str],
           au_names: Sequence[str] = (), *, temperature: float = 1.0, restrict_to: Sequence[str] | None = None,
-          dataset: str = "", model: str = "", bootstrap: int = 0) -> dict[str, Any]:
+          dataset: str = "", model: str = "", bootstrap: int = 0,
+          au_thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """The metrics.json dict of `predictions` against `targets` (already aligned: row i of
     each is the same face, e.g. `targets.take(predictions["index"])`). Action units are scored
     when the model has them and some face is annotated. Expression probabilities are
     `affect.preprocess.expression_probabilities(logits, temperature)` (the model's
-    `ModelSpec.temperature`; 1 = the plain softmax). Raises affect.metrics.MetricsError."""
+    `ModelSpec.temperature`; 1 = the plain softmax); an AU is present at probability ≥ its
+    `au_thresholds` entry (the model's `ModelSpec.au_thresholds`; None or [] = 0.5).
+    Raises affect.metrics.MetricsError."""
     aus_true = aus_prob = None
     if au_names and "aus" in predictions and targets.aus is not None and np.isfinite(targets.aus).any():
         aus_true, aus_prob = targets.aus, au_probabilities(predictions["aus"])
@@ -123,21 +126,23 @@ def score(targets: Targets, predictions: dict[str, np.ndarray], labels: Sequence
                            expression_probabilities(predictions["logits"], temperature), targets.va,
                            predictions["va"], aus_true=aus_true, aus_prob=aus_prob,
                            au_names=list(au_names) if aus_prob is not None else None, dataset=dataset,
-                           model=model, restrict_to=restrict_to, bootstrap=bootstrap)
+                           model=model, restrict_to=restrict_to, bootstrap=bootstrap,
+                           au_thresholds=au_thresholds)
 
 
 
 def dataset_metrics(targets: Targets, predictions: dict[str, np.ndarray], spec: ModelSpec, *,
                     restrict_to: Sequence[str] | None = None, dataset: str = "", model: str = "",
                     bootstrap: int = 0, skipped: int = 0, blendshapes: str | None = None) -> dict[str, Any]:
-    """`score` with the model's labels, AUs and temperature (its `ModelSpec`), plus what an
+    """`score` with the model's labels, AUs, AU thresholds and temperature (its `ModelSpec`), plus what an
     evaluation folder's metrics.json says beside the figures: what was left out (labelled
     faces whose class the model lacks, `targets.lacking`; `skipped` unreadable images), the
     classes scored (`restricted_to`), the model's backbone and input size and how its
     blendshapes were read. `train eval` and `export calibrate --eval-dir` write it.
     Raises affect.metrics.MetricsError."""
     metrics = score(targets, predictions, spec.labels, spec.au_names, temperature=spec.temperature,
-                    restrict_to=restrict_to, dataset=dataset, model=model, bootstrap=bootstrap)
+                    restrict_to=restrict_to, dataset=dataset, model=model, bootstrap=bootstrap,
+                    au_thresholds=spec.au_thresholds)
     notes = [metrics["note"]] if metrics.get("note") else []
     if targets.lacking:
         notes.append(f"{sum(targets.lacking.values())} samples labelled {sorted(targets.lacking)} "

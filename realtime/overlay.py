@@ -108,9 +108,10 @@ def layout_panels(boxes: Sequence[tuple[float, float, float, float]], n_labels: 
 
 
 def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = True,
-              panel: tuple[int, int] | None = None) -> None:
+              panel: tuple[int, int] | None = None, au_thresholds: Sequence[float] | None = None) -> None:
     """Box, ID, label+confidence and probability bars of one `FaceResult`; the bars at
-    `panel` (top-left) when given (`layout_panels`), else beside the box."""
+    `panel` (top-left) when given (`layout_panels`), else beside the box. Its active AUs under
+    the box: at or above `au_thresholds` (AU_NAMES order, the AU reader's; None = 0.5)."""
     x, y, w, h = (int(round(v)) for v in face.box)
     color = track_color(face.track_id)
     cv2.rectangle(img, (x, y), (x + w, y + h), color, 2)
@@ -119,7 +120,7 @@ def draw_face(img: np.ndarray, face: Any, labels: Sequence[str], bars: bool = Tr
     if aus is not None:  # the face's active action units under its box (--aus)
         from affect.aus import AU_NAMES, active_aus
 
-        active = active_aus(aus, AU_NAMES)
+        active = active_aus(aus, AU_NAMES, au_thresholds)
         _text(img, " ".join(active[:6]) if active else "no AU", (x, min(img.shape[0] - 4, y + h + 14)), 0.42, color)
     if not bars:
         return
@@ -210,11 +211,11 @@ def draw_stats(img: np.ndarray, fps: float, timings: Mapping[str, float], at: tu
 
 def draw_overlay(img: np.ndarray, faces: Sequence[Any], labels: Sequence[str],
                  trails: Mapping[int, Iterable[tuple[float, float]]], fps: float,
-                 timings: Mapping[str, float]) -> dict[str, Any]:
+                 timings: Mapping[str, float], au_thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """Every face, the inset and the stats, laid out by `layout_panels`; returns the layout."""
     layout = layout_panels([f.box for f in faces], len(labels), img.shape[1], img.shape[0])
     for face, spot in zip(faces, layout["bars"]):
-        draw_face(img, face, labels, bars=spot is not None, panel=spot)
+        draw_face(img, face, labels, bars=spot is not None, panel=spot, au_thresholds=au_thresholds)
     if layout["inset"] is not None:
         x, y, size = layout["inset"]
         draw_va_inset(img, trails, size=size, at=(x, y))

@@ -270,7 +270,7 @@ class Pipeline:
             start_sinks(self.sinks, SinkContext(
                 self.spec, self.source.fps if self.source is not None and self.source.fps else 30.0,
                 self.source.name if self.source is not None else "", Path(self.backend.path), self.summary,
-                self.reader.au_names))
+                self.reader.au_names, self.reader.au_thresholds if self.reader.au_names else ()))
         except BaseException:
             self._stack.close()
             raise
@@ -465,7 +465,7 @@ class Pipeline:
             # laid out so that no panel covers a face (realtime.overlay.layout_panels)
             draw_overlay(annotated, results, spec.labels, {tid: t.state["trail"] for tid, t in
                                                            w.live_tracks.items() if "trail" in t.state},
-                         fps, self._last_timings)
+                         fps, self._last_timings, au_thresholds=self.reader.au_thresholds)
         w.lap("draw")
 
         timings = w.timings

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from affect.aus import AU_NAMES, AuMap, load_au_map
+from affect.aus import AU_NAMES, AU_THRESHOLD, AuMap, load_au_map
 from affect.blendshapes import blendshape_row
 from affect.preprocess import expression_probabilities, prepare_batch
 from affect.spec import OUTPUT_AUS, OUTPUT_EXPRESSION, OUTPUT_VA, ModelSpec
@@ -88,6 +88,16 @@ class AffectReader:
         # model AU order → AU_NAMES order (an AU the model lacks stays NaN)
         self._au_index = [list(self.spec.au_names).index(a) if a in self.spec.au_names else -1 for a in AU_NAMES]
         self.au_names: tuple[str, ...] = AU_NAMES if self.au_source else ()
+        # [15] decision thresholds in AU_NAMES order: the model's own (`affect.au_thresholds`, chosen on
+        # its validation part) when AUs come from its head, else 0.5 (the map's logistic regressions)
+        thresholds = dict(zip(self.spec.au_names, self.spec.au_decision_thresholds))
+        self.au_thresholds: tuple[float, ...] = tuple(
+            thresholds.get(a, AU_THRESHOLD) if self.au_source == "model" else AU_THRESHOLD for a in AU_NAMES)
+
+    @property
+    def au_thresholds_own(self) -> bool:
+        """True when some AU's threshold is not 0.5 (the recording then gets its thresholds file)."""
+        return any(t != AU_THRESHOLD for t in self.au_thresholds)
 
     @property
     def path(self) -> Path:

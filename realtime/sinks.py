@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from affect.files import NotWritable, PendingFile, atomic_write_json, check_writable
-from affect.recording import FaceRow, write_csv_header
+from affect.recording import FaceRow, au_thresholds_path, write_au_thresholds, write_csv_header
 from affect.spec import ModelSpec
 from realtime.results import FaceResult, FrameResult, RunSummary
 
@@ -64,6 +64,8 @@ class SinkContext:
     model: Path  # the model file
     summary: RunSummary  # the run's summary, complete by the time close() is called
     au_names: tuple[str, ...] = ()  # the AU columns (affect.aus.AU_NAMES) when the run reads AUs, else ()
+    # one decision threshold per AU column (the model's `affect.au_thresholds`); () = 0.5 for every AU
+    au_thresholds: tuple[float, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -95,6 +97,14 @@ def close_sinks(sinks: Sequence[Sink]) -> None:
 
 def sinks_draw(sinks: Sequence[Sink]) -> bool:
     return any(getattr(sink, "draws", False) for sink in sinks)
+
+
+def _own_au_thresholds(context: SinkContext) -> dict[str, float]:
+    """{AU: threshold} when the run's AU reader has thresholds of its own (not all 0.5), else {}."""
+    from affect.aus import AU_THRESHOLD
+
+    given = dict(zip(context.au_names, context.au_thresholds))
+    return given if any(t != AU_THRESHOLD for t in given.values()) else {}
 
 
 def _face_row(result: FrameResult, face: FaceResult) -> FaceRow:
@@ -173,6 +183,7 @@ class _AtomicText:
     def start(self, context: SinkContext) -> None:
         self.pending = PendingFile(self.path, hold=True)  # held: a killed run's file is told from ours
         self.fd = os.open(self.pending.tmp, os.O_WRONLY | os.O_TRUNC)
+        self.au_thresholds = _own_au_thresholds(context)
 
     @property
     def tmp(self) -> Path | None:
@@ -221,6 +232,12 @@ class _AtomicText:
             _move_into_place(self.pending)
         if self.failure is not None:
             raise OutputFailed(self._message())
+        if getattr(self, "au_thresholds", None):  # the AU reader's own thresholds, beside the recording
+            try:
+                write_au_thresholds(self.path, self.au_thresholds, "model")
+            except OSError as exc:
+                raise OutputFailed(f"{au_thresholds_path(self.path)}: cannot write it ({_strerror(exc)}); "
+                                   f"{self.path} is kept, and its AUs read as active at 0.5") from None
 
 
 class CsvSink(_AtomicText):

@@ -1,4 +1,4 @@
-"""`python -m train {fit,eval,compare,au-map}` — a thin parser over plain functions."""
+"""`python -m train {fit,eval,compare,au-map,au-thresholds}` — a thin parser over plain functions."""
 
 from __future__ import annotations
 
@@ -214,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     _fit_parser(sub)
     _eval_parser(sub)
     _compare_parser(sub)
-    from train import au_map
+    from train import au_map, au_thresholds
 
     au_map.add_parser(sub)
+    au_thresholds.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare, "au-map": au_map.run}
+    runners = {"fit": _run_fit, "eval": _run_eval, "compare": _run_compare, "au-map": au_map.run,
+               "au-thresholds": au_thresholds.run}
     try:
         return runners[args.command](args)
     except ModuleNotFoundError as exc:

@@ -74,6 +74,10 @@ DEFAULTS: dict[str, Any] = {
         # the checkpoint is then the last epoch's, and validation metrics are on seen data
         "train_on_val": False,
         "stop_when": {},  # e.g. {accuracy: 0.9}: stop once a validation metric reaches a target
+        # per-AU decision thresholds chosen on the validation part once the run ends and stored in
+        # checkpoint.pt (`train.au_thresholds`): f1 or balanced_accuracy (what each AU's threshold
+        # maximises); none: every AU present at probability 0.5
+        "au_thresholds": "none",
     },
     # learn also from a trained model's outputs (train.distill): teacher = an .onnx/.pt with the
     # run's labels (e.g. the graph averaging several fits); weight: soft-label KL at temperature;
@@ -87,7 +91,7 @@ DEFAULTS: dict[str, Any] = {
         # of their class over the run's training faces that have both (`train.fit.attach_va_prior`),
         # at this weight (a pseudo-label; 0 = off).
         "va_prior": 0.0,
-        "au_pos_weight": "none",  # balanced: each AU's positives weigh (absent / present), capped at 10
+        "au_pos_weight": "none",  # balanced: each AU's positives weigh (absent / present), capped at 10; sqrt: its root
     },
 }
 
@@ -317,10 +321,12 @@ SCHEMA: dict[str, Rule] = {
     "train.max_steps": Rule("int", 1, nullable=True), "train.amp": Rule("choice", choices=("auto", True, False)),
     "train.eval_tta": Rule("bool"), "train.threads": Rule("int", 1, nullable=True),
     "train.train_on_val": Rule("bool"),
+    "train.au_thresholds": Rule("choice", choices=("none", "f1", "balanced_accuracy"), nullable=True),
     "distill.teacher": Rule("str", nullable=True), "distill.cache": Rule("str", nullable=True),
     "loss.expression": _NUM0, "loss.va": _NUM0, "loss.landmarks": _NUM0, "loss.aus": _NUM0,
     "loss.va_loss": Rule("choice", choices=("ccc", "mse", "ccc+mse")),
     "loss.landmark_loss": Rule("choice", choices=("l1", "l2")),
+    "loss.au_pos_weight": Rule("choice", choices=("none", "sqrt", "balanced", False), nullable=True),
 }
 for _name in DEFAULTS["data"]["augment"]:
     SCHEMA[f"data.augment.{_name}"] = Rule("number", 0, 1) if _name in ("hflip", "erasing", "greyscale") else _NUM0

@@ -315,7 +315,7 @@ def predictions_to_metrics(predictions_csv: str | os.PathLike, restrict_to: Sequ
                            bootstrap: int = 1000, dataset: str = "", model: str = "") -> dict:
     """Recompute the metrics from a predictions.csv (p_<label> columns are the
     model's probabilities, its temperature applied). With `restrict_to` None, the restriction recorded in the
-    sibling metrics.json ("restricted_to") is used, so the numbers agree."""
+    sibling metrics.json ("restricted_to") is used, so the numbers agree; so are its AU thresholds."""
     import pandas as pd
 
     path = Path(predictions_csv)
@@ -336,8 +336,10 @@ def predictions_to_metrics(predictions_csv: str | os.PathLike, restrict_to: Sequ
     y = np.array([labels.index(t) if t else -1 for t in true], np.int64)
     kwargs: dict[str, Any] = {}
     if au_names:
+        # The model's per-AU thresholds, as the sibling metrics.json recorded them (none: 0.5).
         kwargs = dict(aus_true=df[[f"true_{a}" for a in au_names]].to_numpy(np.float64),
-                      aus_prob=df[[f"p_{a}" for a in au_names]].to_numpy(np.float64), au_names=au_names)
+                      aus_prob=df[[f"p_{a}" for a in au_names]].to_numpy(np.float64), au_names=au_names,
+                      au_thresholds=(meta.get("action_units") or {}).get("thresholds"))
     return compute_metrics(labels, y, df[[f"p_{x}" for x in labels]].to_numpy(np.float64),
                            df[["true_valence", "true_arousal"]].to_numpy(np.float64),
                            df[["pred_valence", "pred_arousal"]].to_numpy(np.float64),

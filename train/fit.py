@@ -353,6 +353,7 @@ def fit(cfg: dict, resume: bool = False, resume_overrides: list[str] | None = No
 
     if _is_main():
         _finish_run(run_dir, writer, progress, core, splits, device, world, tcfg)
+        _choose_au_thresholds(run_dir, au_names, tcfg)
     if dist.is_initialized():
         dist.destroy_process_group()
     return run_dir
@@ -504,17 +505,21 @@ def _build_loaders(cfg: dict, splits: Splits, model: AffectModel, au_names: list
 
 def _au_pos_weight(splits: Splits, au_names: list[str], kind: Any, device: torch.device) -> torch.Tensor | None:
     """loss.au_pos_weight "balanced": each AU's positives weigh (absent / present) among the
-    training faces (capped at 10), so rare AUs are not learnt as "always absent"."""
+    training faces (capped at 10), so rare AUs are not learnt as "always absent"; "sqrt": the
+    square root of that weight (capped at sqrt 10), halfway on the log scale between the plain
+    loss (best binary accuracy) and the balanced one (best recall on rare AUs)."""
     if not au_names or kind in (None, False, "none"):
         return None
-    if kind != "balanced":
-        raise TrainError(f"loss.au_pos_weight must be none or balanced, got {kind!r}")
+    if kind not in ("balanced", "sqrt"):
+        raise TrainError(f"loss.au_pos_weight must be none, sqrt or balanced, got {kind!r}")
     rows = [s.aus for p in splits.train for s in p.samples if s.aus is not None and len(s.aus) == len(au_names)]
     if not rows:
         return None
     y = np.nan_to_num(np.stack(rows).astype(np.float64), nan=0.0)
     pos = y.sum(axis=0)
     weight = np.clip((len(y) - pos) / np.maximum(pos, 1.0), 1.0, 10.0)
+    if kind == "sqrt":
+        weight = np.sqrt(weight)
     return torch.as_tensor(weight, dtype=torch.float32, device=device)
 
 
@@ -694,6 +699,21 @@ def _finish_run(run_dir: Path, writer, progress: Progress, core: AffectModel, sp
         write_curves(run_dir / "history.csv", run_dir / "curves.png")
     except ImportError:
         pass
+
+
+def _choose_au_thresholds(run_dir: Path, au_names: list[str], tcfg: dict) -> None:
+    """train.au_thresholds: per-AU thresholds chosen on the validation part, into checkpoint.pt
+    (`train.au_thresholds.choose_for_run`); not with train_on_val (no unseen faces to choose on)."""
+    rule = tcfg.get("au_thresholds") or "none"
+    if rule == "none" or not au_names or not (run_dir / "checkpoint.pt").is_file():
+        return
+    if tcfg.get("train_on_val"):
+        print("train.au_thresholds: not chosen, the validation part was trained on (train_on_val); "
+              "every AU stays at 0.5", flush=True)
+        return
+    from train.au_thresholds import choose_for_run, summary_line
+
+    print(summary_line(choose_for_run(run_dir / "checkpoint.pt", rule, run_dir)), flush=True)
 
 
 def _set_backbone_trainable(model: AffectModel, trainable: bool, frozen_blocks: Sequence[nn.Module] = ()) -> None:

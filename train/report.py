@@ -212,10 +212,13 @@ def report_markdown(metrics: dict[str, Any], images: Sequence[str] = (), extra: 
         lines += ["", "## Action units", "",
                   f"Micro-F1 {_fmt(aus.get('f1_micro'))}, macro-F1 {_fmt(aus.get('f1_macro'))}, binary accuracy "
                   f"{_fmt(aus.get('binary_accuracy'))}, mAP {_fmt(aus.get('map'))} (present at probability ≥ "
-                  f"{aus.get('threshold', 0.5)}).", "",
-                  "| AU | precision | recall | F1 | AP | support |", "| --- | --- | --- | --- | --- | --- |"]
+                  + (f"{aus.get('threshold', 0.5)})." if aus.get("threshold", 0.5) != "per AU" else
+                     "the model's threshold for that AU, chosen on its training run's validation part)."), "",
+                  "| AU | threshold | precision | recall | F1 | AP | support |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, row in aus["per_au"].items():
-            lines.append(f"| {name} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | {_fmt(row['f1'])} | "
+            lines.append(f"| {name} | {_fmt(row.get('threshold', aus.get('threshold', 0.5)))} | "
+                         f"{_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | {_fmt(row['f1'])} | "
                          f"{_fmt(row['ap'])} | {row['support']} |")
     if images:
         lines += ["", "## Figures", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in images]

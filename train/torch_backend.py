@@ -87,7 +87,7 @@ def _load_ensemble(checkpoints: list[Path]):
                                    f"{getattr(spec, key)!r}; an ensemble's members must share the model contract")
     backbones = sorted({s.backbone for _, s, _ in loaded})
     # The mean's logits are not any member's: its temperature is fitted afresh (`export calibrate`).
-    spec = replace(spec, backbone=f"mean of {len(loaded)} × {'+'.join(backbones)}", temperature=1.0,
+    spec = replace(spec, backbone=f"mean of {len(loaded)} × {'+'.join(backbones)}", temperature=1.0, au_thresholds=[],
                    trained_on=" | ".join(dict.fromkeys(s.trained_on for _, s, _ in loaded)))
     return AffectEnsemble([m for m, _, _ in loaded]).eval(), spec
 

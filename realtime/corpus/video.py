@@ -163,7 +163,7 @@ def _run_pipeline(task: VideoTask, tmp: Path, progress: Callable[[str, int, int]
 
 def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | None = None) -> VideoOutcome:
     """Read one video into its session folder; never raises for a bad video."""
-    from affect.recording import read_recording
+    from affect.recording import read_au_thresholds, read_recording
     from affect.session_stats import session_stats
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -191,7 +191,7 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
             "video": task.path, "session": task.key, "metadata": task.metadata, "labels": labels,
             "fps": fps, "frames": summary.frames, "duration_s": outcome.duration_s,
             "corrupt_frames": summary.corrupt_frames, "files": files,
-            "stats": session_stats(frame, labels), "run": run})
+            "stats": session_stats(frame, labels, read_au_thresholds(tmp / RECORDING)), "run": run})
         atomic_write_json(tmp / DONE, {"input": task.path, **identity, "options": task.options_digest,
                                        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         _publish(tmp, task.session_dir)
