@@ -127,3 +127,43 @@ def test_an_au_value_outside_0_1_is_one_line_naming_the_file(tmp_path):
     with pytest.raises(RecordingError, match=r"bad\.csv: AU columns \['AU4'\]") as err:
         read_recording(path)
     assert "\n" not in str(err.value)
+
+
+def test_au_thresholds_beside_a_recording_decide_which_aus_are_active(tmp_path):
+    from affect.recording import au_thresholds_path, read_au_thresholds, write_au_thresholds
+    from affect.session_stats import session_stats
+    from dashboard.data import DashboardError, load_recording
+    from dashboard.summary import au_activity
+
+    rows = _rows()
+    for row in rows:
+        row.aus = [0.1, 0.6, 0.45]
+    path = tmp_path / "rec.csv"
+    buf = io.StringIO()
+    writer = write_csv_header(buf, LABELS, AUS)
+    for row in rows:
+        writer.writerow(row.as_csv_row(AUS))
+    path.write_text(buf.getvalue())
+    # no thresholds file: every AU active at 0.5, as before
+    assert read_au_thresholds(path) is None and load_recording(path).au_thresholds is None
+    df = read_recording(path)
+    plain = au_activity(df, AUS, 33.3).groupby("au").mean(numeric_only=True)  # the same AUs on every track
+    assert plain.loc["AU12", "active_share"] == 1.0 and plain.loc["AU25", "active_share"] == 0.0
+    assert session_stats(df, LABELS)["active_AU25"] == 0.0
+    # the model's own thresholds: AU12 needs 0.7, AU25 0.4 (AU1 not listed: 0.5)
+    written = write_au_thresholds(path, {"AU12": 0.7, "AU25": 0.4}, "model")
+    assert written == au_thresholds_path(path) == tmp_path / "rec.au_thresholds.json"
+    thresholds = load_recording(path).au_thresholds
+    assert thresholds == {"AU12": 0.7, "AU25": 0.4}
+    own = au_activity(df, AUS, 33.3, thresholds).groupby("au").mean(numeric_only=True)
+    assert own.loc["AU12", "active_share"] == 0.0 and own.loc["AU25", "active_share"] == 1.0
+    assert own.loc["AU1", "threshold"] == 0.5 and own.loc["AU12", "threshold"] == 0.7
+    stats = session_stats(df, LABELS, thresholds)
+    assert stats["active_AU12"] == 0.0 and stats["active_AU25"] == 1.0
+    # a broken thresholds file: one line naming it
+    written.write_text('{"format": "affectcam.au_thresholds", "thresholds": {"AU12": 7}}')
+    with pytest.raises(RecordingError, match=r"rec\.au_thresholds\.json: not an AU thresholds file") as err:
+        read_au_thresholds(path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DashboardError, match=r"rec\.au_thresholds\.json"):
+        load_recording(path)

@@ -71,7 +71,7 @@ def test_reader_and_pipeline_take_aus(tmp_path, face_model_path):
         assert p.face_path == "landmarker" and p.reader.au_map.path == str(copy)
 
 
-def _au_head_onnx(path: Path, au_names: list[str]) -> Path:
+def _au_head_onnx(path: Path, au_names: list[str], au_thresholds: list[float] | None = None) -> Path:
     """A contract model with an `action_units` output (the AU head of a CK+ run), AUs in its own order."""
     import onnx
     import torch
@@ -95,7 +95,8 @@ def _au_head_onnx(path: Path, au_names: list[str]) -> Path:
     torch.onnx.export(WithAus().eval(), (torch.zeros(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
                       input_names=names, output_names=outs, dynamic_axes={n: {0: "n"} for n in names + outs})
     proto = onnx.load(str(path))
-    spec = ModelSpec(input_size=64, mean=[0.5] * 3, std=[0.5] * 3, backbone="test", au_names=au_names)
+    spec = ModelSpec(input_size=64, mean=[0.5] * 3, std=[0.5] * 3, backbone="test", au_names=au_names,
+                     au_thresholds=list(au_thresholds or []))
     onnx.helper.set_model_props(proto, spec.to_metadata())
     onnx.save(proto, str(path))
     return path
@@ -117,3 +118,33 @@ def test_a_model_with_an_au_head_is_read_from_its_head_on_the_detector_path(tmp_
     assert np.isnan(np.delete(got, known, axis=1)).all()  # AUs the model lacks stay empty
     carried = [f for f in faces if not f.inferred]
     assert carried  # --every 3: carried faces keep their track's last AU reading
+
+
+def test_a_models_own_au_thresholds_decide_the_active_aus_and_go_beside_the_recording(tmp_path, hamilton_clip,
+                                                                                       face_model_path):
+    from affect.aus import active_aus
+    from affect.recording import au_thresholds_path, read_au_thresholds
+    from realtime.options import OutputOptions
+
+    own = _au_head_onnx(tmp_path / "own.onnx", ["AU25", "AU12", "AU4"], [0.9, 0.2, 0.6])
+    plain = _au_head_onnx(tmp_path / "plain.onnx", ["AU25", "AU12", "AU4"])
+    for model, csv in ((own, tmp_path / "own.csv"), (plain, tmp_path / "plain.csv")):
+        options = PipelineOptions(source=hamilton_clip, model=ModelOptions(model, aus=True),
+                                  faces=FaceFindingOptions(face_model=face_model_path),
+                                  schedule=ScheduleOptions(max_frames=20), outputs=OutputOptions(csv=csv))
+        with Pipeline(options) as p:
+            thresholds = p.reader.au_thresholds
+            faces = [f for r in p for f in r.faces]
+        assert faces
+        if model == own:  # in AU_NAMES order; the AUs the model lacks at 0.5
+            assert thresholds[AU_NAMES.index("AU25")] == 0.9 and thresholds[AU_NAMES.index("AU12")] == 0.2
+            assert thresholds[AU_NAMES.index("AU4")] == 0.6 and thresholds[AU_NAMES.index("AU1")] == 0.5
+            assert read_au_thresholds(csv) == dict(zip(AU_NAMES, thresholds))
+            # the overlay's active AUs use them: not the same set as at 0.5 for some face
+            assert any(active_aus(f.aus, AU_NAMES, thresholds) != active_aus(f.aus, AU_NAMES) for f in faces)
+        else:  # a model without thresholds: 0.5 for every AU and no thresholds file, as before
+            assert thresholds == (0.5,) * 15 and not au_thresholds_path(csv).exists()
+        # the recording keeps raw probabilities either way
+        written = np.sort(read_recording(csv)["AU12"].dropna().to_numpy())
+        read = np.sort([f.aus[AU_NAMES.index("AU12")] for f in faces if f.aus is not None])
+        assert written.shape == read.shape and np.allclose(written, read, atol=1e-4)
