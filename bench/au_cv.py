@@ -5,8 +5,9 @@
 Each fold: the other folds' subjects are written as a CK+ table of their own (labels.csv
 rows + a link to the images folder), the CNN is fitted on it (its own subject split
 85/15 picks the epoch), then `python -m train eval --data ckplus:FOLD` scores the fold's
-unseen subjects; the map is fitted on the same subjects' blendshapes. Pooled out-of-fold
-figures: per-AU F1, micro-/macro-F1, binary accuracy, mAP, group accuracy.
+unseen subjects (at the fold model's own AU thresholds, chosen on its validation subjects when
+the config says `train.au_thresholds`); the map is fitted on the same subjects' blendshapes.
+Pooled out-of-fold figures: per-AU F1, micro-/macro-F1, binary accuracy, mAP, group accuracy.
 
     nice -n 10 python bench/au_cv.py --data ../shared/data/ckplus --out ~/affectcam-runs/au_cv
     nice -n 10 python bench/au_cv.py --data ../shared/data/ckplus --out OUT --map-only
@@ -61,7 +62,13 @@ def cnn_fold(data: Path, table: pd.DataFrame, test_mask: np.ndarray, out: Path, 
     if not (eval_dir / "predictions.csv").is_file():
         run([py, "-m", "train", "eval", str(run_dir / "checkpoint.pt"), "--data", f"ckplus:{fold_test}",
              "-o", str(eval_dir)], out / "log.txt")
-    return pd.read_csv(eval_dir / "predictions.csv", keep_default_na=False, na_values=[""])
+    pred = pd.read_csv(eval_dir / "predictions.csv", keep_default_na=False, na_values=[""])
+    # The fold's model's own AU thresholds (chosen on its validation subjects; none: 0.5), per face
+    aus = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8")).get("action_units") or {}
+    thresholds = aus.get("thresholds") or [float(aus.get("threshold", 0.5))] * len(AU_NAMES)
+    for a, t in zip(AU_NAMES, thresholds):
+        pred[f"threshold_{a}"] = t
+    return pred
 
 
 def main() -> int:
@@ -104,8 +111,11 @@ def main() -> int:
         if args.only:
             return 0
         pred = pd.concat(parts, ignore_index=True)
-        m = au_metrics(AU_NAMES, pred[[f"true_{a}" for a in AU_NAMES]].to_numpy(float),
-                       pred[[f"p_{a}" for a in AU_NAMES]].to_numpy(float))
+        true = pred[[f"true_{a}" for a in AU_NAMES]].to_numpy(float)
+        prob = pred[[f"p_{a}" for a in AU_NAMES]].to_numpy(float)
+        # Decisions at each fold's own thresholds (F1, binary accuracy); mAP from the raw probabilities.
+        present = (prob >= pred[[f"threshold_{a}" for a in AU_NAMES]].to_numpy(float)).astype(float)
+        m = {**au_metrics(AU_NAMES, true, present), "map": au_metrics(AU_NAMES, true, prob)["map"]}
         results["cnn"] = {**summary(m), "per_au_f1": {a: round(v["f1"], 3) for a, v in m["per_au"].items()},
                           "group_accuracy": round(float((pred["true_label"] == pred["pred_label"]).mean()), 4)}
     out = args.out / "au_cv.json"
