@@ -711,9 +711,12 @@ def _choose_au_thresholds(run_dir: Path, au_names: list[str], tcfg: dict) -> Non
         print("train.au_thresholds: not chosen, the validation part was trained on (train_on_val); "
               "every AU stays at 0.5", flush=True)
         return
-    from train.au_thresholds import choose_for_run, summary_line
+    from train.au_thresholds import AuThresholdError, choose_for_run, summary_line
 
-    print(summary_line(choose_for_run(run_dir / "checkpoint.pt", rule, run_dir)), flush=True)
+    try:
+        print(summary_line(choose_for_run(run_dir / "checkpoint.pt", rule, run_dir)), flush=True)
+    except AuThresholdError as exc:  # the trained run stands; its AUs read at 0.5
+        print(f"train.au_thresholds: not chosen ({exc}); every AU stays at 0.5", flush=True)
 
 
 def _set_backbone_trainable(model: AffectModel, trainable: bool, frozen_blocks: Sequence[nn.Module] = ()) -> None:
