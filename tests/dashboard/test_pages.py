@@ -317,6 +317,33 @@ def test_session_au_panel_shows_each_tracks_au_probabilities_and_most_active(app
         path.unlink()
 
 
+def test_the_au_panel_counts_active_at_the_models_own_thresholds_beside_the_recording(app, workspace):
+    from affect.aus import AU_NAMES
+    from affect.recording import FaceRow, write_au_thresholds, write_csv_header
+
+    path = workspace / "recordings" / "aus_own.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = write_csv_header(fh, ["Happy", "Sad"], AU_NAMES)
+        for frame in range(10):
+            aus = np.full(len(AU_NAMES), 0.1)
+            aus[AU_NAMES.index("AU12")] = 0.6  # active at 0.5, not at the model's 0.8
+            aus[AU_NAMES.index("AU25")] = 0.3  # not active at 0.5, active at the model's 0.2
+            writer.writerow(FaceRow(frame, frame * 33.3, 1, 10, 10, 50, 50, 0.9, "Happy", 0.8, [0.8, 0.2], 0.5, 0.1,
+                                    aus=aus.tolist()).as_csv_row(AU_NAMES))
+    sidecar = write_au_thresholds(path, {"AU12": 0.8, "AU25": 0.2}, "model")
+    try:
+        at = app("session")
+        at.text_input(key="session_file_typed").input(str(path)).run()
+        assert not at.exception and not errors(at)
+        table = frame_with(at, "active_share").set_index("au")
+        assert table.index[0] == "AU25" and table.loc["AU25", "active_share"] == 1.0
+        assert "AU12" not in table.index or table.loc["AU12", "active_share"] == 0.0
+        assert any("the model's threshold for that AU" in c.value for c in at.caption)
+    finally:
+        path.unlink()
+        sidecar.unlink()
+
+
 def test_a_recording_without_au_columns_has_no_au_panel(app, recording_file):
     from dashboard.data import load_recording
 
