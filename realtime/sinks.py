@@ -232,12 +232,17 @@ class _AtomicText:
             _move_into_place(self.pending)
         if self.failure is not None:
             raise OutputFailed(self._message())
-        if getattr(self, "au_thresholds", None):  # the AU reader's own thresholds, beside the recording
-            try:
+        # The AU reader's own thresholds beside the recording; an earlier run's file there (the
+        # recording was overwritten by a run without them) would misread this one: removed.
+        side = au_thresholds_path(self.path)
+        try:
+            if getattr(self, "au_thresholds", None):
                 write_au_thresholds(self.path, self.au_thresholds, "model")
-            except OSError as exc:
-                raise OutputFailed(f"{au_thresholds_path(self.path)}: cannot write it ({_strerror(exc)}); "
-                                   f"{self.path} is kept, and its AUs read as active at 0.5") from None
+            else:
+                side.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputFailed(f"{side}: cannot write or remove it ({_strerror(exc)}); {self.path} is kept; "
+                               "its AUs read as active at that file's thresholds, or at 0.5 without it") from None
 
 
 class CsvSink(_AtomicText):

@@ -128,6 +128,8 @@ def test_a_models_own_au_thresholds_decide_the_active_aus_and_go_beside_the_reco
 
     own = _au_head_onnx(tmp_path / "own.onnx", ["AU25", "AU12", "AU4"], [0.9, 0.2, 0.6])
     plain = _au_head_onnx(tmp_path / "plain.onnx", ["AU25", "AU12", "AU4"])
+    stale = tmp_path / "plain.au_thresholds.json"  # an earlier run's file beside plain.csv: removed
+    stale.write_text('{"format": "affectcam.au_thresholds", "thresholds": {"AU12": 0.9}}')
     for model, csv in ((own, tmp_path / "own.csv"), (plain, tmp_path / "plain.csv")):
         options = PipelineOptions(source=hamilton_clip, model=ModelOptions(model, aus=True),
                                   faces=FaceFindingOptions(face_model=face_model_path),
