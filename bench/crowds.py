@@ -301,6 +301,7 @@ def finders(face_model: Path, threshold: float, names: list[str]) -> dict[str, A
 
     made = {
         "yunet pyramid (coarse each frame + full every 6th, the default)": lambda: yunet("pyramid"),
+        "yunet pyramid (coarse each frame + full every 4th)": lambda: yunet("pyramid", 4),
         "yunet pyramid (coarse each frame + full every 3rd)": lambda: yunet("pyramid", 3),
         "yunet pyramid (coarse + full each frame)": lambda: yunet("pyramid", 1),
         "yunet pyramid (coarse at most 480 px each frame + full every 6th)": lambda: yunet("pyramid", 6,

@@ -110,6 +110,8 @@ class YuNetOptions:
     max_side: int | None = None  # cap on the fine pass's long side (None: the frame's own)
     coarse_every: int = 1  # look every Nth frame (the frames between keep the last look's faces)
     follow_carried: bool = True  # move carried faces by matching their patch (a small face drifts between fine passes)
+    keep_missed: int = 1  # a carried face the next full-resolution pass misses stays for this many passes more...
+    keep_match: float = 0.8  # ...while its patch matches it at least this well (normalised correlation)
     fine_every: int = 6  # pyramid: the fine pass on every Nth frame, its faces carried between (measured: docs/BENCHMARKS.md)
     single_side: int = 400  # frames this small get one full pass
     coarse_threshold: float = 0.6  # pyramid: the least score of a coarse-pass face
@@ -278,12 +280,14 @@ def _face_patches(image: np.ndarray, faces: np.ndarray) -> list[np.ndarray | Non
 
 
 def _follow(image: np.ndarray, faces: np.ndarray, patches: list[np.ndarray | None], which: list[int],
-            reach: float = 0.5, min_match: float = 0.6) -> None:
+            reach: float = 0.5, min_match: float = 0.6) -> dict[int, float]:
     """Move faces[which] (boxes and keypoints, in place) to where their patch matches best within
     `reach` × their size of where they were; a face whose best match scores under `min_match`
     (turned away, covered) stays where it was. A 40-px face drifting 1.5 px a frame is 7 px off
-    after five frames, a sixth of its crop: cheap matching (tens of µs a face) keeps it framed."""
+    after five frames, a sixth of its crop: cheap matching (tens of µs a face) keeps it framed.
+    Returns each matched face's score (normalised correlation, 1 = the same patch)."""
     h, w = image.shape[:2]
+    matched: dict[int, float] = {}
     for i in which:
         patch = patches[i] if i < len(patches) else None
         if patch is None:
@@ -297,11 +301,13 @@ def _follow(image: np.ndarray, faces: np.ndarray, patches: list[np.ndarray | Non
             continue
         scores = cv2.matchTemplate(_grey(image, x0, y0, x1, y1), patch, cv2.TM_CCOEFF_NORMED)
         _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+        matched[i] = float(best)
         if best < min_match:
             continue
         dx, dy = x0 + bx - x, y0 + by - y
         faces[i, _XS] += dx
         faces[i, _YS] += dy
+    return matched
 
 
 class YuNetDetector:
@@ -322,6 +328,7 @@ class YuNetDetector:
         self._frames = 0  # frames seen (which get the fine pass)
         self._carried: tuple[tuple[int, int], np.ndarray] | None = None  # (frame size, fine faces)
         self._patches: list[np.ndarray | None] = []  # each fine face's grey patch, as the fine pass saw it
+        self._misses = np.zeros(0, int)  # full-resolution passes in a row that missed each carried face
         self._thumb: np.ndarray | None = None  # the last fine frame's 32x18 grey thumbnail
         self._conditions: tuple[float, float] | None = None  # (gain, blur σ) measured last
         self._last: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # size, thumbnail, faces
@@ -415,8 +422,21 @@ class YuNetDetector:
             carried = self._carried
             if n % o.fine_every == 0 or carried is None or carried[0] != (w, h) or cut:
                 fine = self._look(image, scales[1], rgb)
+                patches = _face_patches(image, fine) if o.follow_carried else []
+                misses = [0] * len(fine)
+                if o.follow_carried and o.keep_missed and carried is not None and carried[0] == (w, h) and not cut:
+                    # a small face this pass missed (its score dipped under the threshold for a frame)
+                    # stays while its own patch still matches it well, for keep_missed passes at most
+                    old = carried[1]
+                    which = [i for i in range(len(old)) if self._misses[i] < o.keep_missed
+                             and not _covers_any(old[i, :4], fine[:, :4]) and not _covers_any(old[i, :4], coarse[:, :4])]
+                    matched = _follow(image, old, self._patches, which)
+                    which = [i for i in which if matched.get(i, 0.0) >= o.keep_match]
+                    fine = np.concatenate([fine, old[which]])
+                    patches += [self._patches[i] for i in which]
+                    misses += [int(self._misses[i]) + 1 for i in which]
                 self._carried, self._thumb = ((w, h), fine), thumb
-                self._patches = _face_patches(image, fine) if o.follow_carried else []
+                self._patches, self._misses = patches, np.asarray(misses, int)
                 # a face both passes find keeps its coarse box, as on the frames between: a box that
                 # jumped between the two passes' every sixth frame split one face into two tracks
                 faces = np.concatenate([coarse, fine[[not _covers_any(f[:4], coarse[:, :4]) for f in fine]]])
