@@ -175,6 +175,35 @@ def test_carried_small_faces_follow_the_face_between_fine_passes(affectnet_root)
     assert any(np.allclose(f[:2], g[:2]) for f in small for g in stayed)  # without following: where they were
 
 
+def test_a_small_face_one_full_pass_misses_stays_one_pass_while_its_patch_matches(affectnet_root):
+    """keep_missed=1: a carried face the next full-resolution pass does not find (its score dipped)
+    is kept through that pass while it still matches its patch, and dropped after a second miss."""
+    frame, _ = small_face_frame(affectnet_root)
+    det = YuNetDetector(YuNetOptions(fine_every=2, score_threshold=0.5))
+    first = det.detect(frame)
+    target = min(first, key=lambda f: f[2])  # the smallest face: only the full-resolution pass finds it
+    run = det._engine.detect
+
+    def missing_it(img, **kw):  # the engine stops finding the target face
+        out = run(img, **kw)
+        return out[np.hypot(out[:, 0] - target[0], out[:, 1] - target[1]) > 10]
+
+    det._engine.detect = missing_it
+
+    def has_it(faces):
+        return any(np.hypot(f[0] - target[0], f[1] - target[1]) < 3 for f in faces)
+
+    assert has_it(det.detect(frame))  # carried between passes
+    assert has_it(det.detect(frame))  # a full pass missed it: kept, its patch matches
+    det.detect(frame)
+    assert not has_it(det.detect(frame))  # missed twice: gone
+    det = YuNetDetector(YuNetOptions(fine_every=2, score_threshold=0.5, keep_missed=0))
+    det.detect(frame)
+    det._engine.detect = missing_it
+    det.detect(frame)
+    assert not has_it(det.detect(frame))  # keep_missed=0: gone at the first miss
+
+
 def test_an_unknown_yunet_engine_or_cadence_is_refused():
     with pytest.raises(ValueError, match="engine must be one of"):
         YuNetDetector(YuNetOptions(engine="tflite"))
