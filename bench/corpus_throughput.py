@@ -31,6 +31,7 @@ sys.path[0] = str(REPO)  # not bench/: bench/realtime.py would shadow the realti
 SHARED = Path(os.environ.get("AFFECTCAM_SHARED", REPO.parent / "shared"))
 CLIP = SHARED / "videos" / "short_hamilton_clip.mp4"
 FACE_MODEL = SHARED / "models" / "face_landmarker.task"
+ENV_TOKEN = re.compile(r"^[A-Z][A-Z0-9_]*=")  # a variant's NAME=VALUE: an environment variable for its run
 
 
 def make_clips(folder: Path, n: int, frames: int) -> list[Path]:
@@ -59,10 +60,12 @@ def make_clips(folder: Path, n: int, frames: int) -> list[Path]:
 
 def run_command(clips: Path, out: Path, variant: str, extra: list[str]) -> dict:
     workers, _, more = variant.partition(":")
+    tokens = more.split()
+    env = {**os.environ, **dict(t.split("=", 1) for t in tokens if ENV_TOKEN.match(t))}
     cmd = [sys.executable, "-m", "realtime.batch", str(clips), "-o", str(out), "--workers", workers,
-           "--no-progress", "--face-model", str(FACE_MODEL), *more.split(), *extra]
+           "--no-progress", "--face-model", str(FACE_MODEL), *[t for t in tokens if not ENV_TOKEN.match(t)], *extra]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-1500:]}")
@@ -85,21 +88,29 @@ def _thread_cpu() -> dict[int, float]:
     return out
 
 
-def overhead(clip: Path, out: Path, extra: list[str]) -> dict:
-    """process_video on one clip, three times (the first warms the caches): set-up vs the whole
+def overhead(clip: Path, out: Path, extra: list[str], workers: int) -> dict:
+    """process_video on one clip, three times (the first warms the caches), with the settings each
+    of `workers` workers gets (`realtime.corpus.runners.worker_settings`): set-up vs the whole
     call, and how many threads of the worker were busy: the CPU time of all its threads over
     that of the busiest one (sampled from /proc while it runs; the stage threads end with the
     video). On a shared CPU that ratio holds where CPU time over wall time does not."""
     import threading
 
+    import cv2
+
     from realtime.batch import _resolved_options, get_args_parser
+    from realtime.corpus.runners import worker_settings
     from realtime.corpus.video import VideoTask, options_digest, process_video
 
     args = get_args_parser().parse_args([str(clip), "-o", str(out), "--face-model", str(FACE_MODEL), *extra])
     options = _resolved_options(args)
+    settings = worker_settings(options, workers)
+    options = settings.apply(options)
+    cv_before = cv2.getNumThreads()
     outcomes, busy = [], []
     for i in range(3):
-        task = VideoTask(str(clip), f"overhead{i}", str(out), options, options_digest(options))
+        task = VideoTask(str(clip), f"overhead{workers}w{i}", str(out), options, options_digest(options),
+                         cv_threads=settings.cv_threads)
         start = _thread_cpu()
         peak: dict[int, float] = {}
         result = []
@@ -113,8 +124,9 @@ def overhead(clip: Path, out: Path, extra: list[str]) -> dict:
         outcomes.append(result[0])
         used = [c for c in peak.values() if c > 0]
         busy.append(sum(used) / max(used) if used else 0.0)
+    cv2.setNumThreads(cv_before)  # process_video set this process's pool for the worker's settings
     o = outcomes[-1]
-    return {"video_s": o.duration_s, "wall_s": o.wall_s, "setup_s": o.setup_s, "cpu_s": o.cpu_s,
+    return {"workers": workers, "settings": settings.describe(), "video_s": o.duration_s, "wall_s": o.wall_s, "setup_s": o.setup_s, "cpu_s": o.cpu_s,
             "setup_share": o.setup_s / o.wall_s, "cpu_over_wall": o.cpu_s / o.wall_s,
             "busy_threads": statistics.median(busy[1:]),
             "setup_s_all": [round(x.setup_s, 3) for x in outcomes], "busy_threads_all": [round(b, 2) for b in busy],
@@ -155,10 +167,17 @@ def main() -> None:
         summary[v] = {"throughput": med, "ratio": med / base, "rounds": [x["throughput"] for x in results[v]]}
         print(f"{v:16s}  {med:10.3f}  {med / base:6.2f}x   rounds {summary[v]['rounds']}")
     one = make_clips(root / f"clip_{args.overhead_frames}", 1, args.overhead_frames)[0]
-    ov = overhead(one, root / "overhead", extra)
-    print(f"\nper-video set-up {ov['setup_s']:.2f} s of a {ov['video_s']:.1f}-s clip read in {ov['wall_s']:.1f} s "
-          f"= {100 * ov['setup_share']:.1f} %; a worker's busy threads {ov['busy_threads']:.2f} "
-          f"(CPU/wall {ov['cpu_over_wall']:.2f} on this machine's load)")
+    if (root / "overhead").exists():
+        import shutil
+
+        shutil.rmtree(root / "overhead")
+    ov = {}
+    for workers in (1, 2):  # one worker alone, and each of several (their settings differ)
+        o = ov[workers] = overhead(one, root / "overhead", extra, workers)
+        print(f"\n{workers} worker(s), each {o['settings']}:\n  per-video set-up {o['setup_s']:.2f} s of a "
+              f"{o['video_s']:.1f}-s clip read in {o['wall_s']:.1f} s = {100 * o['setup_share']:.1f} %; "
+              f"a worker's busy threads {o['busy_threads']:.2f} (CPU/wall {o['cpu_over_wall']:.2f} on this "
+              "machine's load)")
     (root / "results.json").write_text(json.dumps({"throughput": summary, "overhead": ov,
                                                    "args": vars(args)}, indent=2))
 
