@@ -1,15 +1,21 @@
 """Corpus mode: throughput of 1 vs N workers, per-video overhead, and cores per worker.
 
-    python bench/corpus_throughput.py --clips 20 --frames 100 --rounds 3 --variants 1 2 2:--sequential -o runs/bench_corpus
+    python bench/corpus_throughput.py --clips 20 --frames 100 --rounds 3 -o runs/bench_corpus
+    python bench/corpus_throughput.py --variants 2 2:--overlap "2:--overlap OPENCV_FOR_THREADS_NUM=2" ...
 
 Makes `--clips` clips of `--frames` frames from the shared video (looping it), then runs
 the real command (`python -m realtime.batch CLIPS -o OUT --workers W [OPTIONS]`, a fresh
-OUT each time) for each variant (`W` or `W:OPTIONS`) in turn, rounds alternating, and
-reports the median throughput (video-seconds per wall-second, the command's own figure)
-and the ratio to the first variant. Then, on one clip of `--overhead-frames` frames (10 s at 30 fps
-by default), reads the per-video set-up time (source, model, face finder) against the whole
-video's time from `process_video`'s outcome, and the threads one worker keeps busy (the CPU
-time of all its threads over the busiest one's: `realtime.corpus.runners.THREADS_PER_WORKER`).
+OUT each time) for each variant (`W` or `W:OPTIONS`, where an option NAME=VALUE is an
+environment variable for that run) in turn, rounds alternating, and reports the median
+throughput (video-seconds per wall-second, the command's own figure), the ratio to the first
+variant and the per-worker settings the command said it used. The default variants: the
+command's defaults with 1 and 2 workers (one worker overlaps its stages; each of two runs
+sequential stages with one ONNX Runtime and one OpenCV thread), and 1 worker with the two
+workers' settings. Then, on one clip of `--overhead-frames` frames (10 s at 30 fps by default),
+with the settings of one worker alone and of each of two, reads the per-video set-up time
+(source, model, face finder) against the whole video's time from `process_video`'s outcome, and
+the threads one worker keeps busy (the CPU time of all its threads over the busiest one's:
+`realtime.corpus.runners.THREADS_PER_WORKER`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ sys.path[0] = str(REPO)  # not bench/: bench/realtime.py would shadow the realti
 SHARED = Path(os.environ.get("AFFECTCAM_SHARED", REPO.parent / "shared"))
 CLIP = SHARED / "videos" / "short_hamilton_clip.mp4"
 FACE_MODEL = SHARED / "models" / "face_landmarker.task"
+# The command's defaults with one and two workers, and one worker with the settings each of two gets
+# (realtime.corpus.runners.worker_settings): the ratio of defaults, and the ratio at equal settings.
+DEFAULT_VARIANTS = ("1", "2", "1:--sequential OPENCV_FOR_THREADS_NUM=1")
 ENV_TOKEN = re.compile(r"^[A-Z][A-Z0-9_]*=")  # a variant's NAME=VALUE: an environment variable for its run
 
 
@@ -71,8 +80,9 @@ def run_command(clips: Path, out: Path, variant: str, extra: list[str]) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-1500:]}")
     match = re.search(r"throughput: ([0-9.]+) video-seconds per wall-second \(([0-9.]+) s of video in ([0-9.]+) s",
                       proc.stdout)
+    settings = re.search(r"^per worker: (.*)$", proc.stdout, re.M)
     return {"variant": variant, "throughput": float(match.group(1)), "video_s": float(match.group(2)),
-            "run_s": float(match.group(3)), "command_s": wall}
+            "run_s": float(match.group(3)), "command_s": wall, "per_worker": settings.group(1) if settings else None}
 
 
 def _thread_cpu() -> dict[int, float]:
@@ -139,8 +149,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100, help="frames per clip of the throughput corpus")
     ap.add_argument("--overhead-frames", type=int, default=300, help="frames of the overhead clip (300 = 10 s)")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--variants", nargs="+", default=["1", "2"],
-                    help="worker counts, each optionally with options: 2:--sequential")
+    ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                    help="worker counts, each optionally with options and NAME=VALUE environment variables: "
+                         "'2:--overlap', '1:--sequential OPENCV_FOR_THREADS_NUM=1' (default: %(default)s)")
     ap.add_argument("--extra", default="", help="more options for every run, e.g. '--sequential'")
     ap.add_argument("-o", "--out", default="runs/bench_corpus")
     args = ap.parse_args()
@@ -165,7 +176,8 @@ def main() -> None:
     for v in args.variants:
         med = statistics.median(x["throughput"] for x in results[v])
         summary[v] = {"throughput": med, "ratio": med / base, "rounds": [x["throughput"] for x in results[v]]}
-        print(f"{v:16s}  {med:10.3f}  {med / base:6.2f}x   rounds {summary[v]['rounds']}")
+        print(f"{v:16s}  {med:10.3f}  {med / base:6.2f}x   rounds {summary[v]['rounds']}\n"
+              f"    per worker: {results[v][-1]['per_worker']}")
     one = make_clips(root / f"clip_{args.overhead_frames}", 1, args.overhead_frames)[0]
     if (root / "overhead").exists():
         import shutil

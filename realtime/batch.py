@@ -9,7 +9,12 @@ CSVs (a `path` column; every other column is metadata carried into the corpus ta
 Each video gets what `python -m realtime.cam` writes (the CSV recording, optionally the
 JSONL and the annotated video) and a summary, in `OUT/sessions/<name>-<digest>/`; the
 corpus table (`OUT/corpus.parquet`, `OUT/corpus.csv`) has one row per video. Every model,
-face and smoothing option means what it means for the camera command.
+face and smoothing option means what it means for the camera command; only the defaults of
+how each worker runs differ when there are several: each of several workers (or Ray tasks)
+runs its stages one after another (`--sequential`) with one inference thread and one OpenCV
+thread, so that the workers share the cores without oversubscribing them; one worker alone
+overlaps its stages as the camera does. `--overlap`, `--threads` or `$OPENCV_FOR_THREADS_NUM`
+name them instead, and the end-of-run summary says which were used.
 
 Rerunning the same command skips the videos already done (same file size and mtime, same
 options) and redoes the rest; Ctrl-C or a kill loses at most the videos being read. A
@@ -64,7 +69,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--out", required=True, help="output folder (on a Ray cluster: one every node can write)")
     ap.add_argument("--workers", type=int, default=None,
                     help=f"worker processes (default: from the cores and the measured load of one worker; "
-                         f"{default_workers()} here)")
+                         f"{default_workers()} here). Each of several runs --sequential with one inference and "
+                         f"one OpenCV thread unless --overlap, --threads or $OPENCV_FOR_THREADS_NUM say otherwise")
     ap.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                     help="run each video as a Ray task on an existing cluster (needs affectcam[ray] on every "
                          "node; the videos, OUT, --model and --face-model must be at the same paths there)")

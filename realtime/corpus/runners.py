@@ -30,12 +30,13 @@ from affect.errors import first_line
 from realtime.corpus.video import VideoOutcome, VideoTask, process_video
 
 # Threads one worker keeps busy with the settings it gets when there are several (`worker_settings`:
-# sequential stages, one ONNX Runtime thread, one OpenCV thread), measured by
-# bench/corpus_throughput.py (docs/BENCHMARKS.md "Corpus"). It sets the default --workers: as many
-# as the cores hold, at least two where there are two cores. (With the camera's overlapped stages one
-# worker kept 1.96 threads busy on a quiet 2-core AMD EPYC, and two such workers read only 1.29x the
-# video of one: their threads waited on each other and competed for the cores.)
-THREADS_PER_WORKER = 1.0
+# sequential stages, one inference thread, one OpenCV thread): 1.05 on a 2-core AMD EPYC
+# (bench/corpus_throughput.py's overhead part, session 10, a loaded machine; docs/BENCHMARKS.md
+# "Corpus"), so the default --workers is about one per core (2 on 2 cores, 15 on 16); three such
+# workers on 2 cores read less than two. (With the camera's overlapped stages and OpenCV's own
+# pool one worker kept 1.96 threads busy on a quiet 2-core AMD EPYC, and two such workers read
+# only 1.29x the video of one: their threads, OpenCV's spinning pool among them, fought for the cores.)
+THREADS_PER_WORKER = 1.05
 # What each of several workers runs with unless the command names it (docs/BENCHMARKS.md "Corpus").
 SHARED_THREADS = 1  # ONNX Runtime intra-op threads
 SHARED_CV_THREADS = 1  # OpenCV's thread pool (YuNet, resizing); $OPENCV_FOR_THREADS_NUM names it instead
@@ -64,11 +65,12 @@ class WorkerSettings:
         from realtime.pipeline import DEFAULT_THREADS
 
         stages = "sequential stages (one thread)" if self.sequential else "overlapped stages"
-        threads = self.threads or os.environ.get(THREADS_ENV) or DEFAULT_THREADS or "ONNX Runtime's default"
+        threads = self.threads or os.environ.get(THREADS_ENV) or DEFAULT_THREADS or "the backend's default"
         cv = self.cv_threads or _opencv_threads()
-        why = (f"{', '.join(self.named)} as named; the rest " if self.named else "") + \
-            ("the default for several workers" if self.shared else "the default for one worker")
-        return f"{stages}, {threads} ONNX Runtime thread(s), {cv} OpenCV thread(s) ({why})"
+        default = "the default for several workers" if self.shared else "the default for one worker"
+        why = default if not self.named else f"{', '.join(self.named)} as named" + \
+            ("" if len(self.named) == 3 else f"; the rest {default}")
+        return f"{stages}, {threads} inference thread(s), {cv} OpenCV thread(s) ({why})"
 
 
 def _opencv_threads() -> int:

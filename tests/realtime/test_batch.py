@@ -219,7 +219,7 @@ def test_each_of_several_workers_runs_on_one_core_and_one_worker_alone_overlaps(
     few = ["--max-frames", "5"]
     several, alone = tmp_path / "several", tmp_path / "alone"
     assert batch_main([str(folder), "-o", str(several), "--workers", "2", *few, *common]) == 0
-    assert "per worker: sequential stages (one thread), 1 ONNX Runtime thread(s), 1 OpenCV thread(s)" \
+    assert "per worker: sequential stages (one thread), 1 inference thread(s), 1 OpenCV thread(s)" \
         in capsys.readouterr().out
     assert _worker_ran(several) == [{"stages": "sequential", "inference_threads": 1, "opencv_threads": 1}] * 2
 
