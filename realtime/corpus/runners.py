@@ -30,16 +30,16 @@ from affect.errors import first_line
 from realtime.corpus.video import VideoOutcome, VideoTask, process_video
 
 # Threads one worker keeps busy with the settings it gets when there are several (`worker_settings`:
-# sequential stages, one inference thread, one OpenCV thread): 1.05 on a 2-core AMD EPYC
-# (bench/corpus_throughput.py's overhead part, session 10, a loaded machine; docs/BENCHMARKS.md
-# "Corpus"), so the default --workers is about one per core (2 on 2 cores, 15 on 16); three such
-# workers on 2 cores read less than two. (With the camera's overlapped stages and OpenCV's own
-# pool one worker kept 1.96 threads busy on a quiet 2-core AMD EPYC, and two such workers read
-# only 1.29x the video of one: their threads, OpenCV's spinning pool among them, fought for the cores.)
+# sequential stages, one inference thread, one OpenCV thread): 1.05 and 1.06 in two runs on a 2-core
+# AMD EPYC (bench/corpus_throughput.py's overhead part, session 10, a loaded machine;
+# docs/BENCHMARKS.md "Corpus"), so the default --workers is about one per core (2 on 2 cores, 15 on
+# 16); three such workers on 2 cores read less than two. (With the camera's overlapped stages and
+# OpenCV's own pool one worker kept 1.65-1.96 threads busy, and two such workers read only 1.29x the
+# video of one on a quiet 2-core AMD EPYC: their threads fought for the cores.)
 THREADS_PER_WORKER = 1.05
 # What each of several workers runs with unless the command names it (docs/BENCHMARKS.md "Corpus").
 SHARED_THREADS = 1  # ONNX Runtime intra-op threads
-SHARED_CV_THREADS = 1  # OpenCV's thread pool (YuNet, resizing); $OPENCV_FOR_THREADS_NUM names it instead
+SHARED_CV_THREADS = 1  # OpenCV's thread pool (resizing, colour conversion); $OPENCV_FOR_THREADS_NUM names it
 CV_THREADS_ENV = "OPENCV_FOR_THREADS_NUM"
 
 

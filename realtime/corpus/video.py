@@ -182,7 +182,7 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
     if task.cv_threads:
         import cv2
 
-        cv2.setNumThreads(task.cv_threads)  # this worker process's OpenCV pool (YuNet, resizing)
+        cv2.setNumThreads(task.cv_threads)  # this worker process's OpenCV pool (resizing, colour conversion)
     sessions = Path(task.out_dir) / SESSIONS
     tmp: Path | None = None
     try:
