@@ -9,7 +9,12 @@ CSVs (a `path` column; every other column is metadata carried into the corpus ta
 Each video gets what `python -m realtime.cam` writes (the CSV recording, optionally the
 JSONL and the annotated video) and a summary, in `OUT/sessions/<name>-<digest>/`; the
 corpus table (`OUT/corpus.parquet`, `OUT/corpus.csv`) has one row per video. Every model,
-face and smoothing option means what it means for the camera command.
+face and smoothing option means what it means for the camera command; only the defaults of
+how each worker runs differ when there are several: each of several workers (or Ray tasks)
+runs its stages one after another (`--sequential`) with one inference thread and one OpenCV
+thread, so that the workers share the cores without oversubscribing them; one worker alone
+overlaps its stages as the camera does. `--overlap`, `--threads` or `$OPENCV_FOR_THREADS_NUM`
+name them instead, and the end-of-run summary says which were used.
 
 Rerunning the same command skips the videos already done (same file size and mtime, same
 options) and redoes the rest; Ctrl-C or a kill loses at most the videos being read. A
@@ -29,7 +34,14 @@ from typing import Any
 
 from realtime.cam import USER_ERRORS, ArgumentError, add_pipeline_arguments, checked_options
 from realtime.corpus.inputs import InputError, VideoInput, collect_inputs
-from realtime.corpus.runners import LocalRunner, RayMissing, available_cores, default_workers, run_ray
+from realtime.corpus.runners import (
+    LocalRunner,
+    RayMissing,
+    available_cores,
+    default_workers,
+    run_ray,
+    worker_settings,
+)
 from realtime.corpus.table import TableError, check_metadata_columns, corpus_frame, write_table
 from realtime.corpus.video import (
     SESSIONS,
@@ -42,6 +54,10 @@ from realtime.corpus.video import (
 )
 
 BATCH_ONLY = ("inputs", "out", "workers", "ray", "no_progress")
+# How a worker runs, not what it writes (the overlapped and sequential results are the same): not
+# in the options digest, so a rerun with another --workers (and so other per-worker defaults) skips
+# the videos done. --threads stays in it when named.
+RUN_ONLY = ("sequential",)
 LOCK = ".affectcam-corpus.lock"
 
 
@@ -53,7 +69,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--out", required=True, help="output folder (on a Ray cluster: one every node can write)")
     ap.add_argument("--workers", type=int, default=None,
                     help=f"worker processes (default: from the cores and the measured load of one worker; "
-                         f"{default_workers()} here)")
+                         f"{default_workers()} here). Each of several runs --sequential with one inference and "
+                         f"one OpenCV thread unless --overlap, --threads or $OPENCV_FOR_THREADS_NUM say otherwise")
     ap.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                     help="run each video as a Ray task on an existing cluster (needs affectcam[ray] on every "
                          "node; the videos, OUT, --model and --face-model must be at the same paths there)")
@@ -174,7 +191,8 @@ def _run(args: argparse.Namespace, videos: list[VideoInput], out: Path) -> int:
         options = _resolved_options(args)
     except USER_ERRORS as exc:
         return _error(str(exc))
-    digest = options_digest({**options, "model_file": _file_identity(options["model"]),
+    digest = options_digest({**{k: v for k, v in options.items() if k not in RUN_ONLY},
+                             "model_file": _file_identity(options["model"]),
                              "face_model_file": _file_identity(options.get("face_model"))})
     removed = remove_partials(out)
     tasks = [VideoTask(str(v.path), v.key, str(out.resolve()), options, digest, v.metadata,
@@ -182,6 +200,10 @@ def _run(args: argparse.Namespace, videos: list[VideoInput], out: Path) -> int:
     done = {t.key for t in tasks if is_done(t)}
     todo = [t for t in tasks if t.key not in done]
     workers = args.workers or default_workers()
+    running = max(1, min(workers, len(todo)))  # workers started: one per video at most
+    settings = worker_settings(options, running, ray=bool(args.ray))
+    for task in todo:
+        task.args, task.cv_threads = settings.apply(task.args), settings.cv_threads
     where = f"Ray ({args.ray})" if args.ray else f"{min(workers, len(todo)) or workers} worker(s) on " \
                                                  f"{available_cores()} cores"
     print(f"affectcam: {len(videos)} videos: {len(done)} done already, {len(todo)} to read with {where}"
@@ -222,6 +244,8 @@ def _run(args: argparse.Namespace, videos: list[VideoInput], out: Path) -> int:
           f"{len(done)} session folders under {out / SESSIONS}")
     print(f"{n_read} videos read, {len(errors)} failed, {len(videos) - len(todo)} skipped (done already)"
           + (", interrupted: rerun the same command to go on" if interrupted else ""))
+    if todo:
+        print(f"per {'Ray task' if args.ray else 'worker'}: {settings.describe()}")
     if wall > 0 and read_s > 0:
         print(f"throughput: {read_s / wall:.2f} video-seconds per wall-second "
               f"({read_s:.1f} s of video in {wall:.1f} s)")

@@ -171,9 +171,13 @@ def add_pipeline_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--detector-only", action="store_true",
                     help="the same as --faces detector (MediaPipe's detector; no mesh or blendshapes; "
                          "a model that takes blendshapes then reads the face images alone)")
-    ap.add_argument("--sequential", action="store_true",
-                    help="run the stages one after another on one thread (default: reading, faces and the "
-                         "model overlap on their own threads; the results are the same)")
+    stages = ap.add_mutually_exclusive_group()
+    stages.add_argument("--sequential", dest="sequential", action="store_const", const=True, default=None,
+                        help="run the stages one after another on one thread (the results are the same). "
+                             "Default: --overlap, except for each of several corpus workers "
+                             "(realtime.batch with 2+ workers or --ray), which run --sequential")
+    stages.add_argument("--overlap", dest="sequential", action="store_false",
+                        help="reading, faces and the model overlap on their own threads")
     ap.add_argument("--no-detector-fill", action="store_true",
                     help="landmarker only: skip the detector pass that adds faces the landmarker misses "
                          "(profiles, small faces; about 3 ms a frame)")

@@ -23,18 +23,86 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from affect.errors import first_line
 from realtime.corpus.video import VideoOutcome, VideoTask, process_video
 
-# Threads one worker keeps busy with the camera's default settings (one ONNX Runtime thread, no
-# spinning, the stages overlapped; MediaPipe Tasks' Python API sets no thread count): 1.96 on a quiet
-# 2-core AMD EPYC (bench/corpus_throughput.py, docs/BENCHMARKS.md "Corpus"; 3.4 was read on a machine
-# loaded by other work). Yet on those 2 cores two workers read 1.29x the video-seconds per
-# wall-second of one (the stages wait on each other part of the time), so the default is one worker
-# per 2 cores, and at least two where there are two cores; a Ray task asks for one CPU.
-THREADS_PER_WORKER = 2.0
+# Threads one worker keeps busy with the settings it gets when there are several (`worker_settings`:
+# sequential stages, one inference thread, one OpenCV thread): 1.05 and 1.06 in two runs on a 2-core
+# AMD EPYC (bench/corpus_throughput.py's overhead part, session 10, a loaded machine;
+# docs/BENCHMARKS.md "Corpus"), so the default --workers is about one per core (2 on 2 cores, 15 on
+# 16); three such workers on 2 cores read less than two. (With the camera's overlapped stages and
+# OpenCV's own pool one worker kept 1.65-1.96 threads busy, and two such workers read only 1.29x the
+# video of one on a quiet 2-core AMD EPYC: their threads fought for the cores.)
+THREADS_PER_WORKER = 1.05
+# What each of several workers runs with unless the command names it (docs/BENCHMARKS.md "Corpus").
+SHARED_THREADS = 1  # ONNX Runtime intra-op threads
+SHARED_CV_THREADS = 1  # OpenCV's thread pool (resizing, colour conversion); $OPENCV_FOR_THREADS_NUM names it
+CV_THREADS_ENV = "OPENCV_FOR_THREADS_NUM"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How each worker runs a video: its stages, ONNX Runtime's and OpenCV's threads. One worker
+    alone runs the camera's defaults (overlapped stages); each of several (or a Ray task, which asks
+    for one CPU) runs on about one core, so that the workers do not oversubscribe the cores. What
+    the command names (--sequential/--overlap, --threads, $AFFECTCAM_ORT_THREADS,
+    $OPENCV_FOR_THREADS_NUM) wins."""
+    sequential: bool
+    threads: int | None  # None: the camera's default ($AFFECTCAM_ORT_THREADS, else realtime.pipeline's)
+    cv_threads: int | None  # cv2.setNumThreads in the worker; None: OpenCV's own default
+    shared: bool  # several workers (or Ray tasks) share the machine
+    named: tuple[str, ...] = ()  # the settings the command named
+
+    def apply(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The pipeline options a worker gets (`VideoTask.args`)."""
+        return {**options, "sequential": self.sequential, "threads": self.threads}
+
+    def describe(self) -> str:
+        from inference.backends import THREADS_ENV
+        from realtime.pipeline import DEFAULT_THREADS
+
+        stages = "sequential stages (one thread)" if self.sequential else "overlapped stages"
+        threads = self.threads or os.environ.get(THREADS_ENV) or DEFAULT_THREADS or "the backend's default"
+        cv = self.cv_threads or _opencv_threads()
+        default = "the default for several workers" if self.shared else "the default for one worker"
+        why = default if not self.named else f"{', '.join(self.named)} as named" + \
+            ("" if len(self.named) == 3 else f"; the rest {default}")
+        return f"{stages}, {threads} inference thread(s), {cv} OpenCV thread(s) ({why})"
+
+
+def _opencv_threads() -> int:
+    import cv2
+
+    return cv2.getNumThreads()
+
+
+def worker_settings(options: dict[str, Any], workers: int, ray: bool = False) -> WorkerSettings:
+    """The settings of each worker for `workers` workers running at once (`ray`: Ray tasks)."""
+    from inference.backends import THREADS_ENV
+
+    shared = ray or workers > 1
+    named = []
+    sequential = options.get("sequential")
+    if sequential is None:
+        sequential = shared
+    else:
+        named.append("--sequential" if sequential else "--overlap")
+    threads = options.get("threads")
+    if threads is not None:
+        named.append(f"--threads {threads}")
+    elif os.environ.get(THREADS_ENV):
+        named.append(f"${THREADS_ENV}")
+    elif shared:
+        threads = SHARED_THREADS
+    cv_threads = None
+    if os.environ.get(CV_THREADS_ENV):
+        named.append(f"${CV_THREADS_ENV}")
+    elif shared:
+        cv_threads = SHARED_CV_THREADS
+    return WorkerSettings(bool(sequential), threads, cv_threads, shared, tuple(named))
 
 
 Events = Callable[[str, Any], None]
@@ -52,7 +120,8 @@ def available_cores() -> int:
 
 
 def default_workers(cores: int | None = None) -> int:
-    """As many workers as the cores hold at the measured threads of one."""
+    """As many workers as the cores hold at the measured threads of one (`THREADS_PER_WORKER`), at
+    least two where there are two cores."""
     cores = cores or available_cores()
     return max(min(2, cores), int(cores / THREADS_PER_WORKER + 0.5))
 

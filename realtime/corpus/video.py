@@ -49,6 +49,7 @@ class VideoTask:
     metadata: dict[str, Any] = field(default_factory=dict)
     write_jsonl: bool = False
     write_video: bool = False
+    cv_threads: int | None = None  # OpenCV's threads in the worker (runners.worker_settings); None: as it is
 
     @property
     def session_dir(self) -> Path:
@@ -161,6 +162,16 @@ def _run_pipeline(task: VideoTask, tmp: Path, progress: Callable[[str, int, int]
     return pipeline, summary, setup_s
 
 
+def worker_run_settings(pipeline: Any) -> dict[str, Any]:
+    """How this worker ran the video, as it was (summary.json's run.worker): the stages, ONNX
+    Runtime's intra-op threads (None: its own default, or a backend without them) and OpenCV's."""
+    import cv2
+
+    return {"stages": "overlapped" if pipeline.options.schedule.overlap else "sequential",
+            "inference_threads": getattr(pipeline.backend, "threads", None),
+            "opencv_threads": cv2.getNumThreads()}
+
+
 def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | None = None) -> VideoOutcome:
     """Read one video into its session folder; never raises for a bad video."""
     from affect.recording import read_au_thresholds, read_recording
@@ -168,6 +179,10 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     outcome = VideoOutcome(task.key, task.path, ok=False)
+    if task.cv_threads:
+        import cv2
+
+        cv2.setNumThreads(task.cv_threads)  # this worker process's OpenCV pool (resizing, colour conversion)
     sessions = Path(task.out_dir) / SESSIONS
     tmp: Path | None = None
     try:
@@ -184,7 +199,7 @@ def process_video(task: VideoTask, progress: Callable[[str, int, int], None] | N
             raise RuntimeError(f"{task.path}: no frame could be decoded")
         labels = list(pipeline.spec.labels)
         frame = read_recording(tmp / RECORDING) if summary.faces else None
-        run = summary.as_dict()
+        run = {**summary.as_dict(), "worker": worker_run_settings(pipeline)}
         files = {"csv": RECORDING, **({"jsonl": JSONL} if task.write_jsonl else {}),
                  **({"video": VIDEO} if task.write_video else {})}
         atomic_write_json(tmp / SUMMARY, {

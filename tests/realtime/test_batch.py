@@ -4,6 +4,8 @@ a kill mid-corpus recovered, manifest metadata carried, Ray and local runs equal
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import signal
@@ -16,9 +18,16 @@ import cv2
 import pandas as pd
 import pytest
 
+from inference.backends import THREADS_ENV
+from realtime.batch import _pipeline_options
+from realtime.batch import get_args_parser as batch_parser
 from realtime.batch import main as batch_main
+from realtime.cam import add_pipeline_arguments, options_from_args
+from realtime.cam import get_args_parser as cam_parser
 from realtime.corpus.inputs import collect_inputs, session_key
-from realtime.corpus.video import DONE, RECORDING, SESSIONS, SUMMARY
+from realtime.corpus.runners import CV_THREADS_ENV, WorkerSettings, default_workers, worker_settings
+from realtime.corpus.video import DONE, RECORDING, SESSIONS, SUMMARY, camera_args
+from realtime.pipeline import DEFAULT_THREADS
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "realtime" / "models" / "affectcam_default.int8.onnx"
@@ -194,6 +203,72 @@ def test_an_option_out_of_range_is_one_line_before_anything_runs(tmp_path, clips
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["affectcam: error: --every 0: must be a whole number of at least 1"], err
     assert not (tmp_path / "out").exists()
+
+
+def _worker_ran(out: Path) -> list[dict]:
+    """What each worker says it ran a video with (summary.json's run.worker)."""
+    return [json.loads((s / SUMMARY).read_text(encoding="utf-8"))["run"]["worker"]
+            for s in sorted(_sessions(out).values())]
+
+
+def test_each_of_several_workers_runs_on_one_core_and_one_worker_alone_overlaps(
+        tmp_path, clips, common, capsys, monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delenv(CV_THREADS_ENV, raising=False)
+    folder = _folder(tmp_path, clips, ["a", "b"])
+    few = ["--max-frames", "5"]
+    several, alone = tmp_path / "several", tmp_path / "alone"
+    assert batch_main([str(folder), "-o", str(several), "--workers", "2", *few, *common]) == 0
+    assert "per worker: sequential stages (one thread), 1 inference thread(s), 1 OpenCV thread(s)" \
+        in capsys.readouterr().out
+    assert _worker_ran(several) == [{"stages": "sequential", "inference_threads": 1, "opencv_threads": 1}] * 2
+
+    # The per-worker defaults change how a video is read, not what is written: one worker skips them.
+    assert batch_main([str(folder), "-o", str(several), "--workers", "1", *few, *common]) == 0
+    assert "0 videos read, 0 failed, 2 skipped" in capsys.readouterr().out
+
+    assert batch_main([str(folder), "-o", str(alone), "--workers", "1", *few, *common]) == 0
+    assert "per worker: overlapped stages" in capsys.readouterr().out
+    one = {"stages": "overlapped", "inference_threads": DEFAULT_THREADS, "opencv_threads": cv2.getNumThreads()}
+    assert _worker_ran(alone) == [one] * 2
+    for key, session in _sessions(alone).items():  # the same recordings either way
+        assert (several / SESSIONS / key / RECORDING).read_bytes() == (session / RECORDING).read_bytes()
+
+
+def test_what_the_command_names_wins_over_the_per_worker_defaults(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delenv(CV_THREADS_ENV, raising=False)
+
+    def options(*argv: str) -> dict:
+        return _pipeline_options(batch_parser().parse_args(["videos", "-o", "out", *argv]))
+
+    assert worker_settings(options(), 1) == WorkerSettings(False, None, None, shared=False)
+    assert worker_settings(options(), 2) == WorkerSettings(True, 1, 1, shared=True)
+    assert worker_settings(options(), 1, ray=True) == WorkerSettings(True, 1, 1, shared=True)  # one CPU a task
+    named = worker_settings(options("--overlap", "--threads", "2"), 3)
+    assert (named.sequential, named.threads, named.cv_threads) == (False, 2, 1)
+    assert named.apply(options())["sequential"] is False and named.apply(options())["threads"] == 2
+    assert worker_settings(options("--sequential"), 1).sequential is True
+    monkeypatch.setenv(THREADS_ENV, "3")
+    monkeypatch.setenv(CV_THREADS_ENV, "2")
+    env = worker_settings(options(), 2)  # the environment names them: left to it
+    assert (env.sequential, env.threads, env.cv_threads) == (True, None, None)
+    assert default_workers(1) == 1 and default_workers(2) >= 2
+
+
+@pytest.mark.parametrize("argv", [[], ["--sequential", "--threads", "2", "--faces", "detector", "--every", "3"],
+                                  ["--overlap", "--max-faces", "4", "--aus", "--no-ema", "--no-spinning"]])
+def test_every_camera_option_means_the_same_in_the_corpus_command(argv):
+    only_pipeline = argparse.ArgumentParser(add_help=False)
+    add_pipeline_arguments(only_pipeline)
+    shared = {a.dest for a in only_pipeline._actions}
+    cam = cam_parser().parse_args(argv)
+    batch = batch_parser().parse_args(["videos", "-o", "out", *argv])
+    assert {d: getattr(cam, d) for d in shared} == {d: getattr(batch, d) for d in shared}
+    mine, theirs = options_from_args(cam), options_from_args(camera_args(_pipeline_options(batch), cam.source))
+    for group in ("model", "faces", "schedule", "smoothing", "tracking"):
+        assert getattr(mine, group) == getattr(theirs, group), group
+    assert mine.schedule.overlap is ("--sequential" not in argv)  # the camera overlaps unless told
 
 
 def test_ray_missing_is_one_line(tmp_path, clips, common, capsys, monkeypatch):
