@@ -78,15 +78,15 @@ class ScheduleOptions:
     # The model reads each face every Nth frame, faces in turn (track id staggers them, so every
     # frame carries about the same work); faces and tracks every frame, readings carried between.
     every: int = 1
+    max_frames: int | None = None
+    overlap: bool = True  # stages on their own threads (False: one thread, for comparison)
+    queue_size: int = 2  # frames held between two stages (files; a live source's own queue holds its frames)
     # Small faces (far faces of a wide shot: a crop under small_face_side px, by default the model's
     # input size, so the model sees them upscaled; they change little from one frame to the next) are
     # read every small_face_every-th frame at most often (docs/BENCHMARKS.md: agreement with reading
     # them every frame); 1: every frame.
     small_face_every: int = 2
     small_face_side: int | None = None
-    max_frames: int | None = None
-    overlap: bool = True  # stages on their own threads (False: one thread, for comparison)
-    queue_size: int = 2  # frames held between two stages (files; a live source's own queue holds its frames)
 
     def __post_init__(self) -> None:
         whole_at_least(self, "every", 1)
