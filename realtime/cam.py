@@ -294,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"affectcam: warning: {pipeline.backend.path}: the model gave NaN/inf for {summary.nonfinite_faces} "
               "faces; they are left out of the recordings (a broken model file?)", file=sys.stderr)
     print(summary.format())
+    for sink in pipeline.sinks:  # what the run wrote, in the order of the options
+        wrote = getattr(sink, "wrote", None)
+        if callable(wrote) and wrote():
+            print(f"affectcam: wrote {wrote()}", file=sys.stderr)
     return 0
 
 

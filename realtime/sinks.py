@@ -179,6 +179,8 @@ class _AtomicText:
         self.complete = 0  # bytes in the file that end with a whole frame's lines
         self.last_frame: int | None = None  # the last frame wholly in the file
         self.failure: str | None = None
+        self.rows = 0  # face rows written (the header not counted)
+        self.closed_whole = False  # moved into place whole: what `wrote()` reports
 
     def start(self, context: SinkContext) -> None:
         self.pending = PendingFile(self.path, hold=True)  # held: a killed run's file is told from ours
@@ -205,6 +207,10 @@ class _AtomicText:
         if frame is not None:
             self.last_frame = frame
 
+    def wrote(self) -> str | None:
+        """What a whole run wrote here, for the command's last lines; None before or after a failure."""
+        return f"{self.path} ({self.rows:,} rows)" if self.closed_whole else None
+
     def _message(self) -> str:
         # self.failure: "<reason>) <where>", so the line reads "cannot write it (<reason>) <where>; <kept>"
         return f"{self.path}: cannot write it ({self.failure}; {self._kept()}"
@@ -230,6 +236,7 @@ class _AtomicText:
             self.pending.discard()
         else:
             _move_into_place(self.pending)
+            self.closed_whole = self.failure is None
         if self.failure is not None:
             raise OutputFailed(self._message())
         # The AU reader's own thresholds beside the recording; an earlier run's file there (the
@@ -265,6 +272,7 @@ class CsvSink(_AtomicText):
         for f in result.faces:
             self.writer.writerow(_face_row(result, f).as_csv_row(self.au_names))
         self._flush(result.index)
+        self.rows += len(result.faces)
 
 
 class JsonlSink(_AtomicText):
@@ -286,6 +294,7 @@ class JsonlSink(_AtomicText):
                                                          self.au_names)) + "\n"
                  for f in result.faces]
         self._append("".join(lines), result.index)
+        self.rows += len(lines)
 
 
 # Fragmented MP4 (an empty index, then a fragment per key frame, written as it goes): what a run
@@ -412,6 +421,11 @@ class VideoSink:
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self.failure: str | None = None
+        self.closed_whole = False
+
+    def wrote(self) -> str | None:
+        """What a whole run wrote here (None before or after a failure)."""
+        return f"{self.path} ({self.frames:,} frames)" if self.closed_whole else None
 
     def start(self, context: SinkContext) -> None:
         fps = self.fps or context.fps
@@ -457,6 +471,7 @@ class VideoSink:
         played = playable_frames(self.pending.tmp, self.frames)
         if played == self.frames and self.failure is None:
             _move_into_place(self.pending)
+            self.closed_whole = True
             return
         reason = self.failure or (("no space left on device" if _disk_full(self.pending.tmp)
                                    else "the video writer failed") + ")")
@@ -483,6 +498,10 @@ class SummaryJsonSink:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path).expanduser()
         self.context: SinkContext | None = None
+        self.written = False
+
+    def wrote(self) -> str | None:
+        return f"{self.path} (the run's summary)" if self.written else None
 
     def start(self, context: SinkContext) -> None:
         self.context = context
@@ -495,6 +514,7 @@ class SummaryJsonSink:
             summary, self.context = self.context.summary, None
             try:
                 atomic_write_json(self.path, summary.as_dict())
+                self.written = True
             except OSError as exc:
                 raise OutputFailed(f"{self.path}: cannot write the summary ({_strerror(exc)}); "
                                    "it is printed instead") from None

@@ -243,6 +243,16 @@ def run_cam(capsys, *args):
     return code, [line for line in err if line.startswith("affectcam:")]
 
 
+def test_a_run_that_succeeds_says_what_it_wrote(capsys, tmp_path, onnx_model, hamilton_clip):
+    csv, video = tmp_path / "rec.csv", tmp_path / "rec.mp4"
+    code, lines = run_cam(capsys, "--source", str(hamilton_clip), "--model", str(onnx_model), "--headless",
+                          "--max-frames", "20", "--csv", str(csv), "--video-out", str(video))
+    rows = len(read_csv(csv))
+    assert code == 0 and rows > 0
+    assert f"affectcam: wrote {csv} ({rows:,} rows)" in lines
+    assert f"affectcam: wrote {video} (20 frames)" in lines
+
+
 def test_cli_bad_inputs_are_one_line_errors(capsys, tmp_path, onnx_model, face_model_path, hamilton_clip):
     fm = ["--face-model", str(face_model_path), "--headless"]
     code, err = run_cam(capsys, "--source", "7", "--model", str(onnx_model), *fm)
