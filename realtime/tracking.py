@@ -77,7 +77,7 @@ class Tracker:
                             np.where(dist <= o.centroid_ratio, 1.0 + dist, _NO_MATCH))
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
-                if iou[r, c] >= o.iou_threshold or dist[r, c] <= o.centroid_ratio:
+                if cost[r, c] < _NO_MATCH:  # passed the IoU or the centroid test
                     assigned[r] = ids[c]
         out = []
         for i, box in enumerate(boxes):

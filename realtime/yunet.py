@@ -29,8 +29,8 @@ box gives way to a coarse one it overlaps, a face both passes find keeps its
 coarse box so its track does not jump, and a cut — the frame's thumbnail
 changed by more than `cut_change` grey levels on average — runs the fine pass
 at once instead of carrying). `coarse_every` > 1 looks only every Nth frame
-(the frames between keep the last look's faces): measured, not the default. At half resolution YuNet's weak detections are
-mostly hands and patterns (a raised hand scored 0.49 on the clip), so a
+(the frames between keep the last look's faces): measured, not the default.
+At half resolution YuNet's weak detections are mostly hands and patterns (a raised hand scored 0.49 on the clip), so a
 coarse face needs at least `coarse_threshold`. Frames of at most `single_side` get
 one full pass. `passes="full"` and `passes="coarse"` run one pass per frame
 (all measured in docs/BENCHMARKS.md); images that are not a video
@@ -264,6 +264,11 @@ class _OrtEngine:
         return faces[np.asarray(kept, int).reshape(-1)]
 
 
+def _uncovered(faces: np.ndarray, others: np.ndarray) -> list[int]:
+    """Indices of the faces that no face of `others` covers (`_covers_any`)."""
+    return [i for i in range(len(faces)) if not _covers_any(faces[i, :4], others[:, :4])]
+
+
 def _grey(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY)
 
@@ -428,8 +433,7 @@ class YuNetDetector:
                     # a small face this pass missed (its score dipped under the threshold for a frame)
                     # stays while its own patch still matches it well, for keep_missed passes at most
                     old = carried[1]
-                    which = [i for i in range(len(old)) if self._misses[i] < o.keep_missed
-                             and not _covers_any(old[i, :4], fine[:, :4]) and not _covers_any(old[i, :4], coarse[:, :4])]
+                    which = [i for i in _uncovered(old, np.concatenate([fine, coarse])) if self._misses[i] < o.keep_missed]
                     matched = _follow(image, old, self._patches, which)
                     which = [i for i in which if matched.get(i, 0.0) >= o.keep_match]
                     fine = np.concatenate([fine, old[which]])
@@ -439,10 +443,10 @@ class YuNetDetector:
                 self._patches, self._misses = patches, np.asarray(misses, int)
                 # a face both passes find keeps its coarse box, as on the frames between: a box that
                 # jumped between the two passes' every sixth frame split one face into two tracks
-                faces = np.concatenate([coarse, fine[[not _covers_any(f[:4], coarse[:, :4]) for f in fine]]])
+                faces = np.concatenate([coarse, fine[_uncovered(fine, coarse)]])
             else:  # the last fine pass's faces, where no coarse face is now, followed to this frame
                 fine = carried[1]
-                keep = [i for i in range(len(fine)) if not _covers_any(fine[i, :4], coarse[:, :4])]
+                keep = _uncovered(fine, coarse)
                 if o.follow_carried:
                     _follow(image, fine, self._patches, keep)
                 faces = np.concatenate([coarse, fine[keep]])
